@@ -1,0 +1,1 @@
+"""Data preparation: resizing, intensity normalization, degradation and leakage-free splitting."""

@@ -1,0 +1,137 @@
+"""Robust per-image intensity normalization to [0,1], its inverse, and the normalize phase."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scisr.io.files import atomic_path, read_tiff, write_tiff
+
+STRETCHES = ("none", "asinh")
+PARAMS_COLUMNS = [
+    "image_id", "low_value", "high_value", "stretch", "asinh_a", "nan_count",
+    "crop_top", "crop_left", "rows", "cols", "status", "reason",
+]
+
+
+def normalize_image(
+    image: np.ndarray,
+    *,
+    low_percentile: float = 0.5,
+    high_percentile: float = 99.5,
+    stretch: str = "none",
+    asinh_a: float = 0.1,
+) -> tuple[np.ndarray, dict]:
+    """Map an image to [0,1] between two percentiles (optionally asinh-stretched); NaN -> 0."""
+    if stretch not in STRETCHES:
+        raise ValueError(f"unknown stretch {stretch!r}; choose one of {', '.join(STRETCHES)}")
+    if not 0 <= low_percentile < high_percentile <= 100:
+        raise ValueError(
+            f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, {high_percentile}"
+        )
+    if stretch == "asinh" and not asinh_a > 0:
+        raise ValueError(f"asinh_a must be > 0, got {asinh_a}")
+    values = np.asarray(image, dtype=np.float64)
+    nan_mask = np.isnan(values)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("image has no finite values; nothing to normalize")
+    low, high = np.percentile(finite, [low_percentile, high_percentile])
+    if not high > low:
+        raise ValueError(
+            f"image is constant between the {low_percentile} and {high_percentile} percentiles "
+            f"(both {low:g}); it cannot be normalized"
+        )
+    scaled = np.clip((np.where(nan_mask, low, values) - low) / (high - low), 0.0, 1.0)
+    if stretch == "asinh":
+        scaled = np.arcsinh(scaled / asinh_a) / np.arcsinh(1.0 / asinh_a)
+    scaled[nan_mask] = 0.0
+    params = {
+        "low_value": float(low),
+        "high_value": float(high),
+        "stretch": stretch,
+        "asinh_a": float(asinh_a),
+        "nan_count": int(nan_mask.sum()),
+    }
+    return scaled.astype(np.float32), params
+
+
+def denormalize(norm: np.ndarray, params: dict) -> np.ndarray:
+    """Map normalized values back to physical units (exact inverse of `normalize_image` where unclipped)."""
+    y = np.asarray(norm, dtype=np.float64)
+    if params["stretch"] == "asinh":
+        a = float(params["asinh_a"])
+        y = a * np.sinh(y * np.arcsinh(1.0 / a))
+    elif params["stretch"] != "none":
+        raise ValueError(f"unknown stretch {params['stretch']!r}")
+    low, high = float(params["low_value"]), float(params["high_value"])
+    return y * (high - low) + low
+
+
+def crop_to_multiple(image: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Centre-crop so that both dimensions are multiples of `scale`; return the crop and its (top, left)."""
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    rows, cols = image.shape[:2]
+    if rows < scale or cols < scale:
+        raise ValueError(f"image of {rows}x{cols} is smaller than the scale {scale}")
+    top, left = (rows % scale) // 2, (cols % scale) // 2
+    new_rows, new_cols = rows - rows % scale, cols - cols % scale
+    return image[top : top + new_rows, left : left + new_cols], (top, left)
+
+
+def read_index(index_path: str | os.PathLike) -> pd.DataFrame:
+    """Read an extract-phase index.tsv with every column as text (empty cells stay '')."""
+    return pd.read_csv(index_path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def normalize_dataset(
+    index_path: str | os.PathLike,
+    frames_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    params_path: str | os.PathLike,
+    *,
+    low_percentile: float,
+    high_percentile: float,
+    stretch: str,
+    asinh_a: float,
+    scale: int,
+) -> pd.DataFrame:
+    """Normalize and crop every 'ok' frame of index.tsv; write out_dir/<image_id>.tif and params.tsv."""
+    frames_dir, out_dir = Path(frames_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = read_index(index_path)
+    records, written = [], set()
+    for image_id in index.loc[index["status"] == "ok", "image_id"]:
+        frame_path = frames_dir / f"{image_id}.tif"
+        if not frame_path.exists():
+            raise FileNotFoundError(f"{frame_path}: listed as ok in {index_path} but missing; rerun extract")
+        record = dict.fromkeys(PARAMS_COLUMNS, "")
+        record.update(image_id=image_id, status="ok")
+        try:
+            norm, params = normalize_image(
+                read_tiff(frame_path),
+                low_percentile=low_percentile,
+                high_percentile=high_percentile,
+                stretch=stretch,
+                asinh_a=asinh_a,
+            )
+            cropped, (top, left) = crop_to_multiple(norm, scale)
+        except ValueError as error:
+            record.update(status="skipped", reason=f"{frame_path.name}: {error}")
+            records.append(record)
+            continue
+        write_tiff(out_dir / f"{image_id}.tif", cropped)
+        written.add(f"{image_id}.tif")
+        record.update(params, crop_top=top, crop_left=left, rows=cropped.shape[0], cols=cropped.shape[1])
+        records.append(record)
+    for stale in out_dir.glob("*.tif"):
+        if stale.name not in written:
+            stale.unlink()
+    table = pd.DataFrame(records, columns=PARAMS_COLUMNS)
+    with atomic_path(params_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table

@@ -1,0 +1,181 @@
+"""Leakage-free train/val/test split by subject, with HR/LR pairs written as 16-bit PNGs.
+
+Units of assignment are subjects: all frames and series of one subject land in one split.
+Exception: a subject made of a single image whose both sides are >= 2 * tile_size is cut into
+spatially disjoint tile_size x tile_size tiles (a grid from the top-left corner, the remainder
+discarded), and each tile is its own unit. Caveat: tiles of one image share the object, the
+instrument and the noise, so scores on such tiles measure generalisation within that image, not
+to new subjects; the split table says which rows are tiles (unit != subject_id).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from scisr.io.files import atomic_path, read_tiff, write_png16
+from scisr.prepare.degrade import degrade
+from scisr.prepare.normalize import read_index
+
+SPLITS = ("train", "val", "test")
+SPLIT_COLUMNS = ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols"]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One HR image or tile: where it comes from and its id in the output folders."""
+
+    id: str
+    image_id: str
+    subject_id: str
+    unit: str
+    top: int
+    left: int
+    rows: int
+    cols: int
+
+
+def _check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
+    """Validate that fractions name train, val and test, are positive and sum to 1."""
+    if set(fractions) != set(SPLITS):
+        raise ValueError(f"fractions must name exactly {', '.join(SPLITS)}; got {', '.join(fractions)}")
+    values = {name: float(fractions[name]) for name in SPLITS}
+    if any(value <= 0 for value in values.values()):
+        raise ValueError(f"every split fraction must be > 0, got {values}")
+    if abs(sum(values.values()) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must sum to 1, got {values} (sum {sum(values.values()):g})")
+    return values
+
+
+def tile_grid(rows: int, cols: int, tile_size: int) -> list[tuple[int, int, int, int]]:
+    """Disjoint (grid_row, grid_col, top, left) tiles covering a rows x cols image from its corner."""
+    return [
+        (r, c, r * tile_size, c * tile_size)
+        for r in range(rows // tile_size)
+        for c in range(cols // tile_size)
+    ]
+
+
+def _pieces(
+    images: pd.DataFrame, shapes: dict[str, tuple[int, int]], tile_size: int | None
+) -> dict[str, list[Piece]]:
+    """Group images into units: one per subject, or one per tile for a lone big image."""
+    units: dict[str, list[Piece]] = {}
+    for subject_id, group in images.groupby("subject_id", sort=True):
+        ids = sorted(group["image_id"])
+        rows, cols = shapes[ids[0]]
+        if tile_size and len(ids) == 1 and min(rows, cols) >= 2 * tile_size:
+            for r, c, top, left in tile_grid(rows, cols, tile_size):
+                piece_id = f"{ids[0]}_t{r:02d}{c:02d}"
+                units[piece_id] = [
+                    Piece(piece_id, ids[0], subject_id, piece_id, top, left, tile_size, tile_size)
+                ]
+        else:
+            units[subject_id] = [
+                Piece(image_id, image_id, subject_id, subject_id, 0, 0, *shapes[image_id])
+                for image_id in ids
+            ]
+    return units
+
+
+def assign_units(
+    areas: Mapping[str, int], fractions: Mapping[str, float], seed: int
+) -> dict[str, str]:
+    """Shuffle units with `seed` and give each to the split furthest below its pixel-area target."""
+    fractions = _check_fractions(fractions)
+    names = sorted(areas)
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    total = float(sum(areas.values()))
+    filled = dict.fromkeys(SPLITS, 0.0)
+    assignment: dict[str, str] = {}
+    for name in order:
+        # the largest deficit wins; ties go to test, then val, then train
+        split = max(reversed(SPLITS), key=lambda s: fractions[s] * total - filled[s])
+        assignment[name] = split
+        filled[split] += areas[name]
+    # every split gets at least one unit: take the smallest unit of the split holding the most
+    for split in SPLITS:
+        if split not in assignment.values():
+            members = {s: [n for n in order if assignment[n] == s] for s in SPLITS}
+            donor = max(SPLITS, key=lambda s: len(members[s]))
+            moved = min(members[donor], key=lambda n: areas[n])
+            assignment[moved] = split
+    return assignment
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """Delete PNGs in `folder` that this run did not write."""
+    for png in folder.glob("*.png"):
+        if png.name not in keep:
+            png.unlink()
+
+
+def split_dataset(
+    index_path: str | os.PathLike,
+    norm_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    split_tsv: str | os.PathLike,
+    *,
+    scale: int,
+    fractions: Mapping[str, float],
+    seed: int,
+    tile_size: int | None,
+    degradation: str = "bicubic",
+    degradation_options: Mapping | None = None,
+) -> pd.DataFrame:
+    """Split normalized images by subject into train/val/test; write HR/LR 16-bit PNGs and split.tsv."""
+    norm_dir, out_dir = Path(norm_dir), Path(out_dir)
+    _check_fractions(fractions)
+    if tile_size and tile_size % scale:
+        raise ValueError(f"tile_size {tile_size} must be a multiple of the scale {scale}")
+    index = read_index(index_path)
+    index = index[index["status"] == "ok"]
+    present = index["image_id"].map(lambda i: (norm_dir / f"{i}.tif").exists())
+    images = index[present]
+    shapes = {}
+    for image_id in images["image_id"]:
+        with tifffile.TiffFile(norm_dir / f"{image_id}.tif") as tif:
+            shapes[image_id] = tuple(int(n) for n in tif.pages[0].shape[:2])
+        if shapes[image_id][0] % scale or shapes[image_id][1] % scale:
+            raise ValueError(
+                f"{norm_dir / image_id}.tif: {shapes[image_id]} is not a multiple of the scale {scale}; "
+                "rerun normalize with the same scale"
+            )
+    units = _pieces(images, shapes, tile_size)
+    if len(units) < 3:
+        raise ValueError(
+            f"{norm_dir}: only {len(units)} unit(s) (subjects or tiles) to split; train, val and test "
+            "need at least 3 - add subjects or lower tile_size"
+        )
+    areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
+    assignment = assign_units(areas, fractions, seed)
+
+    records, written = [], {(s, k): set() for s in SPLITS for k in ("HR", "LR")}
+    pieces = sorted((p for unit in units.values() for p in unit), key=lambda p: (p.image_id, p.id))
+    cache_id, cache = None, None
+    for piece in pieces:
+        if piece.image_id != cache_id:
+            cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
+        hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
+        lr = degrade(hr, scale, degradation, **dict(degradation_options or {}))
+        split = assignment[piece.unit]
+        name = f"{piece.id}.png"
+        write_png16(out_dir / split / "HR" / name, hr)
+        write_png16(out_dir / split / "LR" / name, lr)
+        written[split, "HR"].add(name)
+        written[split, "LR"].add(name)
+        records.append({**asdict(piece), "split": split})
+    for (split, kind), keep in written.items():
+        folder = out_dir / split / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale(folder, keep)
+    table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values("id", ignore_index=True)
+    with atomic_path(split_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table

@@ -1,0 +1,120 @@
+"""Per-image normalization, its inverse, the centred crop and the normalize phase."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scisr.io.files import read_tiff, write_tiff
+from scisr.prepare.normalize import crop_to_multiple, denormalize, normalize_dataset, normalize_image
+
+INDEX_COLUMNS = [
+    "image_id", "subject_id", "series_id", "source_path", "frame", "rows", "cols",
+    "original_dtype", "modality", "status", "reason",
+]
+
+
+def test_round_trip_within_percentiles():
+    rng = np.random.default_rng(0)
+    image = rng.normal(1000, 200, (64, 64))
+    norm, params = normalize_image(image, low_percentile=1, high_percentile=99)
+    assert norm.dtype == np.float32 and norm.min() >= 0 and norm.max() <= 1
+    inside = (image >= params["low_value"]) & (image <= params["high_value"])
+    back = denormalize(norm, params)
+    np.testing.assert_allclose(back[inside], image[inside], rtol=1e-5)
+    assert params["stretch"] == "none" and params["nan_count"] == 0
+
+
+def test_asinh_round_trip_monotonic_and_bounded():
+    image = np.linspace(-5, 105, 111 * 3).reshape(3, 111)
+    norm, params = normalize_image(image, low_percentile=5, high_percentile=95, stretch="asinh", asinh_a=0.1)
+    flat = norm.ravel()
+    assert flat.min() >= 0 and flat.max() <= 1
+    assert np.all(np.diff(flat.astype(np.float64)) >= 0)
+    assert norm.ravel()[image.ravel().argmax()] == pytest.approx(1.0)
+    inside = (image >= params["low_value"]) & (image <= params["high_value"])
+    np.testing.assert_allclose(denormalize(norm, params)[inside], image[inside], rtol=1e-4, atol=1e-4)
+    # asinh lifts faint values above the linear mapping
+    linear, _ = normalize_image(image, low_percentile=5, high_percentile=95)
+    assert np.all(norm[inside] >= linear[inside] - 1e-6)
+
+
+def test_nan_become_zero_and_are_counted():
+    image = np.arange(100, dtype=np.float32).reshape(10, 10)
+    image[0, :3] = np.nan
+    norm, params = normalize_image(image)
+    assert params["nan_count"] == 3
+    assert np.all(norm[0, :3] == 0) and np.isfinite(norm).all()
+
+
+def test_constant_image_raises_clear_error():
+    with pytest.raises(ValueError, match="constant"):
+        normalize_image(np.full((8, 8), 3.0))
+    with pytest.raises(ValueError, match="stretch"):
+        normalize_image(np.arange(16.0).reshape(4, 4), stretch="log")
+
+
+@pytest.mark.parametrize(("shape", "scale", "expected", "offset"), [
+    ((10, 13), 4, (8, 12), (1, 0)),
+    ((16, 16), 4, (16, 16), (0, 0)),
+    ((7, 11), 2, (6, 10), (0, 0)),
+    ((1027, 1031), 4, (1024, 1028), (1, 1)),
+])
+def test_crop_to_multiple(shape, scale, expected, offset):
+    image = np.arange(np.prod(shape)).reshape(shape)
+    cropped, (top, left) = crop_to_multiple(image, scale)
+    assert cropped.shape == expected and (top, left) == offset
+    assert cropped[0, 0] == image[top, left]
+
+
+def _index(rows):
+    records = [dict.fromkeys(INDEX_COLUMNS, "") | row for row in rows]
+    return pd.DataFrame(records, columns=INDEX_COLUMNS)
+
+
+def test_normalize_dataset(tmp_path):
+    frames, out = tmp_path / "frames", tmp_path / "norm"
+    rng = np.random.default_rng(1)
+    write_tiff(frames / "a.tif", rng.normal(50, 10, (30, 41)))
+    write_tiff(frames / "flat.tif", np.full((16, 16), 7.0))
+    write_tiff(frames / "bad.tif", rng.random((8, 8)))
+    index = _index([
+        {"image_id": "a", "subject_id": "s1", "status": "ok"},
+        {"image_id": "flat", "subject_id": "s2", "status": "ok"},
+        {"image_id": "bad", "subject_id": "s3", "status": "failed", "reason": "unreadable"},
+    ])
+    index.to_csv(tmp_path / "index.tsv", sep="\t", index=False)
+    out.mkdir()
+    (out / "stale.tif").write_bytes(b"old")
+    table = normalize_dataset(
+        tmp_path / "index.tsv", frames, out, tmp_path / "params.tsv",
+        low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4,
+    )
+    assert sorted(p.name for p in out.glob("*.tif")) == ["a.tif"]
+    norm = read_tiff(out / "a.tif")
+    assert norm.shape == (28, 40) and norm.min() >= 0 and norm.max() <= 1
+    params = pd.read_csv(tmp_path / "params.tsv", sep="\t", dtype={"image_id": str})
+    assert list(params.columns) == [
+        "image_id", "low_value", "high_value", "stretch", "asinh_a", "nan_count",
+        "crop_top", "crop_left", "rows", "cols", "status", "reason",
+    ]
+    assert list(params["image_id"]) == ["a", "flat"] and len(table) == 2
+    ok = params.set_index("image_id").loc["a"]
+    assert ok["status"] == "ok" and (ok["rows"], ok["cols"], ok["crop_top"], ok["crop_left"]) == (28, 40, 1, 0)
+    flat = params.set_index("image_id").loc["flat"]
+    assert flat["status"] == "skipped" and "constant" in flat["reason"]
+    # the recorded mapping takes the written pixels back to physical units
+    original = read_tiff(frames / "a.tif")[1:29, 0:40]
+    inside = (original >= ok["low_value"]) & (original <= ok["high_value"])
+    back = denormalize(norm, ok.to_dict())
+    np.testing.assert_allclose(back[inside], original[inside], rtol=1e-5)
+
+
+def test_normalize_dataset_missing_frame_named(tmp_path):
+    _index([{"image_id": "gone", "subject_id": "s", "status": "ok"}]).to_csv(
+        tmp_path / "index.tsv", sep="\t", index=False
+    )
+    with pytest.raises(FileNotFoundError, match="gone.tif"):
+        normalize_dataset(
+            tmp_path / "index.tsv", tmp_path, tmp_path / "out", tmp_path / "params.tsv",
+            low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4,
+        )

@@ -1,0 +1,136 @@
+"""Leakage-free splitting, tiling of lone big images, HR/LR pairs, and the degradation registry."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from scisr.io.files import read_png16, write_tiff
+from scisr.prepare.degrade import DEGRADATIONS, degrade
+from scisr.prepare.split import assign_units, split_dataset, tile_grid
+
+FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+def _dataset(root, n_subjects=8, big=(96, 136)):
+    """Subjects with 1-3 small frames each, plus one subject made of one big image."""
+    rng = np.random.default_rng(0)
+    norm = root / "norm"
+    rows = []
+    for s in range(n_subjects):
+        for f in range(1 + s % 3):
+            image_id = f"sub{s}_f{f}"
+            write_tiff(norm / f"{image_id}.tif", rng.random((24 + 4 * (s % 2), 32)))
+            rows.append({"image_id": image_id, "subject_id": f"sub{s}", "status": "ok"})
+    write_tiff(norm / "big.tif", rng.random(big))
+    rows.append({"image_id": "big", "subject_id": "bigsubject", "status": "ok"})
+    rows.append({"image_id": "failed", "subject_id": "sub0", "status": "failed"})
+    rows.append({"image_id": "not_normalized", "subject_id": "sub1", "status": "ok"})
+    pd.DataFrame(rows).to_csv(root / "index.tsv", sep="\t", index=False)
+    return norm
+
+
+def _run(root, norm, seed=0, tile_size=32, out="split"):
+    return split_dataset(
+        root / "index.tsv", norm, root / out, root / f"{out}.tsv",
+        scale=4, fractions=FRACTIONS, seed=seed, tile_size=tile_size,
+    )
+
+
+def test_split_outputs(tmp_path):
+    norm = _dataset(tmp_path)
+    (tmp_path / "split" / "val" / "HR").mkdir(parents=True)
+    (tmp_path / "split" / "val" / "HR" / "stale.png").write_bytes(b"x")
+    table = _run(tmp_path, norm)
+    saved = pd.read_csv(tmp_path / "split.tsv", sep="\t", dtype={"id": str, "image_id": str})
+    assert list(saved.columns) == ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols"]
+    assert len(saved) == len(table)
+    assert "not_normalized" not in set(table["image_id"]) and "failed" not in set(table["image_id"])
+    # no subject in two splits, except the tiled big image
+    untiled = table[table["image_id"] != "big"]
+    assert untiled.groupby("subject_id")["split"].nunique().max() == 1
+    assert set(table["split"]) == {"train", "val", "test"}
+    # tiles: 3 x 4 grid of 32 px, disjoint and within the 96 x 136 image
+    tiles = table[table["image_id"] == "big"]
+    assert len(tiles) == 12 and set(tiles["unit"]) == set(tiles["id"])
+    assert "big_t0203" in set(tiles["id"])
+    mask = np.zeros((96, 136), dtype=int)
+    for t in tiles.itertuples():
+        assert t.rows == t.cols == 32 and t.top + t.rows <= 96 and t.left + t.cols <= 136
+        mask[t.top : t.top + t.rows, t.left : t.left + t.cols] += 1
+    assert mask.max() == 1
+    # files: 16-bit PNGs, LR exactly HR / 4, stale ones removed
+    assert not (tmp_path / "split" / "val" / "HR" / "stale.png").exists()
+    for t in table.itertuples():
+        hr_path = tmp_path / "split" / t.split / "HR" / f"{t.id}.png"
+        lr_path = tmp_path / "split" / t.split / "LR" / f"{t.id}.png"
+        with Image.open(hr_path) as im:
+            assert im.mode.startswith("I;16")
+        hr, lr = read_png16(hr_path), read_png16(lr_path)
+        assert hr.shape == (t.rows, t.cols) and lr.shape == (t.rows // 4, t.cols // 4)
+    for split in ("train", "val", "test"):
+        names = {p.stem for p in (tmp_path / "split" / split / "HR").glob("*.png")}
+        assert names == set(table.loc[table["split"] == split, "id"])
+
+
+def test_area_fractions_roughly_respected(tmp_path):
+    table = _run(tmp_path, _dataset(tmp_path, n_subjects=20))
+    area = (table["rows"] * table["cols"]).groupby(table["split"]).sum()
+    share = area / area.sum()
+    for split, target in FRACTIONS.items():
+        assert abs(share[split] - target) < 0.05, share
+
+
+def test_deterministic_per_seed_and_varies_across_seeds(tmp_path):
+    norm = _dataset(tmp_path, n_subjects=12)
+    first = _run(tmp_path, norm, seed=1, out="a")
+    again = _run(tmp_path, norm, seed=1, out="b")
+    pd.testing.assert_frame_equal(first, again)
+    others = [_run(tmp_path, norm, seed=s, out=f"s{s}")["split"] for s in (2, 3, 4)]
+    assert any(not other.equals(first["split"]) for other in others)
+
+
+def test_too_few_units_names_the_folder(tmp_path):
+    norm = tmp_path / "mri_norm"
+    for i in range(2):
+        write_tiff(norm / f"x{i}.tif", np.zeros((16, 16)))
+    pd.DataFrame({"image_id": ["x0", "x1"], "subject_id": ["s", "t"], "status": ["ok", "ok"]}).to_csv(
+        tmp_path / "index.tsv", sep="\t", index=False
+    )
+    with pytest.raises(ValueError, match="mri_norm"):
+        _run(tmp_path, norm)
+
+
+def test_bad_fractions_and_tile_size(tmp_path):
+    norm = _dataset(tmp_path, n_subjects=3)
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_dataset(tmp_path / "index.tsv", norm, tmp_path / "o", tmp_path / "o.tsv", scale=4,
+                      fractions={"train": 0.8, "val": 0.15, "test": 0.15}, seed=0, tile_size=32)
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        split_dataset(tmp_path / "index.tsv", norm, tmp_path / "o", tmp_path / "o.tsv", scale=4,
+                      fractions=FRACTIONS, seed=0, tile_size=30)
+
+
+def test_every_split_non_empty_with_three_units():
+    for seed in range(20):
+        assignment = assign_units({"a": 1000, "b": 10, "c": 10}, FRACTIONS, seed)
+        assert set(assignment.values()) == {"train", "val", "test"}
+
+
+def test_tile_grid_discards_remainder():
+    assert tile_grid(70, 100, 32) == [(0, 0, 0, 0), (0, 1, 0, 32), (0, 2, 0, 64),
+                                      (1, 0, 32, 0), (1, 1, 32, 32), (1, 2, 32, 64)]
+
+
+def test_degrade_bicubic_sizes_and_range():
+    hr = np.random.default_rng(0).random((40, 24)).astype(np.float32)
+    lr = degrade(hr, 4)
+    assert lr.shape == (10, 6) and lr.dtype == np.float32 and lr.min() >= 0 and lr.max() <= 1
+    assert "bicubic" in DEGRADATIONS
+
+
+def test_degrade_errors():
+    with pytest.raises(ValueError, match="unknown degradation 'blur'"):
+        degrade(np.zeros((8, 8)), 4, "blur")
+    with pytest.raises(ValueError, match="not divisible"):
+        degrade(np.zeros((10, 8)), 4)
