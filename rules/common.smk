@@ -1,0 +1,149 @@
+# Config validation, the lists of datasets and models, wildcard constraints and the
+# input functions (get_*) of the phases. No heavy imports: parsing stays fast.
+# Jobs import scisr from the venv (editable install) or, in a conda env, through the
+# scripts/scisr link to src/scisr, which Snakemake puts on the path of every script.
+import copy
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, "../config/schema.yaml")
+
+SRC = Path(workflow.basedir) / "src"
+
+DATASETS = sorted(config["datasets"])
+MODELS = sorted(config["models"])
+BASELINE = "bicubic"
+ALL_MODELS = [BASELINE] + MODELS
+EVALUATE = list(config["evaluate"])
+GENERIC = config["generic_model"]
+
+
+def _check_names():
+    """Cross-key checks the schema cannot express."""
+    problems = []
+    for name, model in config["models"].items():
+        if model["data"] not in config["datasets"]:
+            problems.append(
+                f"models.{name}.data: unknown dataset {model['data']!r} "
+                f"(known: {', '.join(DATASETS)})"
+            )
+        if name.endswith("_ft"):
+            problems.append(f"models.{name}: names ending in _ft are reserved")
+    for name in EVALUATE:
+        if name not in config["datasets"]:
+            problems.append(
+                f"evaluate: unknown dataset {name!r} (known: {', '.join(DATASETS)})"
+            )
+    for name, dataset in config["datasets"].items():
+        fractions = dataset["split"]["fractions"]
+        if abs(sum(fractions.values()) - 1.0) > 1e-6:
+            problems.append(f"datasets.{name}.split.fractions must sum to 1")
+        if dataset["split"]["tile_size"] % config["scale"]:
+            problems.append(
+                f"datasets.{name}.split.tile_size must be a multiple of scale"
+            )
+    if problems:
+        raise ValueError("config/config.yaml: " + "; ".join(problems))
+
+
+_check_names()
+
+
+def _deep_merge(base, override):
+    """Return `base` updated recursively with `override` (neither is modified)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _train_settings(model):
+    """Validated training settings of one model: global `train` + its overrides."""
+    settings = _deep_merge(config["train"], config["models"][model]["train"])
+    validate(settings, "../config/train.schema.yaml")
+    if settings["patch_size"] % config["scale"]:
+        raise ValueError(
+            f"models.{model}: train.patch_size must be a multiple of scale {config['scale']}"
+        )
+    return {**settings, "scale": config["scale"], "seed": config["seed"]}
+
+
+TRAIN_SETTINGS = {model: _train_settings(model) for model in MODELS}
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="|".join(ALL_MODELS),
+    trained="|".join(MODELS),
+
+
+def get_code(*parts):
+    """Library source files a job runs, as inputs: editing them reruns that job."""
+    files = [SRC / "scisr" / "__init__.py", SRC / "scisr" / "logs.py"]
+    for part in parts:
+        path = SRC / "scisr" / part
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return [str(f) for f in dict.fromkeys(files)]
+
+
+def get_source(wildcards):
+    """The `source` block of a dataset."""
+    return config["datasets"][wildcards.dataset]["source"]
+
+
+def get_dataset(wildcards):
+    """The config block of a dataset."""
+    return config["datasets"][wildcards.dataset]
+
+
+def get_train_split(wildcards):
+    """Train and val split folders of the dataset a model learns from."""
+    data = config["models"][wildcards.trained]["data"]
+    return {
+        "train": f"results/split/{data}/train",
+        "val": f"results/split/{data}/val",
+    }
+
+
+def get_train_settings(wildcards):
+    """Merged, validated training settings of a model."""
+    return TRAIN_SETTINGS[wildcards.trained]
+
+
+def get_model_files(wildcards):
+    """The trained model a prediction needs; nothing for the bicubic baseline."""
+    if wildcards.model == BASELINE:
+        return []
+    return [
+        f"results/models/{wildcards.model}/generator.pt",
+        f"results/models/{wildcards.model}/model.yaml",
+    ]
+
+
+def get_scores():
+    """Score tables of every model on every evaluated dataset."""
+    return expand(
+        "results/score/{model}/{dataset}.tsv", model=ALL_MODELS, dataset=EVALUATE
+    )
+
+
+def get_report_inputs():
+    """Everything the report reads, by kind."""
+    return {
+        "scores": get_scores(),
+        "histories": expand("results/models/{model}/history.tsv", model=MODELS),
+        "cards": expand("results/models/{model}/model.yaml", model=MODELS),
+        "test": expand("results/split/{dataset}/test", dataset=EVALUATE),
+        "predictions": expand(
+            "results/infer/{model}/{dataset}", model=ALL_MODELS, dataset=EVALUATE
+        ),
+    }
+
+
+def get_final_output():
+    """The default target: the report (which pulls in every phase)."""
+    return ["results/report/index.html", "results/report/summary.tsv"]

@@ -1,0 +1,24 @@
+# Phase 1: sources -> resources/raw/<dataset>/ + MANIFEST.tsv (path, bytes, sha256, source).
+
+
+localrules:
+    download,
+
+
+rule download:
+    input:
+        code=get_code("sources", "io/files.py"),
+    output:
+        manifest="resources/raw/{dataset}/MANIFEST.tsv",
+    log:
+        "logs/download/{dataset}.log",
+    benchmark:
+        "benchmarks/download/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=config["compute"]["mem_mb"],
+    params:
+        source=get_source,
+    script:
+        "../scripts/download.py"

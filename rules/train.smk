@@ -1,0 +1,28 @@
+# Phase 5: the generic and the domain-specific models. Checkpoints live outside the
+# outputs (results/checkpoints/) so a killed job resumes instead of starting over.
+
+
+rule train:
+    input:
+        unpack(get_train_split),
+        code=get_code("train", "models", "metrics.py", "io/files.py"),
+    output:
+        generator="results/models/{trained}/generator.pt",
+        history="results/models/{trained}/history.tsv",
+        card="results/models/{trained}/model.yaml",
+    log:
+        "logs/train/{trained}.log",
+    benchmark:
+        "benchmarks/train/{trained}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["compute"]["train_threads"]
+    resources:
+        mem_mb=config["compute"]["train_mem_mb"],
+        gpu=config["compute"]["gpus"],
+    params:
+        settings=get_train_settings,
+        checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.trained}",
+        device=config["compute"]["device"],
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,26 @@
+"""Snakemake adapter, phase 4: subject-level split and HR/LR pairs."""
+
+from pathlib import Path
+
+from scisr.logs import log_to
+from scisr.prepare.split import split_dataset
+
+
+def main(smk) -> None:
+    settings = smk.params.settings
+    with log_to(smk.log[0]):
+        split_dataset(
+            smk.input.index,
+            smk.input.images,
+            Path(smk.output.table).parent,
+            smk.output.table,
+            scale=smk.params.scale,
+            fractions=dict(settings["fractions"]),
+            seed=smk.params.seed,
+            tile_size=settings["tile_size"],
+            degradation=settings["degradation"],
+        )
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,37 @@
+"""Shared fixtures: the repository root, the team's shared real files, the venv's tools."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    """The repository root."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real public DICOM/FITS files); skips the test when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (only team machines have it)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def snakemake_exe() -> str:
+    """The snakemake executable of the running interpreter's environment."""
+    exe = BIN / "snakemake"
+    found = str(exe) if exe.exists() else shutil.which("snakemake")
+    if not found:
+        pytest.fail("snakemake is not installed in this environment (run `make install`)")
+    return found
