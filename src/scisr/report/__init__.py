@@ -1,0 +1,189 @@
+"""The study's report: summary.tsv, seaborn figures and a self-contained index.html."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from scisr.io.files import atomic_path, read_png16, write_text_atomic
+from scisr.report import figures, html, tables
+
+__all__ = ["build_report", "default_conventions"]
+
+PathLike = str | os.PathLike
+PANEL_CROP = 128
+HISTORY_COLUMNS = ("iteration", "stage", "val_rmse", "val_psnr")
+
+
+def default_conventions(scale: int) -> str:
+    """The metric conventions sentence printed under the title."""
+    return (
+        f"Metric conventions: float data in [0, 1] after normalization (data_range = 1); a border of {scale} px "
+        "is cropped on every side before scoring; SSIM uses a Gaussian window with \u03c3 = 1.5 (Wang et al. 2004). "
+        "RMSE: lower is better; PSNR (dB) and SSIM: higher is better."
+    )
+
+
+def _compared(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int) -> str:
+    """A sentence saying what was compared, built from the names present."""
+    others = [m for m in models if m not in (baseline, generic)]
+    bits = []
+    if baseline in models:
+        bits.append(f"{baseline} (the baseline)")
+    if generic in models:
+        bits.append(f"{generic} (trained on natural photos)")
+    if others:
+        bits.append(", ".join(others) + " (each trained on its own kind of scientific image)")
+    return (
+        f"\u00d7{scale} super-resolution: {len(models)} models \u2014 " + "; ".join(bits)
+        + f" \u2014 scored on the held-out test images of {len(datasets)} dataset(s): {', '.join(datasets)}."
+    )
+
+
+def _read_histories(histories: Mapping[str, PathLike]) -> dict[str, pd.DataFrame]:
+    """Read history.tsv files, checking the columns the learning curves need."""
+    out = {}
+    for model, path in histories.items():
+        frame = pd.read_csv(path, sep="\t")
+        missing = set(HISTORY_COLUMNS) - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)} needed for the learning curves")
+        out[model] = frame
+    return out
+
+
+def _panel_image(hr_dir: Path) -> Path | None:
+    """The test image shown in a panel: the largest HR image, ties broken by name."""
+    candidates = []
+    for path in sorted(hr_dir.glob("*.png")):
+        with Image.open(path) as im:
+            width, height = im.size
+        candidates.append((-width * height, path.name, path))
+    return min(candidates)[2] if candidates else None
+
+
+def _panel_models(models: list[str], dataset: str, *, baseline: str, generic: str) -> list[str]:
+    """Panel columns between LR and HR: baseline, generic, the dataset's own model(s)."""
+    own = sorted((m for m in models if m == dataset or m.startswith(f"{dataset}_")), key=lambda m: (m != dataset, m))
+    return list(dict.fromkeys([m for m in (baseline, generic, *own) if m in models]))
+
+
+def _build_panel(
+    dataset: str, spec: Mapping, long: pd.DataFrame, out_path: Path, *, baseline: str, generic: str
+) -> str | None:
+    """Write `panel_<dataset>.png`; return its caption, or None when the dataset has no test images."""
+    hr_dir, lr_dir = Path(spec["hr_dir"]), Path(spec["lr_dir"])
+    hr_path = _panel_image(hr_dir)
+    if hr_path is None:
+        return None
+    hr = read_png16(hr_path)
+    lr = read_png16(lr_dir / hr_path.name)
+    scale = max(1, round(hr.shape[0] / lr.shape[0]))
+    box = figures.centre_box(hr.shape, PANEL_CROP, multiple=scale)
+    images = {"LR (nearest)": figures.nearest_upsample(lr, hr.shape)[box]}
+    predictions = {m: Path(p) for m, p in spec.get("predictions", {}).items()}
+    image_id = hr_path.stem
+    psnr: dict[str, float] = {}
+    shown = []
+    for model in _panel_models(list(predictions), dataset, baseline=baseline, generic=generic):
+        pred_path = predictions[model] / hr_path.name
+        if not pred_path.exists():
+            continue
+        pred = read_png16(pred_path)
+        if pred.shape != hr.shape:
+            raise ValueError(f"{pred_path}: shape {pred.shape} differs from HR {hr.shape}; re-run inference")
+        images[model] = pred[box]
+        shown.append(model)
+        hit = long[(long["model"] == model) & (long["dataset"] == dataset) & (long["image_id"] == image_id)]
+        if not hit.empty:
+            psnr[model] = float(hit["psnr"].iloc[0])
+    images["HR"] = hr[box]
+    side = box[0].stop - box[0].start
+    title = (f"{dataset}: test image {image_id} ({hr.shape[1]}\u00d7{hr.shape[0]} px), centred {side}\u00d7{side} "
+             f"HR crop; PSNR of the whole image")
+    figures.panel_figure(images, psnr, out_path, title=title)
+    return (
+        f"{dataset}: the largest test image ({image_id}), a centred {side}\u00d7{side} px crop. Top: LR "
+        f"(nearest-neighbour enlarged \u00d7{scale} so pixels line up), {', '.join(shown)}, HR, all on the HR crop's "
+        "0.5\u201399.5 percentile grey scale; titles give each prediction's PSNR on the whole image. "
+        "Bottom: absolute error to HR on one shared colour scale."
+    )
+
+
+def build_report(
+    scores: Mapping[str, Mapping[str, PathLike]],
+    histories: Mapping[str, PathLike],
+    panels: Mapping[str, Mapping],
+    out_dir: PathLike,
+    *,
+    baseline: str = "bicubic",
+    generic: str = "generic",
+    model_cards: Mapping[str, PathLike] | None = None,
+    title: str = "SciSR study",
+    scale: int = 4,
+    conventions: str | None = None,
+) -> None:
+    """Write summary.tsv, metrics.png, learning_curves.png, panel_<dataset>.png and index.html into `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    long = tables.read_scores(scores)
+    summary = tables.summarize(long, baseline=baseline, generic=generic)
+    with atomic_path(out / "summary.tsv") as tmp:
+        summary.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
+
+    models = tables.model_order(long["model"].tolist() + list(histories), baseline=baseline, generic=generic)
+    datasets = tables.dataset_order(long["dataset"].tolist(), generic=generic)
+    palette = figures.model_palette(models)
+    figure_list: list[tuple[str, str, Path]] = []
+
+    figures.metrics_figure(long, out / "metrics.png", models=[m for m in models if m in set(long["model"])],
+                           datasets=datasets, palette=palette)
+    figure_list.append(("Scores per model and dataset", "Each dot is one test image; diamonds with bars are the "
+                        "mean \u00b1 sd. Images with infinite PSNR are not drawn in the PSNR panel.",
+                        out / "metrics.png"))
+
+    history_frames = _read_histories(histories)
+    figures.learning_curves_figure(history_frames, out / "learning_curves.png",
+                                   models=[m for m in models if m in history_frames], palette=palette)
+    figure_list.append(("Learning curves", "Validation RMSE (the study's curve) and PSNR against training iteration "
+                        "for each trained model, each on its own dataset's validation split (so levels differ "
+                        "between models); "
+                        "a dotted line marks where the GAN stage starts.",
+                        out / "learning_curves.png"))
+
+    for dataset in tables.dataset_order(list(panels), generic=generic):
+        path = out / f"panel_{dataset}.png"
+        caption = _build_panel(dataset, panels[dataset], long, path, baseline=baseline, generic=generic)
+        if caption is not None:
+            figure_list.append((f"Example: {dataset}", caption, path))
+
+    n_inf = int(summary["n_psnr_inf"].sum()) if not summary.empty else 0
+    footnotes = [
+        "PSNR is infinite for an image reproduced exactly. Such images are left out of the PSNR mean, sd and "
+        f"differences (not capped), and counted in summary.tsv's n_psnr_inf column: {n_inf} image(s) in this study.",
+        f"wins vs {baseline}: the fraction of test images, paired by image_id, on which the model's RMSE is "
+        f"strictly lower than {baseline}'s. Answer lines use RMSE, the study's primary metric.",
+        "Standard deviations are sample standard deviations (ddof = 1) over test images; summary.tsv keeps every "
+        "number unrounded.",
+    ]
+    page = html.render(
+        title=title,
+        conventions=conventions if conventions is not None else default_conventions(scale),
+        compared=_compared([m for m in models if m in set(long["model"])], datasets, baseline=baseline,
+                           generic=generic, scale=scale),
+        summary=summary,
+        datasets=datasets,
+        best=tables.best_models(summary),
+        verdicts=tables.domain_verdicts(summary, long, baseline=baseline, generic=generic),
+        figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
+        cost=tables.read_model_cards(model_cards) if model_cards else None,
+        footnotes=footnotes,
+        baseline=baseline,
+        generic=generic,
+    )
+    write_text_atomic(out / "index.html", page)
+

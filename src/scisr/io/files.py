@@ -1,0 +1,85 @@
+"""Atomic writes and the study's two array formats: float32 TIFF and 16-bit PNG."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+PNG_MAX = 65535
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than a call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, FILE_MODE)  # mkstemp makes 0600; results are meant to be shared
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_tiff(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a 2-D array as a float32 TIFF (lossless, physical units kept)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D image, got shape {image.shape}")
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, image, compression="zlib")
+
+
+def read_tiff(path: str | os.PathLike) -> np.ndarray:
+    """Read a TIFF written by `write_tiff` as float32."""
+    return np.asarray(tifffile.imread(path), dtype=np.float32)
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """Quantize [0,1] floats to uint16 (values outside are clipped)."""
+    image = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    return np.round(image * PNG_MAX).astype(np.uint16)
+
+
+def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a 2-D image with values in [0,1] as a 16-bit grayscale PNG."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D image, got shape {image.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint16(image)).save(tmp, format="PNG")
+
+
+def read_png16(path: str | os.PathLike) -> np.ndarray:
+    """Read a 16-bit grayscale PNG as float32 in [0,1]."""
+    with Image.open(path) as im:
+        array = np.asarray(im)
+    if array.dtype != np.uint16:
+        raise ValueError(f"{path}: expected a 16-bit grayscale PNG, got {array.dtype} {array.shape}")
+    return array.astype(np.float32) / PNG_MAX

@@ -1,0 +1,180 @@
+"""Report figures: metrics per model and dataset, learning curves, and side-by-side image panels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from scisr.io.files import atomic_path  # noqa: E402
+
+DPI = 110
+METRIC_LABELS = {
+    "rmse": "RMSE (lower is better)",
+    "psnr": "PSNR, dB (higher is better)",
+    "ssim": "SSIM (higher is better)",
+}
+
+
+def model_palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """One stable colour per model, shared by every figure."""
+    colours = sns.color_palette("colorblind", n_colors=max(len(models), 3))
+    return {m: colours[i % len(colours)] for i, m in enumerate(models)}
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Save `fig` as PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def metrics_figure(
+    long: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    models: Sequence[str],
+    datasets: Sequence[str],
+    palette: Mapping[str, tuple[float, float, float]] | None = None,
+) -> None:
+    """Per-image RMSE, PSNR, SSIM as dots with mean ± sd per model (hue) and dataset (x), one panel per metric."""
+    data = long.copy()
+    data["psnr"] = data["psnr"].where(np.isfinite(data["psnr"]))
+    palette = dict(palette or model_palette(models))
+    width = max(11.0, 1.3 * len(datasets) * max(1, len(models)) / 1.5 + 3)
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, 3, figsize=(width, 3.9), layout="constrained")
+        for ax, metric in zip(axes, ("rmse", "psnr", "ssim")):
+            common = dict(data=data, x="dataset", y=metric, hue="model", order=list(datasets), hue_order=list(models),
+                          palette=palette, ax=ax)
+            sns.stripplot(**common, dodge=True, alpha=0.35, size=3.5, jitter=0.15, legend=False, zorder=1)
+            sns.pointplot(**common, dodge=0.8 - 0.8 / max(len(models), 1), errorbar="sd", linestyle="none",
+                          markers="D", markersize=5, capsize=0.08, err_kws={"linewidth": 1.4}, legend=False)
+            ax.set_title(METRIC_LABELS[metric], fontsize=10)
+            ax.set_xlabel("")
+            ax.set_ylabel(metric.upper() if metric != "psnr" else "PSNR (dB)")
+            ax.grid(axis="y", alpha=0.4)
+            ax.set_axisbelow(True)
+    handles = [plt.Line2D([], [], marker="D", linestyle="none", color=palette[m], label=m) for m in models]
+    fig.legend(handles=handles, title="model", loc="outside right center", frameon=False)
+    fig.suptitle("Test-set scores: dots = images, diamond and bar = mean ± sd", fontsize=11)
+    save_figure(fig, path)
+
+
+def learning_curves_figure(
+    histories: Mapping[str, pd.DataFrame],
+    path: str | os.PathLike,
+    *,
+    models: Sequence[str],
+    palette: Mapping[str, tuple[float, float, float]] | None = None,
+) -> None:
+    """Validation RMSE and PSNR against iteration per trained model; a dotted line where the GAN stage starts."""
+    palette = dict(palette or model_palette(models))
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 3.9), layout="constrained")
+    plotted = []
+    for model in models:
+        history = histories.get(model)
+        if history is None or history.empty:
+            continue
+        hist = history.dropna(subset=["val_rmse"]).sort_values("iteration")
+        if hist.empty:
+            continue
+        plotted.append(model)
+        colour = palette[model]
+        gan = hist.loc[hist["stage"] == "gan", "iteration"]
+        for ax, column in zip(axes, ("val_rmse", "val_psnr")):
+            ax.plot(hist["iteration"], hist[column], color=colour, marker="o", markersize=2.5, linewidth=1.4,
+                    label=model)
+            if not gan.empty and (hist["stage"] != "gan").any():
+                ax.axvline(gan.min(), color=colour, linestyle=":", linewidth=1.2)
+    for ax, label in zip(axes, ("validation RMSE (lower is better)", "validation PSNR, dB (higher is better)")):
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.4)
+    axes[0].set_ylabel("RMSE")
+    axes[1].set_ylabel("PSNR (dB)")
+    if plotted:
+        handles = [plt.Line2D([], [], color=palette[m], marker="o", markersize=3, label=m) for m in plotted]
+        handles.append(plt.Line2D([], [], color="0.3", linestyle=":", label="GAN stage starts"))
+        fig.legend(handles=handles, title="model", loc="outside right center", frameon=False)
+    else:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no training history", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("Learning curves on the validation split", fontsize=11)
+    save_figure(fig, path)
+
+
+def nearest_upsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D image to `shape`, so LR pixels line up with HR pixels."""
+    rows = (np.arange(shape[0]) * image.shape[0]) // shape[0]
+    cols = (np.arange(shape[1]) * image.shape[1]) // shape[1]
+    return image[np.ix_(rows, cols)]
+
+
+def centre_box(shape: tuple[int, int], size: int, multiple: int = 1) -> tuple[slice, slice]:
+    """A centred square box of at most `size` px, its corner on a multiple of `multiple`."""
+    side = min(size, shape[0], shape[1])
+    top = ((shape[0] - side) // 2) // multiple * multiple
+    left = ((shape[1] - side) // 2) // multiple * multiple
+    return slice(top, top + side), slice(left, left + side)
+
+
+def _panel_title(name: str, psnr: float | None) -> str:
+    """Column title: the name and, when known, the image's PSNR."""
+    if psnr is None or np.isnan(psnr):
+        return name
+    return f"{name}\nPSNR ∞" if np.isposinf(psnr) else f"{name}\nPSNR {psnr:.2f} dB"
+
+
+def panel_figure(
+    images: Mapping[str, np.ndarray],
+    psnr: Mapping[str, float],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    reference: str = "HR",
+) -> None:
+    """Crops side by side on one grey scale (top) and their absolute error to `reference` (bottom).
+
+    `images` is ordered left to right and already cropped to the same shape; `psnr` holds the titles' values.
+    """
+    names = list(images)
+    ref = images[reference]
+    lo, hi = np.percentile(ref, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(ref.min()), float(ref.min()) + 1e-6
+    errors = {n: np.abs(images[n] - ref) for n in names if n != reference}
+    err_hi = max([float(np.percentile(e, 99.5)) for e in errors.values()] + [1e-6])
+    fig, axes = plt.subplots(2, len(names), figsize=(2.3 * len(names) + 0.6, 5.0), layout="constrained",
+                             squeeze=False)
+    err_image = spare = None
+    for col, name in enumerate(names):
+        top, bottom = axes[0, col], axes[1, col]
+        top.imshow(images[name], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        top.set_title(_panel_title(name, psnr.get(name)), fontsize=9)
+        if name in errors:
+            err_image = bottom.imshow(errors[name], cmap="magma", vmin=0, vmax=err_hi, interpolation="nearest")
+        else:
+            bottom.set_facecolor("white")
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if name not in errors:
+            bottom.axis("off")
+            spare = bottom
+    axes[1, 0].set_ylabel("|image − HR|", fontsize=9)
+    if err_image is not None and spare is not None:
+        cax = spare.inset_axes((0.08, 0.04, 0.09, 0.92))
+        fig.colorbar(err_image, cax=cax, label="absolute error to HR")
+    elif err_image is not None:
+        fig.colorbar(err_image, ax=axes[1, :].tolist(), shrink=0.85, label="absolute error to HR")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)

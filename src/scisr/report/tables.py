@@ -1,0 +1,172 @@
+"""Data frames for the report: per-image scores, the summary table, verdicts and training cost."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+METRICS: tuple[str, ...] = ("rmse", "psnr", "ssim")
+LOWER_IS_BETTER: dict[str, bool] = {"rmse": True, "psnr": False, "ssim": False}
+COST_KEYS: tuple[str, ...] = ("name", "arch", "parameters", "iterations", "wall_seconds", "device")
+
+PathLike = str | os.PathLike
+
+
+def read_scores(scores: Mapping[str, Mapping[str, PathLike]]) -> pd.DataFrame:
+    """Read every score TSV into one long frame: model, dataset, image_id, rmse, psnr, ssim."""
+    frames = []
+    for model, by_dataset in scores.items():
+        for dataset, path in by_dataset.items():
+            frame = pd.read_csv(path, sep="\t", dtype={"image_id": str})
+            missing = {"image_id", *METRICS} - set(frame.columns)
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected image_id, rmse, psnr, ssim")
+            if frame["image_id"].duplicated().any():
+                dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
+                raise ValueError(f"{path}: image_id {dup!r} appears more than once; score each image once")
+            frame = frame[["image_id", *METRICS]].astype({m: "float64" for m in METRICS})
+            frame.insert(0, "dataset", dataset)
+            frame.insert(0, "model", model)
+            frames.append(frame)
+    columns = ["model", "dataset", "image_id", *METRICS]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c in METRICS else "str") for c in columns})
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def model_order(models: Sequence[str], *, baseline: str, generic: str) -> list[str]:
+    """Order models as baseline, generic, then the rest in their given order."""
+    unique = list(dict.fromkeys(models))
+    head = [m for m in (baseline, generic) if m in unique]
+    return head + [m for m in unique if m not in head]
+
+
+def dataset_order(datasets: Sequence[str], *, generic: str) -> list[str]:
+    """Order datasets as given, with the generic photos' test set last."""
+    unique = list(dict.fromkeys(datasets))
+    return [d for d in unique if d != generic] + [d for d in unique if d == generic]
+
+
+def paired_wins(long: pd.DataFrame, model: str, reference: str, dataset: str) -> tuple[int, int]:
+    """Count images (paired by image_id) where `model` has lower RMSE than `reference`: (wins, pairs)."""
+    sel = long[long["dataset"] == dataset]
+    a = sel.loc[sel["model"] == model, ["image_id", "rmse"]]
+    b = sel.loc[sel["model"] == reference, ["image_id", "rmse"]]
+    pairs = a.merge(b, on="image_id", suffixes=("", "_ref")).dropna(subset=["rmse", "rmse_ref"])
+    return int((pairs["rmse"] < pairs["rmse_ref"]).sum()), len(pairs)
+
+
+def _win_fraction(long: pd.DataFrame, model: str, reference: str, dataset: str) -> float:
+    """Fraction of paired images won against `reference`; NaN for the reference itself or without pairs."""
+    if model == reference:
+        return math.nan
+    wins, n = paired_wins(long, model, reference, dataset)
+    return wins / n if n else math.nan
+
+
+def summarize(long: pd.DataFrame, *, baseline: str = "bicubic", generic: str = "generic") -> pd.DataFrame:
+    """One row per (model, dataset): n, mean/std per metric, differences to baseline and generic, win fractions.
+
+    Infinite PSNR (an exactly reproduced image) is left out of the PSNR mean and std and counted in `n_psnr_inf`.
+    """
+    data = long.copy()
+    n_inf = np.isposinf(data["psnr"])
+    data["psnr"] = data["psnr"].where(~n_inf)
+    data["psnr_inf"] = n_inf.astype("int64")
+    grouped = data.groupby(["model", "dataset"], sort=False)
+    summary = grouped.agg(
+        n=("image_id", "size"),
+        rmse_mean=("rmse", "mean"),
+        rmse_std=("rmse", "std"),
+        psnr_mean=("psnr", "mean"),
+        psnr_std=("psnr", "std"),
+        ssim_mean=("ssim", "mean"),
+        ssim_std=("ssim", "std"),
+        n_psnr_inf=("psnr_inf", "sum"),
+    ).reset_index()
+    models = model_order(summary["model"].tolist(), baseline=baseline, generic=generic)
+    datasets = dataset_order(summary["dataset"].tolist(), generic=generic)
+    summary["_m"] = summary["model"].map({m: i for i, m in enumerate(models)})
+    summary["_d"] = summary["dataset"].map({d: i for i, d in enumerate(datasets)})
+    summary = summary.sort_values(["_d", "_m"]).drop(columns=["_m", "_d"]).reset_index(drop=True)
+
+    means = summary.set_index(["model", "dataset"])
+    for label, reference in (("bicubic", baseline), ("generic", generic)):
+        for metric in METRICS:
+            ref = [
+                means.at[(reference, d), f"{metric}_mean"] if (reference, d) in means.index else math.nan
+                for d in summary["dataset"]
+            ]
+            summary[f"d_{metric}_vs_{label}"] = summary[f"{metric}_mean"] - np.asarray(ref, dtype="float64")
+        summary[f"wins_vs_{label}"] = [
+            _win_fraction(long, m, reference, d) for m, d in zip(summary["model"], summary["dataset"])
+        ]
+    summary["n"] = summary["n"].astype("int64")
+    summary["n_psnr_inf"] = summary["n_psnr_inf"].astype("int64")
+    return summary
+
+
+def domain_verdicts(
+    summary: pd.DataFrame, long: pd.DataFrame, *, baseline: str = "bicubic", generic: str = "generic"
+) -> pd.DataFrame:
+    """Facts for one answer line per (domain dataset, domain model): differences and paired wins.
+
+    A domain model is the model named like the dataset, or `<dataset>_<suffix>` (e.g. a fine-tuned one).
+    Rows with `model` empty mark a domain dataset that has no model of its own.
+    """
+    rows = []
+    models = summary["model"].unique().tolist()
+    for dataset in dataset_order(summary["dataset"].tolist(), generic=generic):
+        if dataset in (generic, baseline):
+            continue
+        own = [m for m in models if m == dataset or m.startswith(f"{dataset}_")]
+        own = sorted(own, key=lambda m: (m != dataset, m))
+        if not own:
+            rows.append({"dataset": dataset, "model": ""})
+            continue
+        sel = summary[summary["dataset"] == dataset].set_index("model")
+        for model in own:
+            if model not in sel.index:
+                continue
+            row = {"dataset": dataset, "model": model}
+            for col in sel.columns:
+                if col.startswith("d_") or col in ("n", "rmse_mean", "psnr_mean", "ssim_mean"):
+                    row[col] = sel.at[model, col]
+            for label, reference in (("bicubic", baseline), ("generic", generic)):
+                wins, n = paired_wins(long, model, reference, dataset)
+                row[f"wins_{label}"] = wins
+                row[f"pairs_{label}"] = n
+                row[f"has_{label}"] = reference in sel.index
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_models(summary: pd.DataFrame) -> dict[tuple[str, str], set[str]]:
+    """Map (dataset, metric) to the model(s) with the best mean on that dataset."""
+    best: dict[tuple[str, str], set[str]] = {}
+    for dataset, sel in summary.groupby("dataset", sort=False):
+        for metric in METRICS:
+            values = sel[f"{metric}_mean"]
+            if values.notna().any():
+                target = values.min() if LOWER_IS_BETTER[metric] else values.max()
+                best[(dataset, metric)] = set(sel.loc[np.isclose(values, target, rtol=0, atol=1e-12), "model"])
+    return best
+
+
+def read_model_cards(model_cards: Mapping[str, PathLike] | None) -> pd.DataFrame:
+    """Read model.yaml cards into a training-cost frame (one row per model; unknown keys ignored)."""
+    rows = []
+    for model, path in (model_cards or {}).items():
+        with open(path) as fh:
+            card = yaml.safe_load(fh) or {}
+        if not isinstance(card, dict):
+            raise ValueError(f"{path}: expected a mapping in the model card, got {type(card).__name__}")
+        row = {"model": model}
+        row.update({key: card.get(key) for key in COST_KEYS if key != "name"})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["model", *[k for k in COST_KEYS if k != "name"]])

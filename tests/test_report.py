@@ -1,0 +1,217 @@
+"""Tests for scisr.report: summary numbers, figures and the self-contained HTML page."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from scisr.io.files import write_png16
+from scisr.report import build_report, tables
+
+MODELS = ["bicubic", "generic", "mri", "astro"]
+DATASETS = ["mri", "astro", "generic"]
+IDS = ["a_small", "b_large", "c_mid"] + [f"img{i}" for i in range(5)]  # the first three also have PNGs
+SCALE = 4
+# Mean RMSE offset of each model from bicubic, per dataset (negative = better than bicubic).
+OFFSETS = {
+    "mri": {"bicubic": 0.0, "generic": -0.004, "mri": -0.010, "astro": 0.002},
+    "astro": {"bicubic": 0.0, "generic": -0.008, "astro": -0.003, "mri": 0.001},
+    "generic": {"bicubic": 0.0, "generic": -0.006, "mri": -0.001, "astro": -0.001},
+}
+# On mri, the mri model loses to bicubic on exactly these images (so wins_vs_bicubic = 6/8).
+MRI_LOSSES = {"c_mid", "img2"}
+
+
+def _rmse(model: str, dataset: str, rng: np.random.Generator) -> np.ndarray:
+    """Constructed per-image RMSE: a bicubic level per image plus the model's offset and a little noise."""
+    base = 0.03 + 0.002 * np.arange(len(IDS))
+    value = base + OFFSETS[dataset][model] + (rng.normal(0, 0.0005, len(IDS)) if model != "bicubic" else 0)
+    if model == "mri" and dataset == "mri":
+        value = base - 0.012
+        for i, image_id in enumerate(IDS):
+            if image_id in MRI_LOSSES:
+                value[i] = base[i] + 0.001
+    return value
+
+
+def _image(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth synthetic image in [0, 1] with some texture."""
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    img = 0.5 + 0.3 * np.sin(x / 5.0) * np.cos(y / 7.0) + 0.05 * rng.standard_normal(shape)
+    return np.clip(img, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Synthetic scores, histories, image folders and model cards, and a report built from them."""
+    root = tmp_path_factory.mktemp("study")
+    rng = np.random.default_rng(0)
+    scores: dict[str, dict[str, str]] = {}
+    for model in MODELS:
+        for dataset in DATASETS:
+            rmse = _rmse(model, dataset, rng)
+            frame = pd.DataFrame({"image_id": IDS, "rmse": rmse, "psnr": -20 * np.log10(rmse),
+                                  "ssim": 0.9 - 2 * rmse})
+            if model == "generic" and dataset == "generic":
+                frame.loc[0, ["rmse", "psnr", "ssim"]] = [0.0, math.inf, 1.0]
+            path = root / "score" / model / f"{dataset}.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, sep="\t", index=False)
+            scores.setdefault(model, {})[dataset] = str(path)
+
+    histories = {}
+    for k, model in enumerate(["generic", "mri", "astro"]):
+        it = np.arange(0, 1100, 100)
+        history = pd.DataFrame({
+            "iteration": it, "stage": np.where(it < 700, "pixel", "gan"),
+            "loss_pixel": 0.05 / (1 + it / 300), "loss_adv": np.where(it < 700, np.nan, 0.7),
+            "loss_d": np.where(it < 700, np.nan, 1.3), "val_rmse": 0.04 - 0.01 * (1 - np.exp(-it / 300)) - 0.001 * k,
+            "lr": 5e-4, "seconds": it * 0.085,
+        })
+        history["val_psnr"] = -20 * np.log10(history["val_rmse"])
+        path = root / "models" / model / "history.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        history.to_csv(path, sep="\t", index=False)
+        histories[model] = str(path)
+
+    panels = {}
+    sizes = {"a_small": (64, 64), "b_large": (144, 160), "c_mid": (96, 96)}
+    for dataset in DATASETS:
+        d = root / "split" / dataset / "test"
+        preds = {m: root / "infer" / m / dataset for m in MODELS}
+        for name, shape in sizes.items():
+            hr = _image(shape, rng)
+            lr = hr.reshape(shape[0] // SCALE, SCALE, shape[1] // SCALE, SCALE).mean(axis=(1, 3))
+            write_png16(d / "HR" / f"{name}.png", hr)
+            write_png16(d / "LR" / f"{name}.png", lr)
+            for j, folder in enumerate(preds.values()):
+                write_png16(folder / f"{name}.png", np.clip(hr + 0.02 * (4 - j) * rng.standard_normal(shape), 0, 1))
+        panels[dataset] = {"lr_dir": str(d / "LR"), "hr_dir": str(d / "HR"),
+                           "predictions": {m: str(p) for m, p in preds.items()}}
+
+    cards = {}
+    for model in ["generic", "mri", "astro"]:
+        path = root / "models" / model / "model.yaml"
+        path.write_text(yaml.safe_dump({"name": model, "arch": "srresnet", "parameters": 151_234,
+                                        "wall_seconds": 93.5, "iterations": 1000, "device": "cpu", "scale": 4}))
+        cards[model] = str(path)
+
+    out = root / "report"
+    build_report(scores, histories, panels, out, model_cards=cards, title="SciSR <test> & study", scale=SCALE)
+    return {"root": root, "scores": scores, "out": out, "html": (out / "index.html").read_text()}
+
+
+def test_summary_rows_and_stats(study: dict) -> None:
+    summary = pd.read_csv(study["out"] / "summary.tsv", sep="\t")
+    assert len(summary) == len(MODELS) * len(DATASETS)
+    assert set(zip(summary["model"], summary["dataset"])) == {(m, d) for m in MODELS for d in DATASETS}
+    assert summary.groupby("dataset", sort=False)["model"].first().eq("bicubic").all()
+    for row in summary.itertuples():
+        raw = pd.read_csv(study["scores"][row.model][row.dataset], sep="\t")
+        finite_psnr = raw["psnr"].replace(math.inf, np.nan)
+        assert row.n == len(raw)
+        assert row.rmse_mean == pytest.approx(raw["rmse"].mean(), rel=1e-12)
+        assert row.rmse_std == pytest.approx(raw["rmse"].std(), rel=1e-12)
+        assert row.ssim_mean == pytest.approx(raw["ssim"].mean(), rel=1e-12)
+        assert row.ssim_std == pytest.approx(raw["ssim"].std(), rel=1e-12)
+        assert row.psnr_mean == pytest.approx(finite_psnr.mean(), rel=1e-12)
+        assert row.psnr_std == pytest.approx(finite_psnr.std(), rel=1e-12)
+        assert row.n_psnr_inf == int(np.isinf(raw["psnr"]).sum())
+    inf_row = summary[(summary["model"] == "generic") & (summary["dataset"] == "generic")].iloc[0]
+    assert inf_row["n_psnr_inf"] == 1 and np.isfinite(inf_row["psnr_mean"])
+
+
+def test_summary_differences(study: dict) -> None:
+    summary = pd.read_csv(study["out"] / "summary.tsv", sep="\t").set_index(["model", "dataset"])
+    for model in MODELS:
+        for dataset in DATASETS:
+            row = summary.loc[(model, dataset)]
+            for metric in ("rmse", "psnr", "ssim"):
+                for label in ("bicubic", "generic"):
+                    expected = row[f"{metric}_mean"] - summary.loc[(label, dataset), f"{metric}_mean"]
+                    assert row[f"d_{metric}_vs_{label}"] == pytest.approx(expected, abs=1e-12)
+    assert summary.loc[("mri", "mri"), "d_rmse_vs_bicubic"] < 0
+    assert summary.loc[("mri", "mri"), "d_psnr_vs_bicubic"] > 0
+    assert summary.loc[("mri", "mri"), "d_rmse_vs_generic"] < 0
+    assert summary.loc[("astro", "astro"), "d_rmse_vs_bicubic"] < 0
+    assert summary.loc[("astro", "astro"), "d_rmse_vs_generic"] > 0
+    assert summary.loc[("bicubic", "mri"), "d_rmse_vs_bicubic"] == 0
+
+
+def test_wins_vs_bicubic(study: dict) -> None:
+    summary = pd.read_csv(study["out"] / "summary.tsv", sep="\t").set_index(["model", "dataset"])
+    assert summary.loc[("mri", "mri"), "wins_vs_bicubic"] == pytest.approx(6 / 8)
+    assert summary.loc[("generic", "astro"), "wins_vs_bicubic"] == pytest.approx(1.0)
+    assert math.isnan(summary.loc[("bicubic", "mri"), "wins_vs_bicubic"])
+
+
+def test_wins_paired_by_image_id_and_missing_reference() -> None:
+    long = pd.DataFrame({
+        "model": ["bicubic"] * 4 + ["mri"] * 3,
+        "dataset": ["mri"] * 7,
+        "image_id": ["a", "b", "c", "d", "d", "c", "a"],  # shuffled, and "b" unscored by mri
+        "rmse": [0.10, 0.20, 0.30, 0.40, 0.39, 0.30, 0.11],
+        "psnr": [20.0, 14.0, 10.5, 8.0, 8.2, 10.5, 19.2],
+        "ssim": [0.8, 0.7, 0.6, 0.5, 0.51, 0.6, 0.79],
+    })
+    summary = tables.summarize(long).set_index("model")
+    assert summary.loc["mri", "wins_vs_bicubic"] == pytest.approx(1 / 3)  # d wins, c ties, a loses
+    d_generic = summary.loc["mri", ["d_rmse_vs_generic", "d_psnr_vs_generic", "d_ssim_vs_generic"]]
+    assert np.isnan(d_generic.astype(float)).all()
+    assert tables.paired_wins(long, "mri", "bicubic", "mri") == (1, 3)
+
+
+def test_figures_are_valid_pngs(study: dict) -> None:
+    names = ["metrics.png", "learning_curves.png"] + [f"panel_{d}.png" for d in DATASETS]
+    for name in names:
+        path = study["out"] / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            assert im.size[0] > 300 and im.size[1] > 200
+    assert not list(study["out"].glob(".*.tmp*"))
+
+
+def test_html_self_contained(study: dict) -> None:
+    page = study["html"]
+    for name in MODELS + DATASETS:
+        assert name in page
+    assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 2 + len(DATASETS)
+    assert "http" not in page.lower()
+    assert "<link" not in page and "<script" not in page
+    assert "SciSR &lt;test&gt; &amp; study" in page
+    assert "srresnet" in page and "1 min 33 s" in page  # the training cost table
+    assert "b_large" in page  # the panel shows the largest test image
+    assert "<b>" in page and "data_range = 1" in page and "\u03c3 = 1.5" in page and "4 px" in page
+
+
+def _answer(page: str, dataset: str) -> str:
+    """The answer list item for one dataset."""
+    match = re.search(rf"<li>{dataset}: .*?</li>", page)
+    assert match, f"no answer line for {dataset}"
+    return match.group(0)
+
+
+def test_answer_lines_follow_the_numbers(study: dict) -> None:
+    summary = pd.read_csv(study["out"] / "summary.tsv", sep="\t").set_index(["model", "dataset"])
+    mri = _answer(study["html"], "mri")
+    d_b = summary.loc[("mri", "mri"), "d_rmse_vs_bicubic"]
+    d_g = summary.loc[("mri", "mri"), "d_rmse_vs_generic"]
+    expected = f"the mri-trained model is {abs(d_b):.4f} RMSE lower than bicubic and {abs(d_g):.4f} lower than generic"
+    assert expected in mri
+    assert "6/8 images against bicubic" in mri
+    assert "beats the generic model on mri" in mri
+
+    astro = _answer(study["html"], "astro")
+    d_g = summary.loc[("astro", "astro"), "d_rmse_vs_generic"]
+    assert f"{abs(d_g):.4f} higher than generic" in astro
+    assert "worse than the generic model on astro" in astro
+    assert "beats" not in astro
+    assert "<li>generic:" not in study["html"]
