@@ -1,0 +1,138 @@
+"""Tiled inference with blended seams, model loading, and folder upscaling (bicubic and trained)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from scisr.infer import blend_window, infer_folder, load_model, tile_starts, upscale
+from scisr.io.files import read_png16, write_png16
+from scisr.models import build_generator
+from scisr.prepare.resize import imresize
+from scisr.train import train_model
+
+
+def random_model(seed: int = 0) -> torch.nn.Module:
+    """A small SRResNet with a non-zero tail; receptive field radius about 10 LR pixels."""
+    torch.manual_seed(seed)
+    model = build_generator("srresnet", channels=8, blocks=1, scale=4)
+    torch.nn.init.normal_(model.conv_last.weight, std=0.05)
+    return model.eval()
+
+
+def smooth(shape, seed=0) -> np.ndarray:
+    image = gaussian_filter(np.random.default_rng(seed).random(shape), 1.5)
+    return ((image - image.min()) / (image.max() - image.min())).astype(np.float32)
+
+
+def test_tile_starts_cover_with_overlap():
+    assert tile_starts(50, 64, 16) == [0]
+    starts = tile_starts(100, 40, 16)
+    assert starts[0] == 0 and starts[-1] == 60
+    assert all(b - a <= 40 - 16 for a, b in zip(starts, starts[1:]))
+
+
+def test_single_tile_is_the_model_output():
+    model, image = random_model(), smooth((30, 26))
+    with torch.no_grad():
+        direct = model(torch.from_numpy(image)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(upscale(model, image, 4, tile=64, overlap=16), direct, atol=1e-6)
+
+
+@pytest.mark.parametrize("tile,overlap", [(50, 40), (64, 48)])
+def test_tiled_equals_whole_image(tile, overlap):
+    model, image = random_model(), smooth((100, 90))
+    whole = upscale(model, image, 4, tile=1000, overlap=0)
+    tiled = upscale(model, image, 4, tile=tile, overlap=overlap)
+    assert tiled.shape == (400, 360)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+class OffsetPerTile(torch.nn.Module):
+    """Bicubic upsampling plus a different constant for every call: hard-pasted tiles would show steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+        return up + float(self.rng.uniform(-1, 1))
+
+
+def test_blending_has_no_seams():
+    image = smooth((80, 80))
+    model = OffsetPerTile()
+    tiled = upscale(model, image, 4, tile=32, overlap=16)
+    whole = F.interpolate(torch.from_numpy(image)[None, None], scale_factor=4, mode="bicubic",
+                          align_corners=False)[0, 0].numpy()
+    offset = tiled - whole  # a blend of per-tile constants in [-1, 1]
+    steps = max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max())
+    assert steps < 0.1  # a pasted seam would jump by up to 2; the cosine ramp spreads it over 32 px
+
+
+def test_blend_window_shape():
+    w = blend_window(32, 4, 16, first=False, last=False)
+    assert w.shape == (128,) and w[0] == 0 and w[-1] == 0 and w[64] == 1
+    assert np.all(blend_window(32, 4, 16, first=True, last=True) == 1)
+
+
+def make_lr_folder(folder, shapes):
+    for i, shape in enumerate(shapes):
+        write_png16(folder / f"img{i}.png", smooth(shape, seed=i))
+
+
+def test_infer_folder_bicubic(tmp_path):
+    make_lr_folder(tmp_path / "LR", [(16, 20), (24, 24)])
+    out = tmp_path / "out"
+    write_png16(out / "stale.png", np.zeros((4, 4)))
+    infer_folder("bicubic", tmp_path / "LR", out, scale=4)
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
+    with Image.open(out / "img0.png") as im:
+        assert im.size == (80, 64) and np.asarray(im).dtype == np.uint16
+    expected = np.clip(imresize(read_png16(tmp_path / "LR" / "img0.png"), 4), 0, 1)
+    np.testing.assert_allclose(read_png16(out / "img0.png"), expected, atol=1 / 65535)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for a few pixel iterations on a generated split."""
+    root = tmp_path_factory.mktemp("train")
+    for split in ("train", "val"):
+        for i in range(2):
+            hr = smooth((48, 48), seed=i + (10 if split == "val" else 0))
+            write_png16(root / "split" / split / "HR" / f"{i}.png", hr)
+            write_png16(root / "split" / split / "LR" / f"{i}.png", np.clip(imresize(hr, 0.25), 0, 1))
+    settings = {
+        "seed": 0, "scale": 4, "generator": {"arch": "srresnet", "channels": 8, "blocks": 1},
+        "discriminator": {"arch": "vgg", "base_channels": 8}, "batch_size": 2, "patch_size": 32,
+        "pixel_loss": "l1", "pixel": {"iterations": 3, "lr": 1e-3, "milestones": [], "gamma": 0.5},
+        "gan": {"iterations": 0, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": [],
+                "gamma": 0.5},
+        "val_every": 10, "checkpoint_every": 10,
+    }
+    train_model(root / "split", root / "model", root / "ckpt", settings, name="tiny")
+    return root / "model"
+
+
+def test_infer_folder_with_trained_model(trained, tmp_path):
+    make_lr_folder(tmp_path / "LR", [(30, 20), (12, 12)])
+    infer_folder(trained, tmp_path / "LR", tmp_path / "out", scale=4, tile=16, overlap=8)
+    assert read_png16(tmp_path / "out" / "img0.png").shape == (120, 80)
+    assert read_png16(tmp_path / "out" / "img1.png").shape == (48, 48)
+    with pytest.raises(ValueError, match="x4"):
+        infer_folder(trained, tmp_path / "LR", tmp_path / "out2", scale=2)
+
+
+def test_load_model_is_strict(trained, tmp_path):
+    model = load_model(trained)
+    assert not model.training
+    state = torch.load(trained / "generator.pt", weights_only=True)
+    state.pop("conv_last.bias")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.yaml").write_text((trained / "model.yaml").read_text())
+    torch.save(state, tmp_path / "m" / "generator.pt")
+    with pytest.raises(RuntimeError, match="conv_last.bias"):
+        load_model(tmp_path / "m")
