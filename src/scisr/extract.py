@@ -1,0 +1,221 @@
+"""Extract phase: every manifest file -> float32 TIFF frames in physical units + index.tsv.
+
+Rules (the index records one row per frame, or one per unreadable file with frame -1):
+- a file that cannot be decoded is skipped with the reader's message as the reason;
+- DICOM frames whose Modality is not in `modalities` (when given) are skipped;
+- frames smaller than `MIN_SIZE` px in a dimension, constant, or without a finite pixel are skipped;
+- duplicates are skipped, naming the kept copy: (a) the same DICOM SOP instance and frame,
+  or a lossy re-encoding of a kept instance (SourceImageSequence "uncompressed predecessor");
+  (b) identical float32 pixel values (so byte order and encoding do not matter).
+Which copy is kept does not depend on the manifest's row order: files are processed lossless
+first, then by manifest path, and the first copy seen wins. The index is sorted by path, frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scisr.io import Frame, ReadError, is_lossy, read_frames
+from scisr.io.files import write_text_atomic, write_tiff
+from scisr.sources.manifest import read_manifest
+
+log = logging.getLogger("scisr.extract")
+
+INDEX_COLUMNS = [
+    "image_id",
+    "subject_id",
+    "series_id",
+    "source_path",
+    "frame",
+    "rows",
+    "cols",
+    "original_dtype",
+    "modality",
+    "status",
+    "reason",
+]
+MIN_SIZE = 16
+_STRIP_SUFFIXES = (".gz", ".fz", ".bz2")
+
+
+@dataclass
+class _Seen:
+    """What has been kept so far: duplicate keys -> the kept image_id."""
+
+    instances: dict[tuple[str, int], str] = field(default_factory=dict)
+    pixels: dict[str, str] = field(default_factory=dict)
+
+
+def extract_dataset(
+    raw_dir: str | os.PathLike,
+    manifest: str | os.PathLike | pd.DataFrame,
+    frames_dir: str | os.PathLike,
+    index_path: str | os.PathLike,
+    *,
+    modalities: list[str] | None = None,
+) -> pd.DataFrame:
+    """Write `frames_dir/<image_id>.tif` for every usable frame and `index_path`; return the index."""
+    raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
+    table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
+    files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
+    bases = image_bases([path for path, _ in files])
+    order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0]), item[0]))
+    wanted = set(modalities) if modalities else None
+
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    seen, rows, kinds = _Seen(), [], Counter()
+    for rel, subject_hint in order:
+        for row, kind in _extract_file(raw_dir / rel, rel, bases[rel], subject_hint, wanted, frames_dir, seen):
+            rows.append(row)
+            kinds[kind] += 1
+
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values(["source_path", "frame"], ignore_index=True)
+    index = index.astype({"frame": "int64", "rows": "int64", "cols": "int64"})
+    write_text_atomic(index_path, index.to_csv(sep="\t", index=False, lineterminator="\n"))
+    _remove_stale(frames_dir, set(index.loc[index["status"] == "ok", "image_id"]))
+    skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
+    log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
+    return index
+
+
+def image_bases(paths: list[str]) -> dict[str, str]:
+    """A filesystem-safe, stable id stem per relative path (a short hash added where stems clash)."""
+    stems = {}
+    for rel in paths:
+        name = rel
+        while name.lower().endswith(_STRIP_SUFFIXES):
+            name = name[: name.rfind(".")]
+        stem, _ = os.path.splitext(name)
+        stems[rel] = re.sub(r"[^A-Za-z0-9-]+", "_", stem).strip("_") or "image"
+    counts = Counter(stems.values())
+    return {
+        rel: stem if counts[stem] == 1 else f"{stem}_{hashlib.sha1(rel.encode()).hexdigest()[:6]}"
+        for rel, stem in stems.items()
+    }
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """SHA-256 of a frame's float32 values and shape (NaN and -0.0 made canonical)."""
+    values = np.ascontiguousarray(image, dtype=np.float32) + np.float32(0.0)  # -0.0 -> 0.0
+    values[np.isnan(values)] = np.float32("nan")
+    digest = hashlib.sha256(str(values.shape).encode())
+    digest.update(values.astype("<f4").tobytes())
+    return digest.hexdigest()
+
+
+def _extract_file(
+    path: Path, rel: str, base: str, subject_hint: str, wanted: set[str] | None, frames_dir: Path, seen: _Seen
+) -> Iterator[tuple[dict, str]]:
+    """Yield (index row, reason kind) for every frame of one file; never raises."""
+    try:
+        frames = read_frames(path)
+    except ReadError as exc:
+        yield _unread_row(rel, subject_hint, str(exc)), "unreadable"
+        return
+    except Exception as exc:  # a reader bug must not stop the run
+        log.exception("unexpected error reading %s", rel)
+        yield _unread_row(rel, subject_hint, f"{Path(rel).name}: unexpected {type(exc).__name__}: {exc}"), "unreadable"
+        return
+    for fr in frames:
+        image_id = f"{base}_f{fr.frame:03d}"
+        status, reason, kind = _judge(fr, image_id, wanted, seen)
+        if status == "ok":
+            write_tiff(frames_dir / f"{image_id}.tif", fr.image)
+        row = {
+            "image_id": image_id,
+            "subject_id": subject_hint or fr.subject_id,
+            "series_id": fr.series_id,
+            "source_path": rel,
+            "frame": fr.frame,
+            "rows": fr.image.shape[0],
+            "cols": fr.image.shape[1],
+            "original_dtype": fr.original_dtype,
+            "modality": fr.modality,
+            "status": status,
+            "reason": reason,
+        }
+        yield row, kind
+
+
+def _judge(fr: Frame, image_id: str, wanted: set[str] | None, seen: _Seen) -> tuple[str, str, str]:
+    """(status, reason, reason kind) for one frame; registers kept frames in `seen`."""
+    is_dicom = fr.meta.get("format") == "dicom"
+    if wanted is not None and is_dicom and fr.modality not in wanted:
+        return "skipped", f"modality {fr.modality or '(none)'} not in {sorted(wanted)}", "modality"
+    rows, cols = fr.image.shape
+    if min(rows, cols) < MIN_SIZE:
+        return "skipped", f"too small: {rows}x{cols} (< {MIN_SIZE} px)", "too small"
+    finite = np.isfinite(fr.image)
+    if not finite.any():
+        return "skipped", "no finite pixel values", "no finite pixels"
+    values = fr.image[finite]
+    if values.min() == values.max():
+        return "skipped", f"constant image (every pixel {values.min():g})", "constant"
+
+    instance_keys = [(fr.instance_id, fr.frame)] if fr.instance_id else []
+    for key in instance_keys:
+        if key in seen.instances:
+            copy = "lossy copy" if fr.lossy else "another encoding"
+            return _duplicate(seen, instance_keys, seen.instances[key], f"same SOP instance, {copy}", "same instance")
+    for uid in fr.meta.get("predecessors", []):
+        if (uid, fr.frame) in seen.instances:
+            copy = "lossy re-encoding" if fr.lossy else "re-encoding"
+            return _duplicate(
+                seen, instance_keys, seen.instances[(uid, fr.frame)], f"{copy} of SOP instance {uid}", "re-encoding"
+            )
+    digest = pixel_hash(fr.image)
+    if digest in seen.pixels:
+        return _duplicate(seen, instance_keys, seen.pixels[digest], "identical pixels", "identical pixels")
+
+    for key in instance_keys:
+        seen.instances[key] = image_id
+    seen.pixels[digest] = image_id
+    return "ok", "", "ok"
+
+
+def _duplicate(
+    seen: _Seen, instance_keys: list[tuple[str, int]], kept: str, why: str, kind: str
+) -> tuple[str, str, str]:
+    """Skip as a duplicate of `kept`; later copies of this instance point at `kept` too."""
+    for key in instance_keys:
+        seen.instances.setdefault(key, kept)
+    return "skipped", f"duplicate of {kept} ({why})", f"duplicate ({kind})"
+
+
+def _unread_row(rel: str, subject_hint: str, reason: str) -> dict:
+    return {
+        "image_id": "",
+        "subject_id": subject_hint,
+        "series_id": "",
+        "source_path": rel,
+        "frame": -1,
+        "rows": 0,
+        "cols": 0,
+        "original_dtype": "",
+        "modality": "",
+        "status": "skipped",
+        "reason": reason,
+    }
+
+
+def _column(table: pd.DataFrame, name: str) -> list[str]:
+    if name not in table.columns:
+        return [""] * len(table)
+    return ["" if pd.isna(v) else str(v) for v in table[name]]
+
+
+def _remove_stale(frames_dir: Path, keep: set[str]) -> None:
+    """Delete TIFFs left in `frames_dir` by an earlier run that are not ok frames now."""
+    for tif in frames_dir.glob("*.tif"):
+        if tif.stem not in keep:
+            tif.unlink()
