@@ -19,6 +19,7 @@ def main(smk) -> None:
             seed=smk.params.seed,
             tile_size=settings["tile_size"],
             degradation=settings["degradation"],
+            min_foreground=settings["min_foreground"],
         )
 
 

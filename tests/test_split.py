@@ -43,7 +43,7 @@ def test_split_outputs(tmp_path):
     (tmp_path / "split" / "val" / "HR" / "stale.png").write_bytes(b"x")
     table = _run(tmp_path, norm)
     saved = pd.read_csv(tmp_path / "split.tsv", sep="\t", dtype={"id": str, "image_id": str})
-    assert list(saved.columns) == ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols"]
+    assert list(saved.columns) == ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols", "reason"]
     assert len(saved) == len(table)
     assert "not_normalized" not in set(table["image_id"]) and "failed" not in set(table["image_id"])
     # no subject in two splits, except the tiled big image
@@ -71,6 +71,26 @@ def test_split_outputs(tmp_path):
     for split in ("train", "val", "test"):
         names = {p.stem for p in (tmp_path / "split" / split / "HR").glob("*.png")}
         assert names == set(table.loc[table["split"] == split, "id"])
+
+
+def test_background_tiles_are_excluded_and_listed(tmp_path):
+    norm = _dataset(tmp_path)
+    big = np.zeros((96, 136), dtype=np.float32)  # air around an object: only the centre has signal
+    big[32:64, 32:96] = np.random.default_rng(1).random((32, 64)) * 0.5 + 0.5
+    write_tiff(norm / "big.tif", big)
+    table = split_dataset(
+        tmp_path / "index.tsv", norm, tmp_path / "split", tmp_path / "split.tsv",
+        scale=4, fractions=FRACTIONS, seed=0, tile_size=32, min_foreground=0.5,
+    )
+    tiles = table[table["image_id"] == "big"].set_index("id")
+    kept = set(tiles.index[tiles["split"] != "excluded"])
+    assert kept == {"big_t0101", "big_t0102"}
+    excluded = tiles[tiles["split"] == "excluded"]
+    assert len(excluded) == 10 and excluded["reason"].str.startswith("background tile").all()
+    written = {p.stem for p in (tmp_path / "split").glob("*/HR/*.png")}
+    assert not written & set(excluded.index)
+    # whole subjects are never dropped for being dark
+    assert set(table.loc[table["image_id"] != "big", "split"]) <= {"train", "val", "test"}
 
 
 def test_area_fractions_roughly_respected(tmp_path):

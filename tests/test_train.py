@@ -82,12 +82,13 @@ def test_outputs(reference):
     assert card["iterations"] == {"pixel": 30, "gan": 10}
     assert len(card["training_data"]["train_hr_sha256"]) == 64
     history = pd.read_csv(out / "history.tsv", sep="\t")
-    assert history["iteration"].tolist() == [10, 20, 30, 40]
-    assert history["stage"].tolist() == ["pixel", "pixel", "pixel", "gan"]
+    assert history["iteration"].tolist() == [0, 10, 20, 30, 40]
+    assert history["stage"].tolist() == ["init", "pixel", "pixel", "pixel", "gan"]
     assert np.isfinite(history["val_rmse"]).all() and np.isfinite(history["val_psnr"]).all()
-    assert history.loc[history.stage == "pixel", "loss_adv"].isna().all()
+    assert history.loc[history.stage != "gan", "loss_adv"].isna().all()
+    assert history.loc[0, ["loss_pixel", "lr"]].isna().all()  # the untrained network, before any step
     assert np.isfinite(history.loc[history.stage == "gan", ["loss_adv", "loss_d"]]).all().all()
-    assert history["lr"].tolist() == [5e-4, 5e-4, 2.5e-4, 1e-4]  # decay after 20 iterations
+    assert history["lr"].tolist()[1:] == [5e-4, 5e-4, 2.5e-4, 1e-4]  # decay after 20 iterations
     assert load_checkpoint(reference / "ckpt" / "last.pt")["progress"]["iteration"] == TOTAL
 
 
@@ -173,7 +174,7 @@ def test_pixel_only_and_patch_clamped(split, tmp_path, caplog):
         train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
     assert "patch_size 128" in caplog.text
     history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
-    assert history["iteration"].tolist() == [5] and history["stage"].tolist() == ["pixel"]
+    assert history["iteration"].tolist() == [0, 5] and history["stage"].tolist() == ["init", "pixel"]
 
 
 def test_settings_errors_name_the_key(split, tmp_path):

@@ -6,6 +6,9 @@ spatially disjoint tile_size x tile_size tiles (a grid from the top-left corner,
 discarded), and each tile is its own unit. Caveat: tiles of one image share the object, the
 instrument and the noise, so scores on such tiles measure generalisation within that image, not
 to new subjects; the split table says which rows are tiles (unit != subject_id).
+Tiles that are almost all background (less than `min_foreground` of their pixels above
+FOREGROUND_LEVEL, e.g. the air around a head in MRI) carry no signal to learn or to score;
+they are left out and listed in split.tsv with split "excluded" and the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from scisr.prepare.degrade import degrade
 from scisr.prepare.normalize import read_index
 
 SPLITS = ("train", "val", "test")
-SPLIT_COLUMNS = ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols"]
+SPLIT_COLUMNS = ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols", "reason"]
+FOREGROUND_LEVEL = 0.05  # normalized intensity above which a pixel counts as signal, not background
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,25 @@ def assign_units(
     return assignment
 
 
+def _background_tiles(
+    units: dict[str, list[Piece]], norm_dir: Path, min_foreground: float
+) -> dict[str, tuple[Piece, str]]:
+    """Tile units whose share of signal pixels is below `min_foreground`, with the reason."""
+    excluded: dict[str, tuple[Piece, str]] = {}
+    if min_foreground <= 0:
+        return excluded
+    tiles = sorted((p for unit in units.values() for p in unit if p.unit != p.subject_id), key=lambda p: p.image_id)
+    cache_id, cache = None, None
+    for piece in tiles:
+        if piece.image_id != cache_id:
+            cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
+        tile = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
+        share = float((tile > FOREGROUND_LEVEL).mean())
+        if share < min_foreground:
+            excluded[piece.unit] = (piece, f"background tile: {share:.1%} of pixels above {FOREGROUND_LEVEL}")
+    return excluded
+
+
 def _remove_stale(folder: Path, keep: set[str]) -> None:
     """Delete PNGs in `folder` that this run did not write."""
     for png in folder.glob("*.png"):
@@ -128,6 +151,7 @@ def split_dataset(
     tile_size: int | None,
     degradation: str = "bicubic",
     degradation_options: Mapping | None = None,
+    min_foreground: float = 0.0,
 ) -> pd.DataFrame:
     """Split normalized images by subject into train/val/test; write HR/LR 16-bit PNGs and split.tsv."""
     norm_dir, out_dir = Path(norm_dir), Path(out_dir)
@@ -148,6 +172,8 @@ def split_dataset(
                 "rerun normalize with the same scale"
             )
     units = _pieces(images, shapes, tile_size)
+    excluded = _background_tiles(units, norm_dir, min_foreground)
+    units = {name: pieces for name, pieces in units.items() if name not in excluded}
     if len(units) < 3:
         raise ValueError(
             f"{norm_dir}: only {len(units)} unit(s) (subjects or tiles) to split; train, val and test "
@@ -170,11 +196,12 @@ def split_dataset(
         write_png16(out_dir / split / "LR" / name, lr)
         written[split, "HR"].add(name)
         written[split, "LR"].add(name)
-        records.append({**asdict(piece), "split": split})
+        records.append({**asdict(piece), "split": split, "reason": ""})
     for (split, kind), keep in written.items():
         folder = out_dir / split / kind
         folder.mkdir(parents=True, exist_ok=True)
         _remove_stale(folder, keep)
+    records += [{**asdict(piece), "split": "excluded", "reason": reason} for piece, reason in excluded.values()]
     table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values("id", ignore_index=True)
     with atomic_path(split_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)

@@ -314,16 +314,17 @@ class _Trainer:
         means = np.mean(np.asarray(scores, dtype=np.float64), axis=0)
         return float(means[0]), float(means[1]), float(means[2])
 
-    def _record(self, stage: StageSettings) -> None:
+    def _record(self, stage: str) -> None:
+        """Validate and append a history row with the training losses averaged since the last row."""
         p = self.progress
         val_rmse, val_psnr, val_ssim = self.validate()
         mean = {k: (v / p.count if p.count else math.nan) for k, v in p.sums.items()}
         p.history.append({
             "iteration": p.iteration,
-            "stage": stage.name,
+            "stage": stage,
             "loss_pixel": mean["pixel"],
-            "loss_adv": mean["adv"] if stage.name == "gan" else math.nan,
-            "loss_d": mean["d"] if stage.name == "gan" else math.nan,
+            "loss_adv": mean["adv"] if stage == "gan" else math.nan,
+            "loss_d": mean["d"] if stage == "gan" else math.nan,
             "val_rmse": val_rmse,
             "val_psnr": val_psnr,
             "val_ssim": val_ssim,
@@ -340,6 +341,8 @@ class _Trainer:
         p = self.progress
         bar = tqdm(total=total, initial=p.iteration, desc=self.name, file=sys.stderr, mininterval=5.0,
                    ascii=True)
+        if p.iteration == 0 and not p.history:
+            self._record("init")  # the untrained network: with global_skip this is bicubic's score
         end = 0
         for stage in self.cfg.stages:
             begin, end = end, end + stage.iterations
@@ -360,7 +363,7 @@ class _Trainer:
                 for k, v in numbers.items():
                     p.sums[k] += v
                 if p.iteration % self.cfg.val_every == 0 or p.iteration == end:
-                    self._record(stage)
+                    self._record(stage.name)
                 if p.iteration % self.cfg.checkpoint_every == 0 or p.iteration == end:
                     self.save()
                 bar.set_postfix_str(f"{stage.name} pixel {numbers['pixel']:.4f}", refresh=False)
