@@ -12,7 +12,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import MRImageStorage, generate_uid
 
-from scisr.io import ReadError, read_frames, sniff
+from scisr.io import ReadError
+from scisr.io.readers import read_frames, sniff
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 MR_SMALL = [

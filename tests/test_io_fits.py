@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from scisr.io import ReadError, read_frames, sniff
+from scisr.io import ReadError
+from scisr.io.readers import read_frames, sniff
 
 
 def astropy_file(rel: str) -> Path:

@@ -11,7 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from scisr.io import ReadError, read_frames
+from scisr.io import ReadError
+from scisr.io.readers import read_frames
 
 RNG = np.random.default_rng(42)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 def _info(args: argparse.Namespace) -> int:
     """Print what SciSR reads from each file: frames, size, dtype, value range."""
-    from scisr.io import ReadError, read_frames
+    from scisr.io import ReadError
+    from scisr.io.readers import read_frames
 
     status = 0
     for path in args.files:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scisr.io import Frame, ReadError, is_lossy, read_frames
+from scisr.io import Frame, ReadError
+from scisr.io.readers import is_lossy, read_frames
 from scisr.io.files import write_text_atomic, write_tiff
 from scisr.sources.manifest import read_manifest
 
