@@ -19,6 +19,7 @@ def main(smk) -> None:
             seed=smk.params.seed,
             tile_size=settings["tile_size"],
             degradation=settings["degradation"],
+            degradation_options=dict(settings["degradation_options"]),
             min_foreground=settings["min_foreground"],
         )
 

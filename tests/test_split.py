@@ -1,4 +1,4 @@
-"""Leakage-free splitting, tiling of lone big images, HR/LR pairs, and the degradation registry."""
+"""Leakage-free splitting, tiling of lone big images, HR/LR pairs (degradations: test_degrade.py)."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,6 @@ import pytest
 from PIL import Image
 
 from scisr.io.files import read_png16, write_tiff
-from scisr.prepare.degrade import DEGRADATIONS, degrade
 from scisr.prepare.split import assign_units, split_dataset, tile_grid
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -141,16 +140,3 @@ def test_tile_grid_discards_remainder():
     assert tile_grid(70, 100, 32) == [(0, 0, 0, 0), (0, 1, 0, 32), (0, 2, 0, 64),
                                       (1, 0, 32, 0), (1, 1, 32, 32), (1, 2, 32, 64)]
 
-
-def test_degrade_bicubic_sizes_and_range():
-    hr = np.random.default_rng(0).random((40, 24)).astype(np.float32)
-    lr = degrade(hr, 4)
-    assert lr.shape == (10, 6) and lr.dtype == np.float32 and lr.min() >= 0 and lr.max() <= 1
-    assert "bicubic" in DEGRADATIONS
-
-
-def test_degrade_errors():
-    with pytest.raises(ValueError, match="unknown degradation 'blur'"):
-        degrade(np.zeros((8, 8)), 4, "blur")
-    with pytest.raises(ValueError, match="not divisible"):
-        degrade(np.zeros((10, 8)), 4)

@@ -14,6 +14,7 @@ they are left out and listed in split.tsv with split "excluded" and the reason.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,14 @@ def _pieces(
                 for image_id in ids
             ]
     return units
+
+
+def piece_rng(seed: int, piece_id: str) -> np.random.Generator:
+    """Generator for one piece's LR noise: reproducible per (seed, id), independent across ids.
+
+    The id enters through zlib.crc32 (stable across runs and machines, unlike Python's hash()).
+    """
+    return np.random.default_rng([int(seed), zlib.crc32(piece_id.encode("utf-8"))])
 
 
 def assign_units(
@@ -189,7 +198,8 @@ def split_dataset(
         if piece.image_id != cache_id:
             cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
         hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
-        lr = degrade(hr, scale, degradation, **dict(degradation_options or {}))
+        options = dict(degradation_options or {})
+        lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece.id), **options)
         split = assignment[piece.unit]
         name = f"{piece.id}.png"
         write_png16(out_dir / split / "HR" / name, hr)
