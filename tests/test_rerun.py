@@ -1,0 +1,116 @@
+"""Rerun-on-change: after a finished tiny study, each kind of change reruns exactly what depends on it.
+
+The workflow (Snakefile, rules, scripts, library sources, config) is copied into a temporary
+folder so the tests can edit library files without touching the checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.workflow
+COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
+PHASES = ["download", "extract", "normalize", "split", "train", "infer", "score", "report"]
+
+
+class Study:
+    """A finished tiny study in its own folder, and a way to ask Snakemake what would rerun."""
+
+    def __init__(self, folder: Path, exe: str) -> None:
+        self.folder, self.exe = folder, exe
+        shutil.copy2(ROOT / "tests" / "data" / "tiny.yaml", folder / "tiny.yaml")
+
+    def run(self, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
+        (self.folder / "override.yaml").write_text(yaml.safe_dump(config or {}))
+        configs = ["config/config.yaml", "tiny.yaml", "override.yaml"]
+        cmd = [self.exe, "--cores", "2", "--configfile", *configs, *args]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        return subprocess.run(cmd, cwd=self.folder, capture_output=True, text=True, timeout=600, env=env)
+
+    def planned(self, config: dict | None = None) -> dict[str, int]:
+        """Jobs per phase that a dry run would execute."""
+        result = self.run("--dry-run", "--quiet", "rules", config=config)
+        assert result.returncode == 0, result.stderr[-3000:]
+        counts = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in PHASES and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, snakemake_exe: str) -> Iterator[Study]:
+    folder = tmp_path_factory.mktemp("rerun")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, folder / name)
+    study = Study(folder, snakemake_exe)
+    result = study.run()
+    assert result.returncode == 0, result.stderr[-6000:]
+    yield study
+
+
+@contextlib.contextmanager
+def edited(path: Path) -> Iterator[None]:
+    """Change the content of `path` (Snakemake compares checksums, so a mere touch is no change), then restore it."""
+    original, stat = path.read_bytes(), path.stat()
+    path.write_bytes(original + b"\n# edited by a test\n")
+    later = time.time() + 5
+    os.utime(path, (later, later))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_second_run_schedules_nothing(study: Study) -> None:
+    assert study.planned() == {}
+
+
+def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study: Study) -> None:
+    plan = study.planned({"models": {"mri": {"data": "mri", "train": {"pixel": {"iterations": 21}}}}})
+    # one model retrained, then its predictions and scores on the 3 datasets, then the report
+    assert plan == {"train": 1, "infer": 3, "score": 3, "report": 1}
+
+
+def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> None:
+    plan = study.planned({"datasets": {"astro": {"normalize": {"high_percentile": 99.8}}}})
+    # astro normalized and split again; the astro model retrained; every model on astro's
+    # test set (4) plus the retrained astro model on the two other datasets (2)
+    assert plan == {"normalize": 1, "split": 1, "train": 1, "infer": 6, "score": 6, "report": 1}
+
+
+def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
+    with edited(study.folder / "src" / "scisr" / "train" / "loop.py"):
+        plan = study.planned()
+    # 3 trained models on 3 datasets; bicubic predictions stay
+    assert plan == {"train": 3, "infer": 9, "score": 9, "report": 1}
+
+
+def test_editing_the_report_code_reruns_only_the_report(study: Study) -> None:
+    with edited(study.folder / "src" / "scisr" / "report" / "html.py"):
+        plan = study.planned()
+    assert plan == {"report": 1}
+
+
+def test_editing_a_reader_reruns_extraction_of_every_dataset(study: Study) -> None:
+    with edited(study.folder / "src" / "scisr" / "io" / "dicom.py"):
+        plan = study.planned()
+    assert plan["extract"] == 3 and "download" not in plan
+
