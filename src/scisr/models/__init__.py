@@ -1,5 +1,7 @@
 """Super-resolution networks and the registry that builds them by name."""
 
+from scisr.models.adapter import ChannelAdapter, adapt_channels
+from scisr.models.pretrained import convert_state_dict, load_pretrained
 from scisr.models.registry import (
     DISCRIMINATORS,
     GENERATORS,
@@ -9,5 +11,5 @@ from scisr.models.registry import (
     generator_arguments,
 )
 
-__all__ = ["DISCRIMINATORS", "GENERATORS", "build_discriminator", "build_generator", "count_parameters",
-           "generator_arguments"]
+__all__ = ["DISCRIMINATORS", "GENERATORS", "ChannelAdapter", "adapt_channels", "build_discriminator",
+           "build_generator", "convert_state_dict", "count_parameters", "generator_arguments", "load_pretrained"]

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from torch import nn
 
 from scisr.models.discriminator import VGGDiscriminator
+from scisr.models.rrdbnet import RRDBNet
 from scisr.models.srresnet import SRResNet
 
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "srresnet": SRResNet,
+    "rrdbnet": RRDBNet,
 }
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
     "vgg": VGGDiscriminator,
