@@ -69,6 +69,13 @@ def _train_settings(model):
         raise ValueError(
             f"models.{model}: train.patch_size must be a multiple of scale {config['scale']}"
         )
+    perceptual = settings["perceptual"]
+    if perceptual["weight"] > 0 and not perceptual["weights_file"]:
+        raise ValueError(
+            f"models.{model}: train.perceptual.weight is {perceptual['weight']} but "
+            "train.perceptual.weights_file is not set: give the path of a torchvision vgg19 "
+            "state dict (SciSR never downloads weights), or set train.perceptual.weight: 0"
+        )
     return {**settings, "scale": config["scale"], "seed": config["seed"]}
 
 
@@ -107,6 +114,12 @@ def get_train_split(wildcards):
         "train": f"results/split/{data}/train",
         "val": f"results/split/{data}/val",
     }
+
+
+def get_perceptual_weights(wildcards):
+    """The VGG19 weights file of the perceptual loss, when the model uses one."""
+    perceptual = TRAIN_SETTINGS[wildcards.trained]["perceptual"]
+    return [perceptual["weights_file"]] if perceptual["weight"] > 0 else []
 
 
 def get_train_settings(wildcards):

@@ -5,6 +5,7 @@
 rule train:
     input:
         unpack(get_train_split),
+        vgg=get_perceptual_weights,
         code=get_code("train", "models", "metrics.py", "io/files.py"),
     output:
         generator="results/models/{trained}/generator.pt",

@@ -1,6 +1,8 @@
-"""Two-stage training on a tiny generated split: outputs, determinism, resume after a kill, NaN guard."""
+"""Two-stage training on a tiny generated split: outputs, EMA export, determinism, resume after a kill, guards."""
 
 import copy
+import hashlib
+import json
 import logging
 import math
 import os
@@ -18,13 +20,14 @@ import torch
 import yaml
 from scipy.ndimage import gaussian_filter
 
-from scisr.io.files import write_png16
+from scisr.io.files import read_png16, write_png16
 from scisr.models import build_generator
+from scisr.models.vgg import VGG19Features
 from scisr.prepare.resize import imresize
 from scisr.train import losses, train_model
 from scisr.train.checkpoint import load_checkpoint
 from scisr.models.device import resolve_device
-from scisr.train.loop import Settings
+from scisr.train.loop import Settings, check_settings
 
 SETTINGS = {
     "seed": 0,
@@ -41,6 +44,12 @@ SETTINGS = {
     "checkpoint_every": 10,
 }
 TOTAL = 40
+# the papers' additions, all on: EMA, relativistic GAN, gradient clipping; the kill lands mid-GAN-stage
+ESRGAN = copy.deepcopy(SETTINGS) | {"ema": 0.9, "grad_clip": 10.0, "amp": "auto"}
+ESRGAN["pixel"] = {"iterations": 20, "lr": 5e-4, "milestones": [10], "gamma": 0.5}
+ESRGAN["gan"] = ESRGAN["gan"] | {"iterations": 20, "loss": "ragan", "milestones": [5]}
+VARIANTS = {"srgan": SETTINGS, "esrgan": ESRGAN}
+KILL_AT = {"srgan": 10, "esrgan": 30}
 
 
 def make_split(root: Path, size: int = 64, scale: int = 4, n_train: int = 6, n_val: int = 2) -> Path:
@@ -61,11 +70,24 @@ def split(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(split, tmp_path_factory) -> Path:
-    """One uninterrupted training run; returns its work folder (out/, ckpt/)."""
-    work = tmp_path_factory.mktemp("reference")
-    train_model(split, work / "out", work / "ckpt", SETTINGS, name="tiny")
-    return work
+def references(split, tmp_path_factory):
+    """Uninterrupted training runs by variant name, each run once; returns a function name -> work folder."""
+    done: dict[str, Path] = {}
+
+    def get(variant: str) -> Path:
+        if variant not in done:
+            work = tmp_path_factory.mktemp(f"reference_{variant}")
+            train_model(split, work / "out", work / "ckpt", VARIANTS[variant], name="tiny")
+            done[variant] = work
+        return done[variant]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference(references) -> Path:
+    """The uninterrupted run of SETTINGS (only the original keys: the new ones take their defaults)."""
+    return references("srgan")
 
 
 def weights(out_dir: Path) -> dict[str, torch.Tensor]:
@@ -90,6 +112,36 @@ def test_outputs(reference):
     assert np.isfinite(history.loc[history.stage == "gan", ["loss_adv", "loss_d"]]).all().all()
     assert history["lr"].tolist()[1:] == [5e-4, 5e-4, 2.5e-4, 1e-4]  # decay after 20 iterations
     assert load_checkpoint(reference / "ckpt" / "last.pt")["progress"]["iteration"] == TOTAL
+    assert history["loss_perceptual"].isna().all()
+    assert card["ema"] == 0.999 and card["exported_weights"] == "ema" and card["gan_loss"] == "bce"
+    assert card["perceptual"] == {"weight": 0.0, "layer": None, "weights_file": None, "sha256": None}
+    assert card["precision"] == "fp32" and card["device"] == "cpu" and card["grad_clip"] is None
+    assert card["wall_time_seconds"] > 0
+
+
+def test_exported_generator_is_the_ema(references):
+    work = references("esrgan")
+    card = yaml.safe_load((work / "out" / "model.yaml").read_text())
+    assert card["ema"] == 0.9 and card["gan_loss"] == "ragan" and card["iterations"] == {"pixel": 20, "gan": 20}
+    state = load_checkpoint(work / "ckpt" / "last.pt")
+    exported = weights(work / "out")
+    assert exported.keys() == state["ema"].keys()
+    for key, value in exported.items():
+        assert torch.equal(value, state["ema"][key]), key
+    assert not all(torch.equal(v, state["generator"][k]) for k, v in exported.items())
+    history = pd.read_csv(work / "out" / "history.tsv", sep="\t")
+    assert np.isfinite(history.loc[history.stage == "gan", ["loss_adv", "loss_d"]]).all().all()
+
+
+def test_ema_off_exports_the_trained_weights(split, tmp_path):
+    settings = copy.deepcopy(SETTINGS) | {"ema": 0}
+    settings["pixel"]["iterations"], settings["gan"]["iterations"] = 4, 2
+    train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+    state = load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert "ema" not in state
+    for key, value in weights(tmp_path / "out").items():
+        assert torch.equal(value, state["generator"][key]), key
+    assert yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())["exported_weights"] == "last"
 
 
 def test_same_seed_same_weights_and_changed_settings_start_fresh(split, reference, tmp_path, caplog):
@@ -107,47 +159,57 @@ def test_same_seed_same_weights_and_changed_settings_start_fresh(split, referenc
 
 KILLED_RUN = """
 import json, sys, time
+from pathlib import Path
 from scisr.train import loop
 save = loop._Trainer.save
+kill_at = int(sys.argv[5])
 def slow_save(self):
     save(self)
-    time.sleep(120)  # stand-in for slow progress: the test kills us here
+    if self.progress.iteration == kill_at:
+        Path(sys.argv[3], "saved").touch()
+        time.sleep(120)  # stand-in for slow progress: the test kills us here
 loop._Trainer.save = slow_save
 loop.train_model(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), name="tiny")
 """
 
 
-def test_resume_after_kill_matches_uninterrupted_run(split, reference, tmp_path, caplog):
-    import json
-
+@pytest.mark.parametrize("variant", ["srgan", "esrgan"])
+def test_resume_after_kill_matches_uninterrupted_run(split, references, variant, tmp_path, caplog):
+    settings, kill_at, reference = VARIANTS[variant], KILL_AT[variant], references(variant)
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(split), str(tmp_path / "out"), str(ckpt),
-         json.dumps(SETTINGS)],
+         json.dumps(settings), str(kill_at)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (ckpt / "last.pt").exists():
+        deadline = time.monotonic() + 90
+        while not (ckpt / "saved").exists():
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.05)
-        time.sleep(0.2)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert load_checkpoint(ckpt / "last.pt")["progress"]["iteration"] == 10
+    killed = load_checkpoint(ckpt / "last.pt")
+    assert killed["progress"]["iteration"] == kill_at
+    assert ("ema" in killed) and killed["progress"]["stage"] == ("pixel" if kill_at <= 20 else "gan")
     assert not (tmp_path / "out").exists()
 
     with caplog.at_level(logging.INFO, logger="scisr.train.loop"):
-        train_model(split, tmp_path / "out", ckpt, SETTINGS, name="tiny")
-    assert "resuming from iteration 10" in caplog.text
+        train_model(split, tmp_path / "out", ckpt, settings, name="tiny")
+    assert f"resuming from iteration {kill_at}" in caplog.text
     history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
     expected = pd.read_csv(reference / "out" / "history.tsv", sep="\t")
     assert history["iteration"].tolist() == expected["iteration"].tolist()
     np.testing.assert_allclose(history["val_rmse"], expected["val_rmse"], rtol=1e-6)
+    np.testing.assert_allclose(history["loss_d"], expected["loss_d"], rtol=1e-6)
     for key, value in weights(reference / "out").items():
         torch.testing.assert_close(weights(tmp_path / "out")[key], value, rtol=1e-6, atol=1e-7)
+    final, uninterrupted = load_checkpoint(ckpt / "last.pt"), load_checkpoint(reference / "ckpt" / "last.pt")
+    for part in ("generator", "discriminator", "ema"):
+        for key, value in uninterrupted[part].items():
+            torch.testing.assert_close(final[part][key], value, rtol=1e-6, atol=1e-7, msg=f"{part} {key}")
 
 
 def test_nan_guard_keeps_last_good_checkpoint(split, tmp_path, monkeypatch):
@@ -163,6 +225,74 @@ def test_nan_guard_keeps_last_good_checkpoint(split, tmp_path, monkeypatch):
         train_model(split, tmp_path / "out", tmp_path / "ckpt", SETTINGS, name="tiny")
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["progress"]["iteration"] == 10
     assert not (tmp_path / "out").exists()
+
+
+class _NanGradient(torch.autograd.Function):
+    """Identity forward, NaN gradient backward: a finite loss whose gradient is poisoned."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * math.nan
+
+
+@pytest.mark.parametrize("grad_clip", [None, 1.0])
+def test_nan_guard_on_non_finite_gradient(split, tmp_path, monkeypatch, grad_clip):
+    calls = {"n": 0}
+
+    def poisoned(prediction, target):
+        calls["n"] += 1
+        prediction = _NanGradient.apply(prediction) if calls["n"] > 15 else prediction
+        return torch.nn.functional.l1_loss(prediction, target)
+
+    monkeypatch.setitem(losses.PIXEL_LOSSES, "l1", poisoned)
+    settings = copy.deepcopy(SETTINGS) | {"grad_clip": grad_clip}
+    message = "non-finite generator gradient norm at iteration 16.*last good checkpoint"
+    with pytest.raises(RuntimeError, match=message):
+        train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+    assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["progress"]["iteration"] == 10
+    assert not (tmp_path / "out").exists()
+
+
+def test_frequent_clipping_is_logged(split, tmp_path, caplog):
+    settings = copy.deepcopy(SETTINGS) | {"grad_clip": 1e-9}
+    settings["pixel"]["iterations"], settings["gan"]["iterations"] = 5, 0
+    with caplog.at_level(logging.WARNING, logger="scisr.train.loop"):
+        train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+    assert "clipped to grad_clip 1e-09 in 5 of 5" in caplog.text
+
+
+def small_vgg_file(path: Path, layer: str = "conv2_2") -> str:
+    """A torchvision-style vgg19 state dict (random features up to `layer`, dummy classifier); its sha256."""
+    torch.manual_seed(0)
+    state = dict(VGG19Features(layer).state_dict())
+    state |= {"classifier.0.weight": torch.zeros(4, 4), "classifier.6.bias": torch.zeros(4)}
+    torch.save(state, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_perceptual_stage_and_card(split, tmp_path):
+    sha = small_vgg_file(tmp_path / "vgg19.pth")
+    settings = copy.deepcopy(ESRGAN) | {
+        "perceptual": {"weight": 0.01, "weights_file": str(tmp_path / "vgg19.pth"), "layer": "conv2_2"},
+    }
+    settings["pixel"]["iterations"], settings["gan"]["iterations"] = 2, 3
+    train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+    card = yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())
+    assert card["perceptual"] == {"weight": 0.01, "layer": "conv2_2", "weights_file": str(tmp_path / "vgg19.pth"),
+                                  "sha256": sha}
+    history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
+    gan = history[history.stage == "gan"]
+    assert len(gan) == 1 and np.isfinite(gan["loss_perceptual"]).all() and (gan["loss_perceptual"] > 0).all()
+    assert history.loc[history.stage != "gan", "loss_perceptual"].isna().all()
+
+    settings["perceptual"]["sha256"] = "f" * 64  # a wrong digest stops before anything is trained
+    with pytest.raises(ValueError, match=f"expected {'f' * 64}.*got {sha}"):
+        train_model(split, tmp_path / "out2", tmp_path / "ckpt2", settings, name="tiny")
+    assert not (tmp_path / "ckpt2").exists() and not (tmp_path / "out2").exists()
 
 
 def test_pixel_only_and_patch_clamped(split, tmp_path, caplog):
@@ -188,8 +318,45 @@ def test_settings_errors_name_the_key(split, tmp_path):
         train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
 
 
+def test_new_settings_have_defaults_and_are_checked():
+    cfg = Settings.from_dict(SETTINGS)
+    assert (cfg.ema, cfg.grad_clip, cfg.amp, cfg.stages[1].adversarial_loss) == (0.999, None, "auto", "bce")
+    assert (cfg.perceptual.weight, cfg.perceptual.weights_file, cfg.perceptual.layer) == (0.0, None, "conv5_4")
+    assert Settings.from_dict(SETTINGS | {"grad_clip": 0, "ema": 0}).grad_clip is None
+    assert Settings.from_dict(SETTINGS | {"pixel_loss": "mse"}).pixel_loss == "mse"
+    assert Settings.from_dict(SETTINGS | {"amp": False}).amp == "off"  # YAML 1.1: `amp: off` reads as false
+    assert Settings.from_dict(SETTINGS | {"amp": "off"}).amp == "off"
+    bad = {
+        "amp": ({"amp": "fp16"}, "amp is 'fp16'"),
+        "ema": ({"ema": 1.0}, "ema must be in"),
+        "grad_clip": ({"grad_clip": -1}, "grad_clip must be > 0"),
+        "gan.loss": ({"gan": SETTINGS["gan"] | {"loss": "wgan"}}, "gan.loss is 'wgan'; known: bce, ragan"),
+        "pixel_loss": ({"pixel_loss": "huber"}, "pixel_loss is 'huber'"),
+        "perceptual": ({"perceptual": {"weight": 1.0}}, "perceptual.weights_file is not set"),
+        "perceptual key": ({"perceptual": {"weights": "x"}}, "unknown key.*perceptual.weights"),
+    }
+    for name, (change, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            check_settings(SETTINGS | change)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
 def test_cuda_refused_without_gpu():
     with pytest.raises(RuntimeError, match="cuda"):
         resolve_device("cuda")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_rrdbnet_trains_and_infers_through_the_same_code(split, tmp_path):
+    from scisr.infer import infer_folder
+
+    settings = copy.deepcopy(SETTINGS)
+    settings["generator"] = {"arch": "rrdbnet", "channels": 8, "blocks": 1, "growth": 4, "global_skip": True}
+    settings["pixel"]["iterations"] = 4
+    settings["gan"]["iterations"] = 2
+    train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="esrgan")
+    card = yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())
+    assert card["arch"] == "rrdbnet" and card["args"]["growth"] == 4
+    infer_folder(tmp_path / "out", split / "val" / "LR", tmp_path / "pred", scale=4, tile=16, overlap=4)
+    for hr in (split / "val" / "HR").glob("*.png"):
+        assert read_png16(tmp_path / "pred" / hr.name).shape == read_png16(hr).shape

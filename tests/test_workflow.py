@@ -100,6 +100,36 @@ def test_bad_config_stops_with_a_clear_message(snakemake_exe: str, tmp_path: Pat
     assert "unknown dataset 'mrii'" in result.stdout + result.stderr
 
 
+def test_perceptual_loss_without_weights_stops_at_validation_saying_what_to_set(
+    snakemake_exe: str, tmp_path: Path
+) -> None:
+    work = make_workdir(tmp_path)
+    config = load("config.yaml")
+    config["models"]["astro"]["train"] = {"perceptual": {"weight": 0.01}}
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(snakemake_exe, work, "--dry-run")
+    assert result.returncode != 0
+    assert "train.perceptual.weights_file is not set" in result.stdout + result.stderr
+
+
+def test_rrdbnet_can_be_selected_by_config(snakemake_exe: str, tmp_path: Path) -> None:
+    work = make_workdir(tmp_path)
+    config = load("config.yaml")
+
+    def dry_run() -> subprocess.CompletedProcess:
+        (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [snakemake_exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+                   "--configfile", str(work / "config" / "config.yaml"), "--dry-run", "--cores", "1"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    config["train"]["generator"] = {"arch": "rrdbnet", "channels": 16, "blocks": 2, "growth": 8, "global_skip": True}
+    result = dry_run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    config["train"]["generator"]["batch_norm"] = True  # an srresnet-only option
+    result = dry_run()
+    assert result.returncode != 0 and "batch_norm" in result.stdout + result.stderr
+
+
 def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
     result = snakemake(snakemake_exe, make_workdir(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr

@@ -11,10 +11,14 @@ import torch
 
 from scisr.io.files import atomic_path
 
+# Bumped whenever the checkpoint's contents change meaning (2: EMA weights, defaults of new keys), so a
+# checkpoint of an older layout is never resumed: its fingerprint cannot match.
+CHECKPOINT_FORMAT = 2
+
 
 def settings_hash(settings: dict, data_sha256: str = "") -> str:
-    """sha256 of the settings (canonical JSON) plus a data digest: a checkpoint resumes only on a match."""
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":")) + data_sha256
+    """sha256 of the settings (canonical JSON), a data digest and the checkpoint format: resume only on a match."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":")) + data_sha256 + f"format{CHECKPOINT_FORMAT}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

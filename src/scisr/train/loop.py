@@ -1,6 +1,6 @@
-"""Two-stage SRGAN training: pixel-loss pretraining, then adversarial + pixel loss; resumable.
+"""Two-stage SRGAN/ESRGAN training: pixel-loss pretraining, then adversarial + pixel (+ perceptual) loss.
 
-Settings (a dict validated by the workflow's schema; every key is required unless marked optional):
+Settings (a dict validated by the workflow's schema; keys marked "optional" fall back to the default shown):
 
     seed             int     seeds model initialisation (torch) and patch sampling (a torch.Generator)
     scale            int     2, 4 or 8; LR images are exactly HR / scale
@@ -11,22 +11,48 @@ Settings (a dict validated by the workflow's schema; every key is required unles
                              {"arch": "vgg", "base_channels": 32, "pool": 1}; in_channels is filled in
     batch_size       int     patches per iteration
     patch_size       int     HR patch side in pixels, a multiple of `scale` (clamped to the smallest image)
-    pixel_loss       str     name in scisr.train.losses.PIXEL_LOSSES ("l1", "l2")
+    pixel_loss       str     name in scisr.train.losses.PIXEL_LOSSES: "l1" or "mse" ("l2" = "mse")
     pixel            dict    stage 1: {"iterations", "lr", "milestones", "gamma"}: Adam at "lr", multiplied by
                              "gamma" after each milestone (counted in iterations of this stage)
     gan              dict    stage 2: {"iterations" (0 skips the stage), "lr", "adv_weight", "pixel_weight",
-                             "milestones", "gamma", "loss" (optional, default "bce": a name in
-                             scisr.train.losses.ADVERSARIAL_LOSSES)}
+                             "milestones", "gamma", "loss" (optional, default "bce")}; "loss" is a name in
+                             scisr.train.losses.ADVERSARIAL_LOSSES: "bce" (standard GAN, SRGAN) or "ragan"
+                             (relativistic average GAN, ESRGAN)
     val_every        int     validate on the whole val set every this many (global) iterations
     checkpoint_every int     save checkpoint_dir/last.pt every this many (global) iterations
+    ema              float   optional, default 0.999: decay of an exponential moving average of the generator's
+                             weights, updated after every generator step of both stages; the average is what
+                             is validated and exported to generator.pt. 0 disables it (the raw weights are
+                             used). It lags by about 1 / (1 - ema) iterations: at 0.999 the initial weights
+                             still make up 0.999**1200 = 30% of the average after 1200 iterations, so short
+                             runs want a smaller decay (0.99: 100 iterations of lag)
+    grad_clip        float   optional, default null: clip the gradient norm of the generator and (separately)
+                             of the discriminator to this maximum before each step; null or 0 = no clipping.
+                             A warning is logged when more than half the steps of a validation interval clip
+    amp              str     optional, default "auto": "auto" = bf16 autocast on CUDA when the GPU supports
+                             bf16, fp32 on CPU (bf16 was measured 10-100x slower there); "off" = fp32 always
+                             (YAML's unquoted `off`, read as false, counts as "off")
+    perceptual       dict    optional: perceptual loss of the GAN stage (ESRGAN), L1 between VGG19 features
+                             before activation; its keys, each optional:
+                             weight        float  default 0.0: weight in the generator loss; 0 = not used
+                             weights_file  str    default null: a torchvision vgg19 state dict (.pth, read with
+                                                  torch.load(weights_only=True)); required when weight > 0
+                             sha256        str    default null: expected sha256 of weights_file, checked first
+                             layer         str    default "conv5_4": one of conv1_2, conv2_2, conv3_4, conv4_4,
+                                                  conv5_4 (any convB_N of VGG19 is accepted)
 
-Both stages use Adam and a multistep learning-rate decay; the GAN stage starts fresh optimizers from
-the pretrained generator. Validation also runs at the end of each stage. A checkpoint resumes only when
-it was written for the same settings and the same training data (HR and LR bytes).
+Both stages use Adam (betas 0.9, 0.999, as SRGAN and ESRGAN) and a multistep learning-rate decay; the GAN
+stage starts fresh optimizers from the pretrained generator (the EMA carries on across stages). Generator
+loss of the GAN stage: pixel_weight * pixel + adv_weight * adversarial + perceptual.weight * perceptual.
+Validation also runs at the end of each stage. Networks run in channels_last memory format. A checkpoint
+resumes only when it was written for the same settings, the same training data (HR and LR bytes), the
+same VGG19 weights file and the same checkpoint format. `check_settings` checks a settings dict without
+building anything, for config validation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -46,16 +72,25 @@ from scisr.io.files import atomic_path, write_text_atomic
 from scisr.metrics import psnr, rmse, ssim
 from scisr.models import build_discriminator, build_generator, count_parameters, generator_arguments
 from scisr.models.device import resolve_device
+from scisr.models.vgg import LAYERS
 from scisr.train import losses
 from scisr.train.checkpoint import load_checkpoint, save_checkpoint, settings_hash
 from scisr.train.data import PatchSampler, folder_sha256, load_pairs
+from scisr.train.ema import EMA
 
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [
-    "iteration", "stage", "loss_pixel", "loss_adv", "loss_d", "val_rmse", "val_psnr", "val_ssim", "lr", "seconds",
+    "iteration", "stage", "loss_pixel", "loss_adv", "loss_perceptual", "loss_d", "val_rmse", "val_psnr",
+    "val_ssim", "lr", "seconds",
 ]
 CHECKPOINT_NAME = "last.pt"
+ADAM_BETAS = (0.9, 0.999)  # SRGAN and ESRGAN
+AMP_MODES = ("auto", "off")
+VGG19_HINT = (
+    "give the path of a torchvision vgg19 state dict (a .pth file such as vgg19-dcbb9e9d.pth, as saved by "
+    "torch.save(torchvision.models.vgg19(weights='IMAGENET1K_V1').state_dict(), path); nothing is downloaded)"
+)
 
 
 def _require(mapping: dict, key: str, where: str = ""):
@@ -63,6 +98,19 @@ def _require(mapping: dict, key: str, where: str = ""):
         return mapping[key]
     except KeyError:
         raise KeyError(f"training settings: missing key '{where}{key}'") from None
+
+
+def _known(value: str, table, key: str) -> str:
+    if value not in table:
+        raise ValueError(f"training settings: {key} is {value!r}; known: {', '.join(sorted(table))}")
+    return value
+
+
+def _amp_mode(value) -> str:
+    """The `amp` setting as a string: YAML 1.1 reads an unquoted `amp: off` as false."""
+    if value is None:
+        return "auto"
+    return "off" if value is False else str(value)
 
 
 @dataclass(frozen=True)
@@ -80,6 +128,40 @@ class StageSettings:
 
 
 @dataclass(frozen=True)
+class PerceptualSettings:
+    """The GAN stage's VGG19 perceptual loss; weight 0 means it is not used (nor its file read)."""
+
+    weight: float = 0.0
+    weights_file: str | None = None
+    sha256: str | None = None
+    layer: str = "conv5_4"
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> PerceptualSettings:
+        """Read `perceptual` settings, defaults for missing keys; refuse a weight without a weights file."""
+        d = dict(d or {})
+        unknown = set(d) - {"weight", "weights_file", "sha256", "layer"}
+        if unknown:
+            names = ", ".join(f"perceptual.{k}" for k in sorted(unknown))
+            raise ValueError(f"training settings: unknown key(s) {names}")
+        parsed = cls(
+            weight=float(d.get("weight") or 0.0),
+            weights_file=None if d.get("weights_file") in (None, "") else str(d["weights_file"]),
+            sha256=None if d.get("sha256") in (None, "") else str(d["sha256"]).strip().lower(),
+            layer=_known(str(d.get("layer") or "conv5_4"), LAYERS, "perceptual.layer"),
+        )
+        if parsed.weight < 0 or not math.isfinite(parsed.weight):
+            raise ValueError(f"training settings: perceptual.weight must be >= 0, got {parsed.weight}")
+        if parsed.weight > 0 and parsed.weights_file is None:
+            raise ValueError(
+                f"training settings: perceptual.weight is {parsed.weight:g} but perceptual.weights_file is not "
+                f"set (config key train.perceptual.weights_file, or models.<name>.train.perceptual.weights_file): "
+                f"{VGG19_HINT}; or set perceptual.weight: 0"
+            )
+        return parsed
+
+
+@dataclass(frozen=True)
 class Settings:
     """The training settings dict, checked and typed."""
 
@@ -93,10 +175,14 @@ class Settings:
     stages: list[StageSettings]
     val_every: int
     checkpoint_every: int
+    ema: float = 0.999
+    grad_clip: float | None = None
+    amp: str = "auto"
+    perceptual: PerceptualSettings = field(default_factory=PerceptualSettings)
 
     @classmethod
     def from_dict(cls, settings: dict) -> Settings:
-        """Read a settings dict (see the module docstring), naming any missing key."""
+        """Read a settings dict (see the module docstring), naming any missing key or bad value."""
         pixel, gan = _require(settings, "pixel"), _require(settings, "gan")
 
         def stage(name: str, d: dict, **extra) -> StageSettings:
@@ -116,9 +202,16 @@ class Settings:
                 gan,
                 pixel_weight=float(_require(gan, "pixel_weight", "gan.")),
                 adv_weight=float(_require(gan, "adv_weight", "gan.")),
-                adversarial_loss=str(gan.get("loss", "bce")),
+                adversarial_loss=_known(str(gan.get("loss") or "bce"), losses.ADVERSARIAL_LOSSES, "gan.loss"),
             ),
         ]
+        ema = float(settings.get("ema", 0.999) or 0.0)
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"training settings: ema must be in [0, 1) (0 = off), got {ema}")
+        grad_clip = settings.get("grad_clip")
+        grad_clip = float(grad_clip) if grad_clip else None
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"training settings: grad_clip must be > 0 (null or 0: no clipping), got {grad_clip}")
         parsed = cls(
             seed=int(_require(settings, "seed")),
             scale=int(_require(settings, "scale")),
@@ -126,16 +219,38 @@ class Settings:
             discriminator=dict(_require(settings, "discriminator")),
             batch_size=int(_require(settings, "batch_size")),
             patch_size=int(_require(settings, "patch_size")),
-            pixel_loss=str(_require(settings, "pixel_loss")),
+            pixel_loss=_known(str(_require(settings, "pixel_loss")), losses.PIXEL_LOSSES, "pixel_loss"),
             stages=stages,
             val_every=int(_require(settings, "val_every")),
             checkpoint_every=int(_require(settings, "checkpoint_every")),
+            ema=ema,
+            grad_clip=grad_clip,
+            amp=_known(_amp_mode(settings.get("amp")), AMP_MODES, "amp"),
+            perceptual=PerceptualSettings.from_dict(settings.get("perceptual")),
         )
         _require(parsed.generator, "arch", "generator.")
         _require(parsed.discriminator, "arch", "discriminator.")
         if sum(s.iterations for s in stages) <= 0:
             raise ValueError("training settings: pixel.iterations + gan.iterations must be positive")
         return parsed
+
+    @property
+    def uses_perceptual(self) -> bool:
+        """Whether training reads the VGG19 weights: a perceptual weight and a GAN stage."""
+        return self.perceptual.weight > 0 and self.stages[1].iterations > 0
+
+
+def check_settings(settings: dict) -> None:
+    """Raise KeyError/ValueError naming the key when `settings` cannot train; builds nothing, reads no file."""
+    Settings.from_dict(settings)
+
+
+def perceptual_loss(cfg: Settings) -> losses.PerceptualLoss | None:
+    """The VGG19 perceptual loss the settings ask for (weights file checked and read), or None."""
+    if not cfg.uses_perceptual:
+        return None
+    p = cfg.perceptual
+    return losses.PerceptualLoss(p.weights_file, layer=p.layer, sha256=p.sha256)
 
 
 @dataclass
@@ -145,7 +260,10 @@ class _Progress:
     iteration: int = 0
     stage: str = "pixel"
     history: list[dict] = field(default_factory=list)
-    sums: dict[str, float] = field(default_factory=lambda: {"pixel": 0.0, "adv": 0.0, "d": 0.0})
+    sums: dict[str, float] = field(
+        # loss sums since the last history row; "clipped" of "steps" optimizer steps had their gradient clipped
+        default_factory=lambda: dict.fromkeys(["pixel", "adv", "perceptual", "d", "clipped", "steps"], 0.0)
+    )
     count: int = 0
     elapsed: float = 0.0
 
@@ -154,7 +272,9 @@ class _Trainer:
     """One training run: the models, the data, the progress, and the two stages."""
 
     def __init__(self, split_dir: Path, checkpoint_dir: Path, cfg: Settings, fingerprint: str,
-                 device: torch.device, name: str) -> None:
+                 device: torch.device, name: str, perceptual: losses.PerceptualLoss | None = None) -> None:
+        if cfg.uses_perceptual and perceptual is None:
+            raise ValueError("training settings ask for a perceptual loss: pass perceptual_loss(cfg)")
         self.cfg = cfg
         self.device = device
         self.name = name
@@ -173,18 +293,45 @@ class _Trainer:
         disc_settings = {k: v for k, v in cfg.discriminator.items() if k != "arch"}
         self.discriminator = build_discriminator(cfg.discriminator["arch"], in_channels=channels,
                                                  **disc_settings)
-        # channels_last measured faster on CPU for both networks
-        self.memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        # channels_last: measured faster on CPU, and the layout tensor cores want on CUDA
+        self.memory_format = torch.channels_last
         self.generator.to(device, memory_format=self.memory_format)
         self.discriminator.to(device, memory_format=self.memory_format)
+        self.ema = EMA(self.generator, cfg.ema) if cfg.ema > 0 else None
+        self.perceptual = perceptual.to(device, memory_format=self.memory_format) if perceptual else None
+        # bf16 autocast only where it pays: CUDA with native bf16 (no GradScaler needed for bf16)
+        self.amp_dtype = (
+            torch.bfloat16
+            if cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+            else None
+        )
         self.sampler = PatchSampler(self.train, cfg.scale, cfg.patch_size, cfg.seed)
         self.pixel_loss = losses.pixel_loss(cfg.pixel_loss)
+        self.adversarial = losses.adversarial_loss(cfg.stages[1].adversarial_loss)
         self.progress = _Progress()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.resumed: dict | None = None
         self.last_lr = math.nan  # the generator learning rate of the latest iteration
         self.clock = time.perf_counter()  # seconds() = progress.elapsed at start + time since clock
+        log.info("training %s on %s: precision %s, channels_last, ema %s, grad_clip %s, gan.loss %s, "
+                 "perceptual weight %g", name, device, self.precision, cfg.ema or "off", cfg.grad_clip or "off",
+                 cfg.stages[1].adversarial_loss, cfg.perceptual.weight if perceptual else 0.0)
+
+    @property
+    def precision(self) -> str:
+        """'bf16' (autocast) or 'fp32'."""
+        return "bf16" if self.amp_dtype is not None else "fp32"
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The generator that is validated and exported: the EMA when enabled, else the trained weights."""
+        return self.ema.model if self.ema is not None else self.generator
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def seconds(self) -> float:
         """Training wall time so far, including the runs before a resume."""
@@ -202,11 +349,13 @@ class _Trainer:
         except Exception as error:  # a truncated or foreign file: never fatal, just not usable
             log.warning("checkpoint %s is unreadable (%s): starting fresh", path, error)
             return
-        if state.get("fingerprint") != self.fingerprint:
+        if state.get("fingerprint") != self.fingerprint or (self.ema is not None) != ("ema" in state):
             log.warning("checkpoint %s was written for other settings or data: starting fresh", path)
             return
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         p = state["progress"]
         self.progress = _Progress(p["iteration"], p["stage"], list(p["history"]), dict(p["sums"]),
                                   p["count"], p["elapsed"])
@@ -232,6 +381,8 @@ class _Trainer:
             "torch_rng": torch.get_rng_state(),
             "sampler_rng": self.sampler.state(),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(self.checkpoint_path, state)
@@ -242,7 +393,8 @@ class _Trainer:
         models = {"g": self.generator}
         if stage.name == "gan":
             models["d"] = self.discriminator
-        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=stage.lr) for k, m in models.items()}
+        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=stage.lr, betas=ADAM_BETAS)
+                           for k, m in models.items()}
         self.schedulers = {
             k: torch.optim.lr_scheduler.MultiStepLR(o, milestones=stage.milestones, gamma=stage.gamma)
             for k, o in self.optimizers.items()
@@ -258,59 +410,88 @@ class _Trainer:
         lr = lr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return lr, hr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
+    def _guard(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"training {self.name}: non-finite {what} at iteration {self.progress.iteration + 1}; "
+            f"the last good checkpoint {self.checkpoint_path} is kept"
+        )
+
     def _check(self, **values: torch.Tensor) -> dict[str, float]:
         numbers = {k: float(v.detach()) for k, v in values.items()}
         bad = [k for k, v in numbers.items() if not math.isfinite(v)]
         if bad:
-            raise RuntimeError(
-                f"training {self.name}: non-finite {', '.join(bad)} loss at iteration "
-                f"{self.progress.iteration + 1}; the last good checkpoint {self.checkpoint_path} is kept"
-            )
+            raise self._guard(f"{', '.join(bad)} loss")
         return numbers
+
+    def _optimize(self, key: str, model: nn.Module, loss: torch.Tensor) -> None:
+        """Backward, check (and clip) the gradient norm, step optimizer `key` ("g" or "d")."""
+        optimizer = self.optimizers[key]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if self.cfg.grad_clip is None:
+            norm = float(torch.nn.utils.get_total_norm(grads))
+        else:
+            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip))
+            self.progress.sums["clipped"] += float(norm > self.cfg.grad_clip)
+            self.progress.sums["steps"] += 1.0
+        if not math.isfinite(norm):
+            raise self._guard(f"{'generator' if key == 'g' else 'discriminator'} gradient norm")
+        optimizer.step()
 
     def _pixel_step(self, stage: StageSettings) -> dict[str, float]:
         lr, hr = self._batch()
-        loss = self.pixel_loss(self.generator(lr), hr)
+        with self._autocast():
+            sr = self.generator(lr)
+        loss = self.pixel_loss(sr.float(), hr)
         numbers = self._check(pixel=loss)
-        opt = self.optimizers["g"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self._optimize("g", self.generator, loss)
         return numbers
 
     def _gan_step(self, stage: StageSettings) -> dict[str, float]:
-        adversarial = losses.adversarial_loss(stage.adversarial_loss)
+        adversarial, generator, discriminator = self.adversarial, self.generator, self.discriminator
         lr, hr = self._batch()
-        sr = self.generator(lr)
-        self.discriminator.requires_grad_(False)
-        real_logits = self.discriminator(hr).detach() if adversarial.generator_needs_real else None
-        loss_pixel = self.pixel_loss(sr, hr)
-        loss_adv = adversarial.generator(self.discriminator(sr), real_logits)
+        with self._autocast():
+            # the real logits serve both steps: the generator step does not change the discriminator
+            real_logits = discriminator(hr)
+            sr = generator(lr)
+            discriminator.requires_grad_(False)
+            fake_logits = discriminator(sr)
+            loss_perceptual = self.perceptual(sr, hr) if self.perceptual is not None else None
+        loss_pixel = self.pixel_loss(sr.float(), hr)
+        loss_adv = adversarial.generator(fake_logits, real_logits.detach())
         loss_g = stage.pixel_weight * loss_pixel + stage.adv_weight * loss_adv
-        numbers = self._check(pixel=loss_pixel, adv=loss_adv)
-        self.optimizers["g"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.optimizers["g"].step()
-        self.discriminator.requires_grad_(True)
-        loss_d = adversarial.discriminator(self.discriminator(hr), self.discriminator(sr.detach()))
+        terms = {"pixel": loss_pixel, "adv": loss_adv}
+        if loss_perceptual is not None:
+            loss_g = loss_g + self.cfg.perceptual.weight * loss_perceptual
+            terms["perceptual"] = loss_perceptual
+        numbers = self._check(**terms)
+        self._optimize("g", generator, loss_g)
+        discriminator.requires_grad_(True)
+        with self._autocast():
+            fake_logits = discriminator(sr.detach())
+        loss_d = adversarial.discriminator(real_logits, fake_logits)
         numbers.update(self._check(d=loss_d))
-        self.optimizers["d"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optimizers["d"].step()
+        self._optimize("d", discriminator, loss_d)
         return numbers
 
     @torch.no_grad()
     def validate(self) -> tuple[float, float, float]:
-        """Mean RMSE, PSNR and SSIM (scisr.metrics: data range 1, border = scale) of the clipped output over the val set."""
-        self.generator.eval()
+        """Mean RMSE, PSNR and SSIM (scisr.metrics: data range 1, border = scale) of the clipped output over the val set.
+
+        Runs the EMA generator when enabled, in fp32 (no autocast) so the scores do not carry bf16 rounding.
+        """
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
         border = self.cfg.scale
         scores = []
         for lr, hr in zip(self.val.lr, self.val.hr):
             x = lr[None].to(self.device).contiguous(memory_format=self.memory_format)
-            sr = self.generator(x).clamp_(0.0, 1.0)[0, 0].float().cpu().numpy()
+            sr = model(x).clamp_(0.0, 1.0)[0, 0].float().cpu().numpy()
             target = hr[0].numpy()
             scores.append([metric(sr, target, crop_border=border) for metric in (rmse, psnr, ssim)])
-        self.generator.train()
+        model.train(was_training)
         means = np.mean(np.asarray(scores, dtype=np.float64), axis=0)
         return float(means[0]), float(means[1]), float(means[2])
 
@@ -319,18 +500,23 @@ class _Trainer:
         p = self.progress
         val_rmse, val_psnr, val_ssim = self.validate()
         mean = {k: (v / p.count if p.count else math.nan) for k, v in p.sums.items()}
+        gan = stage == "gan"
         p.history.append({
             "iteration": p.iteration,
             "stage": stage,
             "loss_pixel": mean["pixel"],
-            "loss_adv": mean["adv"] if stage == "gan" else math.nan,
-            "loss_d": mean["d"] if stage == "gan" else math.nan,
+            "loss_adv": mean["adv"] if gan else math.nan,
+            "loss_perceptual": mean["perceptual"] if gan and self.perceptual is not None else math.nan,
+            "loss_d": mean["d"] if gan else math.nan,
             "val_rmse": val_rmse,
             "val_psnr": val_psnr,
             "val_ssim": val_ssim,
             "lr": self.last_lr,
             "seconds": self.seconds(),
         })
+        if p.sums["steps"] and p.sums["clipped"] > 0.5 * p.sums["steps"]:
+            log.warning("%s: gradient norm clipped to grad_clip %g in %d of %d optimizer steps up to iteration %d",
+                        self.name, self.cfg.grad_clip, p.sums["clipped"], p.sums["steps"], p.iteration)
         p.sums = {k: 0.0 for k in p.sums}
         p.count = 0
 
@@ -354,6 +540,8 @@ class _Trainer:
             self.discriminator.train()
             while p.iteration < end:
                 numbers = step(stage)
+                if self.ema is not None:
+                    self.ema.update(self.generator)
                 self.last_lr = self.optimizers["g"].param_groups[0]["lr"]
                 for scheduler in self.schedulers.values():
                     scheduler.step()
@@ -389,24 +577,28 @@ def train_model(
     dev = resolve_device(device)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
     hr_sha = folder_sha256(split_dir / "train" / "HR")
-    fingerprint = settings_hash(settings, hr_sha + folder_sha256(split_dir / "train" / "LR"))
-    trainer = _Trainer(split_dir, checkpoint_dir, cfg, fingerprint, dev, name)
+    data_sha = hr_sha + folder_sha256(split_dir / "train" / "LR") + (perceptual.sha256 if perceptual else "")
+    fingerprint = settings_hash(settings, data_sha)
+    trainer = _Trainer(split_dir, checkpoint_dir, cfg, fingerprint, dev, name, perceptual)
     trainer.try_resume()
     trainer.run()
     _write_outputs(trainer, out_dir, split_dir, hr_sha, settings)
 
 
 def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: str, settings: dict) -> None:
-    """generator.pt (state dict only), history.tsv and the model card model.yaml, each atomically."""
+    """generator.pt (EMA weights when enabled; a state dict), history.tsv and model.yaml, each atomically."""
     cfg, p = trainer.cfg, trainer.progress
-    weights = {k: v.detach().cpu().contiguous() for k, v in trainer.generator.state_dict().items()}
+    model = trainer.eval_model
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_dir / "generator.pt") as tmp:
         torch.save(weights, tmp)
     history = pd.DataFrame(p.history, columns=HISTORY_COLUMNS)
     with atomic_path(out_dir / "history.tsv") as tmp:
         history.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
     last = p.history[-1]
+    perceptual = trainer.perceptual
     card = {
         "name": trainer.name,
         "arch": cfg.generator["arch"],
@@ -414,7 +606,7 @@ def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: st
         "in_channels": trainer.generator_args["in_channels"],
         "out_channels": trainer.generator_args["out_channels"],
         "scale": cfg.scale,
-        "parameters": count_parameters(trainer.generator),
+        "parameters": count_parameters(model),
         "training_data": {
             "split_dir": str(split_dir),
             "train_images": len(trainer.train.names),
@@ -422,6 +614,17 @@ def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: st
             "train_hr_sha256": hr_sha,
         },
         "iterations": {s.name: s.iterations for s in cfg.stages},
+        "ema": cfg.ema,
+        "exported_weights": "ema" if trainer.ema is not None else "last",
+        "gan_loss": cfg.stages[1].adversarial_loss,
+        "perceptual": {
+            "weight": cfg.perceptual.weight if perceptual is not None else 0.0,
+            "layer": cfg.perceptual.layer if perceptual is not None else None,
+            "weights_file": cfg.perceptual.weights_file if perceptual is not None else None,
+            "sha256": perceptual.sha256 if perceptual is not None else None,
+        },
+        "grad_clip": cfg.grad_clip,
+        "precision": trainer.precision,
         "final_validation": {"val_rmse": float(last["val_rmse"]), "val_psnr": float(last["val_psnr"])},
         "wall_time_seconds": round(p.elapsed, 3),
         "device": str(trainer.device),
@@ -430,4 +633,3 @@ def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: st
         "settings": json.loads(json.dumps(settings)),  # plain types for YAML
     }
     write_text_atomic(out_dir / "model.yaml", yaml.safe_dump(card, sort_keys=False))
-
