@@ -65,6 +65,12 @@ def _train_settings(model):
     """Validated training settings of one model: global `train` + its overrides."""
     settings = _deep_merge(config["train"], config["models"][model]["train"])
     validate(settings, "../config/train.schema.yaml")
+    if settings["batch_size"] % settings["gpus"]:
+        raise ValueError(
+            f"models.{model}: train.batch_size {settings['batch_size']} is not divisible by "
+            f"train.gpus {settings['gpus']}: batch_size is the global batch, split evenly over "
+            f"the {settings['gpus']} processes; make it a multiple of {settings['gpus']}"
+        )
     if settings["patch_size"] % config["scale"]:
         raise ValueError(
             f"models.{model}: train.patch_size must be a multiple of scale {config['scale']}"
@@ -125,6 +131,11 @@ def get_perceptual_weights(wildcards):
 def get_train_settings(wildcards):
     """Merged, validated training settings of a model."""
     return TRAIN_SETTINGS[wildcards.trained]
+
+
+def get_train_gpus(wildcards):
+    """GPUs of a training job: compute.gpus (per process) x the model's train.gpus (processes)."""
+    return config["compute"]["gpus"] * TRAIN_SETTINGS[wildcards.trained]["gpus"]
 
 
 def get_model_files(wildcards):

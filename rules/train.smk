@@ -1,5 +1,7 @@
 # Phase 5: the generic and the domain-specific models. Checkpoints live outside the
 # outputs (results/checkpoints/) so a killed job resumes instead of starting over.
+# train.gpus > 1 trains one model in that many DistributedDataParallel processes (torchrun):
+# the job asks for compute.gpus x train.gpus GPUs.
 
 
 rule train:
@@ -20,7 +22,7 @@ rule train:
     threads: config["compute"]["train_threads"]
     resources:
         mem_mb=config["compute"]["train_mem_mb"],
-        gpu=config["compute"]["gpus"],
+        gpu=get_train_gpus,
     params:
         settings=get_train_settings,
         checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.trained}",

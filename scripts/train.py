@@ -1,14 +1,14 @@
-"""Snakemake adapter, phase 5: train one model on its dataset's train split."""
+"""Snakemake adapter, phase 5: train one model on its dataset's train split (in train.gpus processes)."""
 
 from pathlib import Path
 
 from scisr.logs import log_to
-from scisr.train import train_model
+from scisr.train import run_training
 
 
 def main(smk) -> None:
     with log_to(smk.log[0]):
-        train_model(
+        run_training(
             Path(smk.input.train).parent,
             Path(smk.output.generator).parent,
             smk.params.checkpoints,

@@ -1,5 +1,5 @@
-"""Training: data sampling, losses, checkpoints and the two-stage SRGAN loop."""
+"""Training: data sampling, losses, checkpoints, the two-stage SRGAN loop and its multi-process launch."""
 
-from scisr.train.loop import train_model
+from scisr.train.loop import run_training, train_model
 
-__all__ = ["train_model"]
+__all__ = ["run_training", "train_model"]

@@ -9,7 +9,12 @@ Settings (a dict validated by the workflow's schema; keys marked "optional" fall
                              in_channels, out_channels and scale are filled in from the data and `scale`
     discriminator    dict    {"arch": <name in scisr.models.DISCRIMINATORS>, **builder arguments}, e.g.
                              {"arch": "vgg", "base_channels": 32, "pool": 1}; in_channels is filled in
-    batch_size       int     patches per iteration
+    batch_size       int     patches per iteration: the global batch, split evenly over the `gpus` processes
+    gpus             int     optional, default 1: data-parallel processes (DistributedDataParallel through
+                             torchrun, one GPU each on CUDA; see `run_training` and scisr.train.distributed).
+                             batch_size must be a multiple of it; each process draws batch_size / gpus patches
+                             from its own stream (seed + rank) and the gradients are averaged, so a step sees
+                             the same number of patches whatever the process count
     patch_size       int     HR patch side in pixels, a multiple of `scale` (clamped to the smallest image)
     pixel_loss       str     name in scisr.train.losses.PIXEL_LOSSES: "l1" or "mse" ("l2" = "mse")
     pixel            dict    stage 1: {"iterations", "lr", "milestones", "gamma"}: Adam at "lr", multiplied by
@@ -45,17 +50,26 @@ Both stages use Adam (betas 0.9, 0.999, as SRGAN and ESRGAN) and a multistep lea
 stage starts fresh optimizers from the pretrained generator (the EMA carries on across stages). Generator
 loss of the GAN stage: pixel_weight * pixel + adv_weight * adversarial + perceptual.weight * perceptual.
 Validation also runs at the end of each stage. Networks run in channels_last memory format. A checkpoint
-resumes only when it was written for the same settings, the same training data (HR and LR bytes), the
-same VGG19 weights file and the same checkpoint format. `check_settings` checks a settings dict without
-building anything, for config validation.
+resumes only when it was written for the same settings (gpus included: another process count is another
+optimisation), the same training data (HR and LR bytes), the same VGG19 weights file and the same checkpoint
+format. `check_settings` checks a settings dict without building anything, for config validation.
+
+`run_training` is the entry point of the train rule: `train_model` in this process when gpus is 1, else gpus
+DistributedDataParallel processes launched with torchrun (scisr.train.distributed), each one a `_Trainer`
+of rank r. A distributed checkpoint stores every process's patch-sampler state, so all processes resume from
+the same checkpoint and a resumed run repeats the uninterrupted one (checked bit for bit with 2 CPU processes).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import math
+import os
+import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -64,10 +78,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import yaml
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+import scisr
 from scisr.io.files import atomic_path, write_text_atomic
 from scisr.metrics import psnr, rmse, ssim
 from scisr.models import build_discriminator, build_generator, count_parameters, generator_arguments
@@ -179,6 +196,7 @@ class Settings:
     grad_clip: float | None = None
     amp: str = "auto"
     perceptual: PerceptualSettings = field(default_factory=PerceptualSettings)
+    gpus: int = 1
 
     @classmethod
     def from_dict(cls, settings: dict) -> Settings:
@@ -227,11 +245,20 @@ class Settings:
             grad_clip=grad_clip,
             amp=_known(_amp_mode(settings.get("amp")), AMP_MODES, "amp"),
             perceptual=PerceptualSettings.from_dict(settings.get("perceptual")),
+            gpus=int(settings.get("gpus", 1)),
         )
         _require(parsed.generator, "arch", "generator.")
         _require(parsed.discriminator, "arch", "discriminator.")
         if sum(s.iterations for s in stages) <= 0:
             raise ValueError("training settings: pixel.iterations + gan.iterations must be positive")
+        if parsed.gpus < 1:
+            raise ValueError(f"training settings: gpus must be >= 1, got {parsed.gpus}")
+        if parsed.batch_size % parsed.gpus:
+            raise ValueError(
+                f"training settings: batch_size {parsed.batch_size} is not divisible by gpus {parsed.gpus}: "
+                f"batch_size is the global batch, split evenly over the {parsed.gpus} processes; make it a "
+                f"multiple of {parsed.gpus} (e.g. {parsed.batch_size + parsed.gpus - parsed.batch_size % parsed.gpus})"
+            )
         return parsed
 
     @property
@@ -269,12 +296,25 @@ class _Progress:
 
 
 class _Trainer:
-    """One training run: the models, the data, the progress, and the two stages."""
+    """One training run: the models, the data, the progress, and the two stages.
+
+    With world_size > 1 this is process `rank` of a DistributedDataParallel run (the process group already
+    initialised): it draws batch_size / world_size patches from its own stream (seed + rank), steps through
+    DDP wrappers that average the gradients, and reports the losses averaged over the processes, so every
+    process holds the same progress. Rank 0 alone validates and writes checkpoints; the others wait at
+    barriers. EMA, checkpoints and exports use the unwrapped modules (state-dict keys as single-process);
+    batch-norm statistics are rank 0's (DDP hands them to every process at the start of each forward pass).
+    """
 
     def __init__(self, split_dir: Path, checkpoint_dir: Path, cfg: Settings, fingerprint: str,
-                 device: torch.device, name: str, perceptual: losses.PerceptualLoss | None = None) -> None:
+                 device: torch.device, name: str, perceptual: losses.PerceptualLoss | None = None,
+                 *, rank: int = 0, world_size: int = 1) -> None:
         if cfg.uses_perceptual and perceptual is None:
             raise ValueError("training settings ask for a perceptual loss: pass perceptual_loss(cfg)")
+        if world_size != cfg.gpus or not 0 <= rank < world_size:
+            raise ValueError(f"training settings ask for gpus {cfg.gpus}: got process {rank} of {world_size}")
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
         self.cfg = cfg
         self.device = device
         self.name = name
@@ -298,6 +338,13 @@ class _Trainer:
         self.generator.to(device, memory_format=self.memory_format)
         self.discriminator.to(device, memory_format=self.memory_format)
         self.ema = EMA(self.generator, cfg.ema) if cfg.ema > 0 else None
+        # what a training step calls: DDP wrappers (gradients averaged over the processes) or the models themselves
+        self.train_generator: nn.Module = self.generator
+        self.train_discriminator: nn.Module = self.discriminator
+        if world_size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_generator = DistributedDataParallel(self.generator, device_ids=ids)
+            self.train_discriminator = DistributedDataParallel(self.discriminator, device_ids=ids)
         self.perceptual = perceptual.to(device, memory_format=self.memory_format) if perceptual else None
         # bf16 autocast only where it pays: CUDA with native bf16 (no GradScaler needed for bf16)
         self.amp_dtype = (
@@ -305,7 +352,8 @@ class _Trainer:
             if cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
             else None
         )
-        self.sampler = PatchSampler(self.train, cfg.scale, cfg.patch_size, cfg.seed)
+        self.sampler = PatchSampler(self.train, cfg.scale, cfg.patch_size, cfg.seed + rank)
+        self.local_batch = cfg.batch_size // world_size
         self.pixel_loss = losses.pixel_loss(cfg.pixel_loss)
         self.adversarial = losses.adversarial_loss(cfg.stages[1].adversarial_loss)
         self.progress = _Progress()
@@ -317,6 +365,9 @@ class _Trainer:
         log.info("training %s on %s: precision %s, channels_last, ema %s, grad_clip %s, gan.loss %s, "
                  "perceptual weight %g", name, device, self.precision, cfg.ema or "off", cfg.grad_clip or "off",
                  cfg.stages[1].adversarial_loss, cfg.perceptual.weight if perceptual else 0.0)
+        if world_size > 1:
+            log.info("%s: process %d of %d (DistributedDataParallel, backend %s), %d of the %d patches per step",
+                     name, rank, world_size, dist.get_backend(), self.local_batch, cfg.batch_size)
 
     @property
     def precision(self) -> str:
@@ -362,13 +413,30 @@ class _Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
-        self.sampler.set_state(state["sampler_rng"].cpu())
+        sampler_rng = state["sampler_rng_ranks"][self.rank] if self.world_size > 1 else state["sampler_rng"]
+        self.sampler.set_state(sampler_rng.cpu())
         self.resumed = state
         log.info("resuming from iteration %d (%s stage) of %s", self.progress.iteration, self.progress.stage,
                  path)
 
+    def _barrier(self) -> None:
+        """Wait for every process (nothing to wait for in a single-process run)."""
+        if self.world_size > 1:
+            dist.barrier()
+
     def save(self) -> None:
-        """Atomically write the full training state to checkpoint_dir/last.pt."""
+        """Atomically write the full training state to checkpoint_dir/last.pt.
+
+        Distributed: every process's patch-sampler state is gathered and stored (`sampler_rng_ranks`), rank 0
+        writes the file, the others wait.
+        """
+        ranks_rng = None
+        if self.world_size > 1:
+            ranks_rng = [None] * self.world_size
+            dist.all_gather_object(ranks_rng, self.sampler.state())
+            if not self.is_main:
+                self._barrier()
+                return
         p = self.progress
         state = {
             "fingerprint": self.fingerprint,
@@ -385,7 +453,10 @@ class _Trainer:
             state["ema"] = self.ema.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if ranks_rng is not None:
+            state["sampler_rng_ranks"] = [rng.cpu() for rng in ranks_rng]
         save_checkpoint(self.checkpoint_path, state)
+        self._barrier()
 
     # --- one stage ------------------------------------------------------------------------------
     def _setup_stage(self, stage: StageSettings, begin: int) -> None:
@@ -406,7 +477,7 @@ class _Trainer:
                 self.schedulers[k].load_state_dict(r["schedulers"][k])
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        lr, hr = self.sampler.sample(self.cfg.batch_size)
+        lr, hr = self.sampler.sample(self.local_batch)
         lr = lr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return lr, hr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
@@ -417,7 +488,12 @@ class _Trainer:
         )
 
     def _check(self, **values: torch.Tensor) -> dict[str, float]:
-        numbers = {k: float(v.detach()) for k, v in values.items()}
+        if self.world_size > 1:  # the mean over the processes: all see the same numbers, and stop together
+            stacked = torch.stack([v.detach().float() for v in values.values()])
+            dist.all_reduce(stacked)
+            numbers = dict(zip(values, (stacked / self.world_size).tolist(), strict=True))
+        else:
+            numbers = {k: float(v.detach()) for k, v in values.items()}
         bad = [k for k, v in numbers.items() if not math.isfinite(v)]
         if bad:
             raise self._guard(f"{', '.join(bad)} loss")
@@ -442,7 +518,7 @@ class _Trainer:
     def _pixel_step(self, stage: StageSettings) -> dict[str, float]:
         lr, hr = self._batch()
         with self._autocast():
-            sr = self.generator(lr)
+            sr = self.train_generator(lr)
         loss = self.pixel_loss(sr.float(), hr)
         numbers = self._check(pixel=loss)
         self._optimize("g", self.generator, loss)
@@ -450,13 +526,15 @@ class _Trainer:
 
     def _gan_step(self, stage: StageSettings) -> dict[str, float]:
         adversarial, generator, discriminator = self.adversarial, self.generator, self.discriminator
+        # forward passes through the DDP wrappers when distributed; optimizer steps on the modules
+        train_generator, train_discriminator = self.train_generator, self.train_discriminator
         lr, hr = self._batch()
         with self._autocast():
             # the real logits serve both steps: the generator step does not change the discriminator
-            real_logits = discriminator(hr)
-            sr = generator(lr)
+            real_logits = train_discriminator(hr)
+            sr = train_generator(lr)
             discriminator.requires_grad_(False)
-            fake_logits = discriminator(sr)
+            fake_logits = train_discriminator(sr)
             loss_perceptual = self.perceptual(sr, hr) if self.perceptual is not None else None
         loss_pixel = self.pixel_loss(sr.float(), hr)
         loss_adv = adversarial.generator(fake_logits, real_logits.detach())
@@ -469,7 +547,7 @@ class _Trainer:
         self._optimize("g", generator, loss_g)
         discriminator.requires_grad_(True)
         with self._autocast():
-            fake_logits = discriminator(sr.detach())
+            fake_logits = train_discriminator(sr.detach())
         loss_d = adversarial.discriminator(real_logits, fake_logits)
         numbers.update(self._check(d=loss_d))
         self._optimize("d", discriminator, loss_d)
@@ -496,7 +574,18 @@ class _Trainer:
         return float(means[0]), float(means[1]), float(means[2])
 
     def _record(self, stage: str) -> None:
-        """Validate and append a history row with the training losses averaged since the last row."""
+        """Validate and append a history row with the training losses averaged since the last row.
+
+        Distributed: rank 0 validates and keeps the history; the others wait.
+        """
+        p = self.progress
+        if self.is_main:
+            self._append_row(stage)
+        self._barrier()
+        p.sums = {k: 0.0 for k in p.sums}
+        p.count = 0
+
+    def _append_row(self, stage: str) -> None:
         p = self.progress
         val_rmse, val_psnr, val_ssim = self.validate()
         mean = {k: (v / p.count if p.count else math.nan) for k, v in p.sums.items()}
@@ -517,8 +606,6 @@ class _Trainer:
         if p.sums["steps"] and p.sums["clipped"] > 0.5 * p.sums["steps"]:
             log.warning("%s: gradient norm clipped to grad_clip %g in %d of %d optimizer steps up to iteration %d",
                         self.name, self.cfg.grad_clip, p.sums["clipped"], p.sums["steps"], p.iteration)
-        p.sums = {k: 0.0 for k in p.sums}
-        p.count = 0
 
     def run(self) -> None:
         """Train both stages from the current progress to the configured total."""
@@ -526,7 +613,7 @@ class _Trainer:
         self.clock = time.perf_counter()
         p = self.progress
         bar = tqdm(total=total, initial=p.iteration, desc=self.name, file=sys.stderr, mininterval=5.0,
-                   ascii=True)
+                   ascii=True, disable=not self.is_main)
         if p.iteration == 0 and not p.history:
             self._record("init")  # the untrained network: with global_skip this is bicubic's score
         end = 0
@@ -571,20 +658,36 @@ def train_model(
     device: str = "cpu",
     threads: int = 1,
 ) -> None:
-    """Train a generator on `split_dir` and write generator.pt, history.tsv and model.yaml to `out_dir`."""
+    """Train a generator on `split_dir` in this process; write generator.pt, history.tsv, model.yaml to `out_dir`.
+
+    One process only: settings with gpus > 1 go through `run_training`.
+    """
     split_dir, out_dir, checkpoint_dir = Path(split_dir), Path(out_dir), Path(checkpoint_dir)
     cfg = Settings.from_dict(settings)
+    if cfg.gpus > 1:
+        raise ValueError(f"training {name}: settings ask for gpus {cfg.gpus}; train_model runs one process, "
+                         "run_training launches several with torchrun")
     dev = resolve_device(device)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
-    hr_sha = folder_sha256(split_dir / "train" / "HR")
-    data_sha = hr_sha + folder_sha256(split_dir / "train" / "LR") + (perceptual.sha256 if perceptual else "")
-    fingerprint = settings_hash(settings, data_sha)
-    trainer = _Trainer(split_dir, checkpoint_dir, cfg, fingerprint, dev, name, perceptual)
+    trainer, hr_sha = _make_trainer(split_dir, checkpoint_dir, settings, cfg, dev, name)
     trainer.try_resume()
     trainer.run()
     _write_outputs(trainer, out_dir, split_dir, hr_sha, settings)
+
+
+def _make_trainer(split_dir: Path, checkpoint_dir: Path, settings: dict, cfg: Settings, device: torch.device,
+                  name: str, *, rank: int = 0, world_size: int = 1) -> tuple[_Trainer, str]:
+    """The trainer (its checkpoint fingerprint computed) and the sha256 of the training HR images."""
+    perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
+    hr_sha = folder_sha256(split_dir / "train" / "HR")
+    data_sha = hr_sha + folder_sha256(split_dir / "train" / "LR") + (perceptual.sha256 if perceptual else "")
+    # gpus 1, the default, is left out: checkpoints written before the key existed keep their fingerprint
+    hashed = {k: v for k, v in settings.items() if not (k == "gpus" and v == 1)}
+    fingerprint = settings_hash(hashed, data_sha)
+    trainer = _Trainer(split_dir, checkpoint_dir, cfg, fingerprint, device, name, perceptual, rank=rank,
+                       world_size=world_size)
+    return trainer, hr_sha
 
 
 def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: str, settings: dict) -> None:
@@ -625,6 +728,12 @@ def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: st
         },
         "grad_clip": cfg.grad_clip,
         "precision": trainer.precision,
+        "gpus": cfg.gpus,
+        "distributed": (
+            {"world_size": trainer.world_size, "backend": dist.get_backend(),
+             "batch_per_process": trainer.local_batch, "global_batch": cfg.batch_size}
+            if trainer.world_size > 1 else None
+        ),
         "final_validation": {"val_rmse": float(last["val_rmse"]), "val_psnr": float(last["val_psnr"])},
         "wall_time_seconds": round(p.elapsed, 3),
         "device": str(trainer.device),
@@ -633,3 +742,92 @@ def _write_outputs(trainer: _Trainer, out_dir: Path, split_dir: Path, hr_sha: st
         "settings": json.loads(json.dumps(settings)),  # plain types for YAML
     }
     write_text_atomic(out_dir / "model.yaml", yaml.safe_dump(card, sort_keys=False))
+
+
+DISTRIBUTED_SETTINGS = "distributed-settings.json"  # the settings handed to the torchrun workers
+
+
+def run_training(
+    split_dir: str | Path,
+    out_dir: str | Path,
+    checkpoint_dir: str | Path,
+    settings: dict,
+    *,
+    name: str,
+    device: str = "cpu",
+    threads: int = 1,
+) -> None:
+    """Train one model: `train_model` in this process when settings `gpus` is 1 (the default), else `gpus`
+    DistributedDataParallel processes on this node, launched with torchrun (scisr.train.distributed).
+
+    With several processes `device` 'cuda' gives process i cuda:i (backend nccl), 'cpu' runs them all on the CPU
+    (backend gloo); each gets max(1, threads // gpus) threads. The settings go to the workers as
+    checkpoint_dir/distributed-settings.json; their output goes to this process's stderr (the job log).
+    """
+    cfg = Settings.from_dict(settings)
+    if cfg.gpus == 1:
+        train_model(split_dir, out_dir, checkpoint_dir, settings, name=name, device=device, threads=threads)
+        return
+    _launch_torchrun(Path(split_dir), Path(out_dir), Path(checkpoint_dir), settings, cfg.gpus, name=name,
+                     device=device, threads=threads)
+
+
+def _launch_torchrun(split_dir: Path, out_dir: Path, checkpoint_dir: Path, settings: dict, gpus: int, *,
+                     name: str, device: str, threads: int) -> None:
+    """Run scisr.train.distributed in `gpus` processes with torchrun --standalone, forwarding their output."""
+    dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: use 'cpu' or 'cuda'")
+    if dev.type == "cuda":
+        if dev.index is not None:
+            raise ValueError(f"training {name}: device {device!r} with gpus {gpus}: use 'cuda' (process i takes "
+                             "cuda:i of the GPUs the job sees)")
+        visible = torch.cuda.device_count()
+        if visible < gpus:
+            raise RuntimeError(
+                f"training {name}: train.gpus is {gpus} but torch sees {visible} GPU(s); give the job {gpus} GPUs "
+                "(the train rule requests compute.gpus x train.gpus) or lower train.gpus"
+            )
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = checkpoint_dir.resolve() / DISTRIBUTED_SETTINGS
+    write_text_atomic(settings_file, json.dumps(settings, indent=1, sort_keys=True) + "\n")
+    per_process = max(1, threads // gpus)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+        "-m", "scisr.train.distributed",
+        str(split_dir.resolve()), str(out_dir.resolve()), str(checkpoint_dir.resolve()), str(settings_file),
+        f"--name={name}", f"--device={device}", f"--threads={per_process}",
+    ]
+    # the workers import the scisr this process runs (in a conda env that is the scripts/scisr link, which is
+    # on this process's path but not on a child's)
+    package_root = str(Path(scisr.__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_NUM_THREADS=str(per_process), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    log.info("training %s in %d processes (%s, %d threads each): %s", name, gpus, device, per_process,
+             " ".join(command))
+    tail: collections.deque[str] = collections.deque(maxlen=200)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                          errors="replace", bufsize=1) as process:
+        try:
+            for line in process.stdout:
+                sys.stderr.write(line)
+                tail.append(line)
+            sys.stderr.flush()
+            code = process.wait()
+        except BaseException:  # interrupted: take the workers down with us
+            process.terminate()
+            process.wait()
+            raise
+    if code != 0:
+        raise RuntimeError(_failure(name, gpus, code, "".join(tail)))
+
+
+def _failure(name: str, gpus: int, code: int, output: str) -> str:
+    """The error of a failed torchrun: the root-cause rank, its exit code and exception, read from its summary."""
+    root_cause = output[output.rfind("Root Cause"):] if "Root Cause" in output else output
+    found = re.search(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", root_cause)
+    where = f"rank {found[1]} exited with code {found[2]}" if found else f"torchrun exited with code {code}"
+    errors = re.findall(r"^\s*((?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b:.*)$", root_cause, re.M)
+    reason = f" ({errors[-1].strip()})" if errors else ""
+    return (f"training {name} in {gpus} processes (torchrun) failed: {where}{reason}; the processes' output is "
+            "in the job log above")
