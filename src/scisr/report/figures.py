@@ -89,12 +89,14 @@ def learning_curves_figure(
             continue
         plotted.append(model)
         colour = palette[model]
-        gan = hist.loc[hist["stage"] == "gan", "iteration"]
+        # the GAN stage starts right after the last row of the stages before it
+        before_gan = hist.loc[hist["stage"] != "gan", "iteration"]
+        gan_starts = before_gan.max() if (hist["stage"] == "gan").any() and not before_gan.empty else None
         for ax, column in zip(axes, ("val_rmse", "val_psnr")):
             ax.plot(hist["iteration"], hist[column], color=colour, marker="o", markersize=2.5, linewidth=1.4,
                     label=model)
-            if not gan.empty and (hist["stage"] != "gan").any():
-                ax.axvline(gan.min(), color=colour, linestyle=":", linewidth=1.2)
+            if gan_starts is not None:
+                ax.axvline(gan_starts, color=colour, linestyle=":", linewidth=1.2)
     for ax, label in zip(axes, ("validation RMSE (lower is better)", "validation PSNR, dB (higher is better)")):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("iteration")
