@@ -47,6 +47,8 @@ class SRResNet(nn.Module):
             raise ValueError(f"srresnet: scale must be one of {SCALES}, got {scale}")
         if global_skip and out_channels != in_channels:
             raise ValueError("srresnet: global_skip needs out_channels == in_channels")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
         self.scale = scale
         self.global_skip = global_skip
         self.conv_first = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU(channels))
