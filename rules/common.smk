@@ -28,8 +28,6 @@ def _check_names():
                 f"models.{name}.data: unknown dataset {model['data']!r} "
                 f"(known: {', '.join(DATASETS)})"
             )
-        if name.endswith("_ft"):
-            problems.append(f"models.{name}: names ending in _ft are reserved")
     for name in EVALUATE:
         if name not in config["datasets"]:
             problems.append(

@@ -682,7 +682,7 @@ def _make_trainer(split_dir: Path, checkpoint_dir: Path, settings: dict, cfg: Se
     perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
     hr_sha = folder_sha256(split_dir / "train" / "HR")
     data_sha = hr_sha + folder_sha256(split_dir / "train" / "LR") + (perceptual.sha256 if perceptual else "")
-    # gpus 1, the default, is left out: checkpoints written before the key existed keep their fingerprint
+    # gpus 1 (the default) is left out, so settings with and without the key share one fingerprint
     hashed = {k: v for k, v in settings.items() if not (k == "gpus" and v == 1)}
     fingerprint = settings_hash(hashed, data_sha)
     trainer = _Trainer(split_dir, checkpoint_dir, cfg, fingerprint, device, name, perceptual, rank=rank,
