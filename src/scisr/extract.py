@@ -27,7 +27,7 @@ import pandas as pd
 
 from scisr.io import Frame, ReadError
 from scisr.io.readers import is_lossy, read_frames
-from scisr.io.files import write_text_atomic, write_tiff
+from scisr.io.files import remove_stale, write_text_atomic, write_tiff
 from scisr.sources.manifest import read_manifest
 
 log = logging.getLogger("scisr.extract")
@@ -83,7 +83,7 @@ def extract_dataset(
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values(["source_path", "frame"], ignore_index=True)
     index = index.astype({"frame": "int64", "rows": "int64", "cols": "int64"})
     write_text_atomic(index_path, index.to_csv(sep="\t", index=False, lineterminator="\n"))
-    _remove_stale(frames_dir, set(index.loc[index["status"] == "ok", "image_id"]))
+    remove_stale(frames_dir, "*.tif", {f"{i}.tif" for i in index.loc[index["status"] == "ok", "image_id"]})
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
     log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
     return index
@@ -214,9 +214,3 @@ def _column(table: pd.DataFrame, name: str) -> list[str]:
         return [""] * len(table)
     return ["" if pd.isna(v) else str(v) for v in table[name]]
 
-
-def _remove_stale(frames_dir: Path, keep: set[str]) -> None:
-    """Delete TIFFs left in `frames_dir` by an earlier run that are not ok frames now."""
-    for tif in frames_dir.glob("*.tif"):
-        if tif.stem not in keep:
-            tif.unlink()

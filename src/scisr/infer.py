@@ -14,7 +14,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from scisr.io.files import read_png16, write_png16
+from scisr.io.files import read_png16, remove_stale, write_png16
 from scisr.models import build_generator
 from scisr.prepare.resize import imresize
 from scisr.models.device import resolve_device
@@ -144,8 +144,5 @@ def infer_folder(
         if result.shape != expected:
             raise RuntimeError(f"{path}: output shape {result.shape}, expected {expected}")
         write_png16(out_dir / path.name, np.clip(result, 0.0, 1.0))
-    wanted = {path.name for path in lr_paths}
-    for stale in out_dir.glob("*.png"):
-        if stale.name not in wanted:
-            log.info("removing stale %s", stale)
-            stale.unlink()
+    for stale in remove_stale(out_dir, "*.png", {path.name for path in lr_paths}):
+        log.info("removed stale %s", stale)

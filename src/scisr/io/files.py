@@ -83,3 +83,11 @@ def read_png16(path: str | os.PathLike) -> np.ndarray:
     if array.dtype != np.uint16:
         raise ValueError(f"{path}: expected a 16-bit grayscale PNG, got {array.dtype} {array.shape}")
     return array.astype(np.float32) / PNG_MAX
+
+
+def remove_stale(folder: str | os.PathLike, pattern: str, keep: set[str]) -> list[Path]:
+    """Delete files in `folder` matching `pattern` whose names are not in `keep` (left by an earlier run)."""
+    stale = [path for path in Path(folder).glob(pattern) if path.name not in keep]
+    for path in stale:
+        path.unlink()
+    return stale

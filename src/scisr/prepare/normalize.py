@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scisr.io.files import atomic_path, read_tiff, write_tiff
+from scisr.io.files import atomic_path, read_tiff, remove_stale, write_tiff
 
 STRETCHES = ("none", "asinh")
 PARAMS_COLUMNS = [
@@ -128,9 +128,7 @@ def normalize_dataset(
         written.add(f"{image_id}.tif")
         record.update(params, crop_top=top, crop_left=left, rows=cropped.shape[0], cols=cropped.shape[1])
         records.append(record)
-    for stale in out_dir.glob("*.tif"):
-        if stale.name not in written:
-            stale.unlink()
+    remove_stale(out_dir, "*.tif", written)
     table = pd.DataFrame(records, columns=PARAMS_COLUMNS)
     with atomic_path(params_path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from scisr.io.files import atomic_path, read_tiff, write_png16
+from scisr.io.files import atomic_path, read_tiff, remove_stale, write_png16
 from scisr.prepare.degrade import degrade
 from scisr.prepare.normalize import read_index
 
@@ -141,13 +141,6 @@ def _background_tiles(
     return excluded
 
 
-def _remove_stale(folder: Path, keep: set[str]) -> None:
-    """Delete PNGs in `folder` that this run did not write."""
-    for png in folder.glob("*.png"):
-        if png.name not in keep:
-            png.unlink()
-
-
 def split_dataset(
     index_path: str | os.PathLike,
     norm_dir: str | os.PathLike,
@@ -210,7 +203,7 @@ def split_dataset(
     for (split, kind), keep in written.items():
         folder = out_dir / split / kind
         folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale(folder, keep)
+        remove_stale(folder, "*.png", keep)
     records += [{**asdict(piece), "split": "excluded", "reason": reason} for piece, reason in excluded.values()]
     table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values("id", ignore_index=True)
     with atomic_path(split_tsv) as tmp:
