@@ -11,7 +11,7 @@ Conventions:
 - 16-bit colour (RGB/RGBA) PNGs are decoded here, because no maintained reader we depend on keeps their
   bits: measured with Pillow 13.0.0, `Image.open` gives mode "RGB" uint8 holding the high byte of each
   sample, and imageio 2.x reads PNG through Pillow (uint8 too); tifffile reads no PNG. (imagecodecs'
-  libpng decoder would, at the cost of a ~40 MB binary dependency for a rare input.) The scanline
+  libpng decoder would, at the cost of another binary dependency for a rare input.) The scanline
   filters are undone with numpy, one anti-diagonal of pixels at a time. Measured on a 1024x1024 RGB
   image, 2-core AMD EPYC shared with other jobs (hence ranges), one thread: all rows Paeth-filtered
   (libpng's usual choice for photos) 0.29-0.53 s against 2.2-5.7 s for the former per-byte Python
