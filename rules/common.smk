@@ -3,6 +3,7 @@
 # Jobs import scisr from the venv (editable install) or, in a conda env, through the
 # scripts/scisr link to src/scisr, which Snakemake puts on the path of every script.
 import copy
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -10,6 +11,10 @@ from snakemake.utils import validate
 validate(config, "../config/schema.yaml")
 
 SRC = Path(workflow.basedir) / "src"
+# the workflow's own library, not whichever scisr is installed: get_code reads its files
+sys.path.insert(0, str(SRC))
+
+from scisr.codeinputs import code_files
 
 DATASETS = sorted(config["datasets"])
 MODELS = sorted(config["models"])
@@ -92,13 +97,9 @@ wildcard_constraints:
     trained="|".join(MODELS),
 
 
-def get_code(*parts):
-    """Library source files a job runs, as inputs: editing them reruns that job."""
-    files = [SRC / "scisr" / "__init__.py", SRC / "scisr" / "logs.py"]
-    for part in parts:
-        path = SRC / "scisr" / part
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return [str(f) for f in dict.fromkeys(files)]
+def get_code(script):
+    """Library files the script imports, followed with ast: editing one reruns its jobs."""
+    return [str(path) for path in code_files(Path(workflow.basedir) / script, SRC)]
 
 
 def get_source(wildcards):

@@ -7,7 +7,7 @@ localrules:
 
 rule download:
     input:
-        code=get_code("sources", "io/files.py"),
+        code=get_code("scripts/download.py"),
     output:
         manifest="resources/raw/{dataset}/MANIFEST.tsv",
     log:

@@ -4,7 +4,7 @@
 rule extract:
     input:
         manifest="resources/raw/{dataset}/MANIFEST.tsv",
-        code=get_code("io", "extract.py"),
+        code=get_code("scripts/extract.py"),
     output:
         index="results/extract/{dataset}/index.tsv",
         frames=directory("results/extract/{dataset}/frames"),

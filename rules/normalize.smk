@@ -5,7 +5,7 @@ rule normalize:
     input:
         index="results/extract/{dataset}/index.tsv",
         frames="results/extract/{dataset}/frames",
-        code=get_code("prepare/normalize.py", "io/files.py"),
+        code=get_code("scripts/normalize.py"),
     output:
         params="results/normalize/{dataset}/params.tsv",
         images=directory("results/normalize/{dataset}/images"),

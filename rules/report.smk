@@ -4,7 +4,7 @@
 rule report:
     input:
         **get_report_inputs(),
-        code=get_code("report", "io/files.py"),
+        code=get_code("scripts/report.py"),
     output:
         html=report(
             "results/report/index.html",

@@ -5,7 +5,7 @@ rule score:
     input:
         predictions="results/infer/{model}/{dataset}",
         test="results/split/{dataset}/test",
-        code=get_code("metrics.py", "io/files.py"),
+        code=get_code("scripts/score.py"),
     output:
         scores="results/score/{model}/{dataset}.tsv",
     log:

@@ -5,12 +5,7 @@ rule split:
     input:
         index="results/extract/{dataset}/index.tsv",
         images="results/normalize/{dataset}/images",
-        code=get_code(
-            "prepare/split.py",
-            "prepare/degrade.py",
-            "prepare/resize.py",
-            "io/files.py",
-        ),
+        code=get_code("scripts/split.py"),
     output:
         table="results/split/{dataset}/split.tsv",
         train=directory("results/split/{dataset}/train"),

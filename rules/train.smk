@@ -8,7 +8,7 @@ rule train:
     input:
         unpack(get_train_split),
         vgg=get_perceptual_weights,
-        code=get_code("train", "models", "metrics.py", "io/files.py"),
+        code=get_code("scripts/train.py"),
     output:
         generator="results/models/{trained}/generator.pt",
         history="results/models/{trained}/history.tsv",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from scisr.models.device import claim_gpu, resolve_device
+from scisr.compute import claim_gpu
+from scisr.models.device import resolve_device
 
 
 def test_cpu_and_refused_cuda() -> None:
@@ -25,7 +26,7 @@ def test_cpu_and_refused_cuda() -> None:
 def test_concurrent_jobs_claim_different_gpus_and_release_on_exit(tmp_path: Path) -> None:
     holder = textwrap.dedent(f"""
         import sys, time
-        from scisr.models.device import claim_gpu
+        from scisr.compute import claim_gpu
         print(claim_gpu(3, {str(tmp_path)!r}), flush=True)
         time.sleep(30)
     """)

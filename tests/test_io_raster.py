@@ -12,6 +12,8 @@ import tifffile
 from PIL import Image
 
 from scisr.io import ReadError
+from scisr.io.files import read_png16
+from scisr.io.raster import BAND
 from scisr.io.readers import read_frames
 
 RNG = np.random.default_rng(42)
@@ -55,8 +57,9 @@ def test_16_bit_grey_png_keeps_values(tmp_path: Path) -> None:
     assert fr.image.max() > 255
 
 
-def write_png16_rgb(path: Path, rgb: np.ndarray) -> None:
-    """A 16-bit RGB PNG (Pillow cannot write one) using every scanline filter type in turn."""
+def write_png16_rgb(path: Path, rgb: np.ndarray, kinds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
+    """A 16-bit grey (c=1), RGB or RGBA PNG written byte by byte (Pillow cannot write 16-bit colour),
+    big-endian as the PNG standard says, with the scanline filter types `kinds` in turn."""
     h, w, c = rgb.shape
     raw = rgb.astype(">u2").view(np.uint8).reshape(h, w * c * 2).astype(np.int32)
     bpp, out = c * 2, []
@@ -64,7 +67,7 @@ def write_png16_rgb(path: Path, rgb: np.ndarray) -> None:
         x, up = raw[y], raw[y - 1] if y else np.zeros_like(raw[0])
         a = np.concatenate([np.zeros(bpp, np.int32), x[:-bpp]])
         ul = np.concatenate([np.zeros(bpp, np.int32), up[:-bpp]])
-        kind = y % 5
+        kind = kinds[y % len(kinds)]
         if kind == 0:
             pred = np.zeros_like(x)
         elif kind == 1:
@@ -81,7 +84,7 @@ def write_png16_rgb(path: Path, rgb: np.ndarray) -> None:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2, 4: 6}[c], 0, 0, 0)
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(out))) + chunk(b"IEND", b"")
     )
@@ -94,6 +97,54 @@ def test_16_bit_colour_png_not_reduced_to_8_bits(tmp_path: Path, channels: int) 
     (fr,) = read_frames(tmp_path / "c16.png")
     np.testing.assert_array_equal(fr.image, bt601(rgb[..., :3]))
     assert fr.original_dtype == "uint16"
+
+
+@pytest.mark.parametrize("kinds", [(4,), (3,), (0, 1, 2, 3, 4)], ids=["paeth", "average", "mixed"])
+def test_16_bit_colour_png_exact_across_bands_of_scanlines(tmp_path: Path, kinds: tuple[int, ...]) -> None:
+    rgb = RNG.integers(0, 65536, (BAND + 37, 5, 3), dtype=np.uint16)  # more rows than one band
+    rgb[: BAND // 2] //= 7  # smoother part: small filtered residues, as in real photos
+    write_png16_rgb(tmp_path / "tall.png", rgb, kinds)
+    (fr,) = read_frames(tmp_path / "tall.png")
+    np.testing.assert_array_equal(fr.image, bt601(rgb))
+
+
+def test_16_bit_png_is_big_endian_in_every_reader(tmp_path: Path) -> None:
+    grey = np.array([[0x0102, 0x00FF, 0xFF00, 1, 65535]], dtype=np.uint16)  # a byte swap would show
+    write_png16_rgb(tmp_path / "g16.png", grey[..., None])
+    (fr,) = read_frames(tmp_path / "g16.png")
+    np.testing.assert_array_equal(fr.image, grey.astype(np.float32))
+    np.testing.assert_array_equal(read_png16(tmp_path / "g16.png"), grey.astype(np.float32) / 65535)
+    rgb = np.stack([grey, grey[:, ::-1], grey], axis=-1)
+    write_png16_rgb(tmp_path / "c16.png", rgb)
+    (fr,) = read_frames(tmp_path / "c16.png")
+    np.testing.assert_array_equal(fr.image, bt601(rgb))
+
+
+def test_16_bit_colour_png_bomb_refused_before_inflating(tmp_path: Path) -> None:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    side = 100_000  # 10^10 pixels: 60 GB of 16-bit RGB if it were inflated
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 2, 0, 0, 0)
+    bomb = zlib.compress(bytes(side * 6 + 1) * 64, 9)
+    (tmp_path / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bomb) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(ReadError, match=r"^bomb\.png: .*decompression-bomb limit"):
+        read_frames(tmp_path / "bomb.png")
+
+
+def test_16_bit_colour_png_truncated_data(tmp_path: Path) -> None:
+    write_png16_rgb(tmp_path / "c16.png", RNG.integers(0, 65536, (8, 8, 3), dtype=np.uint16))
+    data = (tmp_path / "c16.png").read_bytes()
+    start = data.index(b"IDAT") + 4
+    body = zlib.decompress(data[start:-16])  # IDAT body ends before its CRC and the IEND chunk
+    short = zlib.compress(body[: len(body) // 2])
+    (tmp_path / "short.png").write_bytes(
+        data[: start - 8] + struct.pack(">I", len(short)) + b"IDAT" + short + b"\0" * 4 + data[-12:]
+    )
+    with pytest.raises(ReadError, match=r"^short\.png: PNG image data too short"):
+        read_frames(tmp_path / "short.png")
 
 
 def test_tiff_pages_and_dtypes(tmp_path: Path) -> None:

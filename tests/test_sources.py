@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scisr.sources import KINDS, fetch, read_manifest, sha256_file
+from scisr.io.hashing import file_sha256
+from scisr.sources import KINDS, fetch, read_manifest
 from scisr.sources.builtin import SETS
 
 
@@ -21,7 +22,7 @@ def check_manifest(table: pd.DataFrame, out_dir: Path, manifest: Path) -> None:
         path = out_dir / row.path
         assert path.is_file(), row.path
         assert path.stat().st_size == row.bytes
-        assert sha256_file(path) == row.sha256, row.path
+        assert file_sha256(path) == row.sha256, row.path
     on_disk = read_manifest(manifest)
     pd.testing.assert_frame_equal(on_disk, table, check_dtype=False)
     listed = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()}

@@ -89,6 +89,11 @@ def extract_dataset(
     return index
 
 
+def read_index(index_path: str | os.PathLike) -> pd.DataFrame:
+    """Read an index.tsv written by `extract_dataset`, every column as text (empty cells stay '')."""
+    return pd.read_csv(index_path, sep="\t", dtype=str, keep_default_na=False)
+
+
 def image_bases(paths: list[str]) -> dict[str, str]:
     """A filesystem-safe, stable id stem per relative path (a short hash added where stems clash)."""
     stems = {}

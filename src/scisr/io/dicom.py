@@ -17,7 +17,6 @@ Conventions:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut
 
 from scisr.io.frame import Frame, ReadError, luma, native_dtype_name
+from scisr.io.hashing import file_sha256
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -230,7 +230,7 @@ def _subject_id(ds: Dataset, path: Path) -> str:
         value = str(ds.get(keyword, "") or "").strip()
         if value:
             return value
-    return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return "file-" + file_sha256(path)[:16]
 
 
 def _transfer_syntax(ds: Dataset) -> uids.UID | None:

@@ -79,8 +79,8 @@ def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
 def read_png16(path: str | os.PathLike) -> np.ndarray:
     """Read a 16-bit grayscale PNG as float32 in [0,1]."""
     with Image.open(path) as im:
-        array = np.asarray(im)
-    if array.dtype != np.uint16:
+        array = np.asarray(im)  # Pillow gives mode I;16 (native uint16) or I;16B (big-endian)
+    if array.dtype.kind != "u" or array.dtype.itemsize != 2 or array.ndim != 2:
         raise ValueError(f"{path}: expected a 16-bit grayscale PNG, got {array.dtype} {array.shape}")
     return array.astype(np.float32) / PNG_MAX
 

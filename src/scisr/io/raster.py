@@ -6,7 +6,18 @@ Conventions:
   are expanded to RGB first. Grey images keep their values exactly.
 - TIFF is read with tifffile (any dtype, every full-resolution page is a frame; reduced
   pyramid/thumbnail pages are skipped). GIF and other animated formats give their first frame.
-- 16-bit colour PNGs are decoded here because Pillow reduces them to 8 bits.
+- 16-bit grey PNGs are read by Pillow (mode "I;16", big-endian samples decoded to exact uint16 values,
+  as `scisr.io.files.read_png16` reads the study's own PNGs).
+- 16-bit colour (RGB/RGBA) PNGs are decoded here, because no maintained reader we depend on keeps their
+  bits: measured with Pillow 13.0.0, `Image.open` gives mode "RGB" uint8 holding the high byte of each
+  sample, and imageio 2.x reads PNG through Pillow (uint8 too); tifffile reads no PNG. (imagecodecs'
+  libpng decoder would, at the cost of another binary dependency for a rare input.) The scanline
+  filters are undone with numpy, one anti-diagonal of pixels at a time. Measured on a 1024x1024 RGB
+  image, 2-core AMD EPYC shared with other jobs (hence ranges), one thread: all rows Paeth-filtered
+  (libpng's usual choice for photos) 0.29-0.53 s against 2.2-5.7 s for the former per-byte Python
+  loop; filters 0-4 in turn 0.9 s against 1.0-1.6 s; sub/up only 0.1 s both.
+  The header's size is checked against Pillow's decompression-bomb limit (2 x `Image.MAX_IMAGE_PIXELS`)
+  before anything is inflated, and never more bytes are inflated than the header promises.
 """
 
 from __future__ import annotations
@@ -147,41 +158,81 @@ def _read_png16_colour(path: Path) -> tuple[np.ndarray, bool]:
     width, height, _, colour, _, _, interlace = header
     if interlace:
         raise ReadError(f"{path.name}: interlaced 16-bit colour PNG is not supported; re-save it without interlacing")
+    limit = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit, applied as Pillow applies it
+    if limit and width * height > 2 * limit:
+        raise ReadError(
+            f"{path.name}: {width}x{height} pixels exceeds the decompression-bomb limit of {2 * limit} pixels; "
+            "convert it to a TIFF, which is read without that limit"
+        )
     channels = 3 if colour == 2 else 4
     bpp, stride = 2 * channels, width * 2 * channels
-    try:
-        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+    expected = height * (stride + 1)
+    try:  # never inflate more than the header promises
+        raw = np.frombuffer(zlib.decompressobj().decompress(b"".join(idat), expected), np.uint8)
     except zlib.error as exc:
         raise ReadError(f"{path.name}: PNG image data is corrupt ({exc})") from exc
-    if raw.size < height * (stride + 1):
-        raise ReadError(f"{path.name}: PNG image data too short: {raw.size} of {height * (stride + 1)} bytes")
-    rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.uint8)
+    if raw.size < expected:
+        raise ReadError(f"{path.name}: PNG image data too short: {raw.size} of {expected} bytes")
+    rows = raw.reshape(height, stride + 1)
+    if rows[:, 0].max(initial=0) > 4:
+        raise ReadError(f"{path.name}: unknown PNG filter type {rows[:, 0].max()}; the file is damaged")
+    out = np.empty((height, stride), np.uint8)
     prev = np.zeros(stride, np.uint8)
-    for y in range(height):
-        out[y] = prev = _unfilter(int(rows[y, 0]), rows[y, 1:], prev, bpp, path)
+    for start in range(0, height, BAND):
+        band = rows[start : start + BAND]
+        if band[:, 0].max() <= 2:
+            for y, row in enumerate(band):
+                out[start + y] = prev = _unfilter_simple(int(row[0]), row[1:], prev, bpp)
+        else:
+            out[start : start + len(band)] = _unfilter_band(band, prev, bpp)
+            prev = out[start + len(band) - 1]
     return out.view(">u2").reshape(height, width, channels), True
 
 
-def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Path) -> np.ndarray:
-    """Undo one PNG scanline filter (0 none, 1 sub, 2 up, 3 average, 4 Paeth)."""
+BAND = 512  # scanlines unfiltered together: bounds the skewed work arrays of _unfilter_band
+
+
+def _unfilter_simple(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo scanline filter 0 (none), 1 (sub) or 2 (up): whole-row numpy operations."""
     if kind == 0:
         return line.copy()
     if kind == 1:
         return np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
-    if kind == 2:
-        return line + prev
-    if kind not in (3, 4):
-        raise ReadError(f"{path.name}: unknown PNG filter type {kind}; the file is damaged")
-    cur, up = bytearray(line.tobytes()), prev.tobytes()
-    for i in range(len(cur)):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = up[i]
-        if kind == 3:
-            pred = (a + b) >> 1
+    return line + prev
+
+
+def _unfilter_band(band: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo the PNG filters (0-4) of consecutive scanlines, one anti-diagonal of pixels at a time.
+
+    A byte depends on its left, upper and upper-left neighbours, so every pixel on an
+    anti-diagonal (row + column constant) can be decoded at once from the two before it. The rows
+    are skewed (row i shifted right by i + 1 pixels) to make each anti-diagonal a plain column.
+    """
+    height, width = len(band), (band.shape[1] - 1) // bpp
+    lines = band[:, 1:].reshape(height, width, bpp)
+    kinds = band[:, 0][:, None]  # per row, broadcast over the bytes of its pixel
+    present = set(np.unique(kinds).tolist())
+    skewed_in = np.zeros((height + 1, height + width + 1, bpp), np.int16)
+    done = np.zeros_like(skewed_in)  # row 0: the scanline above the band; column 0: left of pixel 0
+    done[0, 1 : width + 1] = prev.reshape(width, bpp)
+    for i in range(1, height + 1):
+        skewed_in[i, i + 1 : i + 1 + width] = lines[i - 1]
+    for col in range(2, height + width + 1):
+        top, bottom = max(1, col - width), min(height, col - 1)  # rows with a pixel on this diagonal
+        a, b, c = done[top : bottom + 1, col - 1], done[top - 1 : bottom, col - 1], done[top - 1 : bottom, col - 2]
+        kind = kinds[top - 1 : bottom]
+        if 4 in present:
+            pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
         else:
-            c = up[i - bpp] if i >= bpp else 0
-            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-        cur[i] = (cur[i] + pred) & 0xFF
-    return np.frombuffer(bytes(cur), np.uint8)
+            pred = np.zeros_like(a)
+        if 3 in present:
+            pred = np.where(kind == 3, (a + b) >> 1, pred)
+        if 2 in present:
+            pred = np.where(kind == 2, b, pred)
+        if 1 in present:
+            pred = np.where(kind == 1, a, pred)
+        if 0 in present and 4 in present:  # without Paeth, rows of kind 0 already predict 0
+            pred = np.where(kind == 0, 0, pred)
+        done[top : bottom + 1, col] = (skewed_in[top : bottom + 1, col] + pred) & 0xFF
+    return np.stack([done[i, i + 1 : i + 1 + width] for i in range(1, height + 1)]).astype(np.uint8).reshape(height, -1)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SCALES = (2, 4, 8)
+from scisr.models.base import Generator
+
 RESIDUAL_SCALE = 0.2  # the paper's residual scaling, inside each dense block and around each RRDB
 
 
@@ -54,7 +55,7 @@ class RRDB(nn.Module):
         return self.rdb3(self.rdb2(self.rdb1(x))) * RESIDUAL_SCALE + x
 
 
-class RRDBNet(nn.Module):
+class RRDBNet(Generator):
     """ESRGAN's generator: conv, RRDB trunk with a long skip, nearest x2 + conv stages, conv_hr, conv_last.
 
     ``scale`` 4 is the paper's network; 8 adds a third upsampling stage (``conv_up3``); 2 is Real-ESRGAN's
@@ -74,16 +75,7 @@ class RRDBNet(nn.Module):
         scale: int = 4,
         global_skip: bool = False,
     ) -> None:
-        super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if scale not in SCALES:
-            raise ValueError(f"rrdbnet: scale must be one of {SCALES}, got {scale}")
-        if global_skip and out_channels != in_channels:
-            raise ValueError("rrdbnet: global_skip needs out_channels == in_channels")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.scale = scale
-        self.global_skip = global_skip
+        super().__init__("rrdbnet", in_channels, out_channels, scale, global_skip)
         self.unshuffle = 2 if scale == 2 else 1
         self.conv_first = nn.Conv2d(in_channels * self.unshuffle**2, channels, 3, padding=1)
         self.body = nn.Sequential(*(RRDB(channels, growth) for _ in range(blocks)))
@@ -93,11 +85,9 @@ class RRDBNet(nn.Module):
         if scale == 8:
             self.conv_up3 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv_hr = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv_last = nn.Conv2d(channels, out_channels, 3, padding=1)
+        self.conv_last = nn.Conv2d(channels, self.out_channels, 3, padding=1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
-        if global_skip:
-            nn.init.zeros_(self.conv_last.weight)
-            nn.init.zeros_(self.conv_last.bias)
+        self.start_at_bicubic(self.conv_last)
 
     def _upsample_stages(self) -> list[nn.Conv2d]:
         return [self.conv_up1, self.conv_up2] + ([self.conv_up3] if self.scale == 8 else [])
@@ -116,7 +106,4 @@ class RRDBNet(nn.Module):
         for conv in self._upsample_stages():
             feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))
-        out = out[..., : height * self.scale, : width * self.scale]
-        if self.global_skip:
-            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return out
+        return self.add_skip(out[..., : height * self.scale, : width * self.scale], x)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-SCALES = (2, 4, 8)
+from scisr.models.base import Generator
 
 
 class ResidualBlock(nn.Module):
@@ -24,7 +23,7 @@ class ResidualBlock(nn.Module):
         return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
 
 
-class SRResNet(nn.Module):
+class SRResNet(Generator):
     """SRResNet: 9x9 head, residual blocks with a long skip, pixel-shuffle x2 stages, 9x9 tail.
 
     With ``global_skip`` the network predicts a residual on top of the bicubic upsampled input and its
@@ -41,16 +40,7 @@ class SRResNet(nn.Module):
         batch_norm: bool = False,
         global_skip: bool = True,
     ) -> None:
-        super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if scale not in SCALES:
-            raise ValueError(f"srresnet: scale must be one of {SCALES}, got {scale}")
-        if global_skip and out_channels != in_channels:
-            raise ValueError("srresnet: global_skip needs out_channels == in_channels")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.scale = scale
-        self.global_skip = global_skip
+        super().__init__("srresnet", in_channels, out_channels, scale, global_skip)
         self.conv_first = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU(channels))
         self.body = nn.Sequential(*(ResidualBlock(channels, batch_norm) for _ in range(blocks)))
         self.conv_body = nn.Sequential(
@@ -62,14 +52,9 @@ class SRResNet(nn.Module):
             stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2),
                        nn.PReLU(channels)]
         self.upsample = nn.Sequential(*stages)
-        self.conv_last = nn.Conv2d(channels, out_channels, 9, padding=4)
-        if global_skip:
-            nn.init.zeros_(self.conv_last.weight)
-            nn.init.zeros_(self.conv_last.bias)
+        self.conv_last = nn.Conv2d(channels, self.out_channels, 9, padding=4)
+        self.start_at_bicubic(self.conv_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         head = self.conv_first(x)
-        out = self.conv_last(self.upsample(head + self.conv_body(self.body(head))))
-        if self.global_skip:
-            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return out
+        return self.add_skip(self.conv_last(self.upsample(head + self.conv_body(self.body(head)))), x)

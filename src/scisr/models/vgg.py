@@ -7,12 +7,13 @@ its classifier keys are ignored. Weights come only from a file the user names: n
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from scisr.io.hashing import file_sha256
 
 # torchvision's configuration "E": channels of each 3x3 conv, "M" = 2x2 max pooling
 VGG19_CONFIG: tuple[int | str, ...] = (
@@ -81,15 +82,6 @@ class VGG19Features(nn.Module):
         elif x.shape[1] != 3:
             raise ValueError(f"VGG19 features need 1- or 3-channel images, got {x.shape[1]} channels")
         return self.features((x.float() - self.mean) / self.std)  # normalised in fp32 (autocast or not)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_vgg19_features(

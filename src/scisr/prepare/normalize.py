@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scisr.extract import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_tiff
 
 STRETCHES = ("none", "asinh")
@@ -81,11 +82,6 @@ def crop_to_multiple(image: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[i
     top, left = (rows % scale) // 2, (cols % scale) // 2
     new_rows, new_cols = rows - rows % scale, cols - cols % scale
     return image[top : top + new_rows, left : left + new_cols], (top, left)
-
-
-def read_index(index_path: str | os.PathLike) -> pd.DataFrame:
-    """Read an extract-phase index.tsv with every column as text (empty cells stay '')."""
-    return pd.read_csv(index_path, sep="\t", dtype=str, keep_default_na=False)
 
 
 def normalize_dataset(

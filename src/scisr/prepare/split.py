@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from scisr.extract import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_png16
 from scisr.prepare.degrade import degrade
-from scisr.prepare.normalize import read_index
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols", "reason"]

@@ -19,9 +19,9 @@ import pandas as pd
 
 from scisr.sources.builtin import fetch_builtin
 from scisr.sources.local import fetch_local
-from scisr.sources.manifest import COLUMNS, Entry, build_manifest, read_manifest, sha256_file, write_manifest
+from scisr.sources.manifest import COLUMNS, Entry, build_manifest, read_manifest, write_manifest
 
-__all__ = ["COLUMNS", "KINDS", "Entry", "fetch", "read_manifest", "sha256_file", "write_manifest"]
+__all__ = ["COLUMNS", "KINDS", "Entry", "fetch", "read_manifest", "write_manifest"]
 
 log = logging.getLogger("scisr.sources")
 

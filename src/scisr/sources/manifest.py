@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Iterable
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scisr.io.hashing import file_sha256
 from scisr.io.files import write_text_atomic
 
 COLUMNS = ["path", "bytes", "sha256", "source", "subject"]
@@ -23,15 +23,6 @@ class Entry:
     path: str
     source: str
     subject: str = ""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def copy_into(src: str | os.PathLike, root: Path, rel: str) -> None:
@@ -50,7 +41,7 @@ def build_manifest(root: str | os.PathLike, entries: Iterable[Entry]) -> pd.Data
         {
             "path": e.path,
             "bytes": (root / e.path).stat().st_size,
-            "sha256": sha256_file(root / e.path),
+            "sha256": file_sha256(root / e.path),
             "source": e.source,
             "subject": e.subject,
         }

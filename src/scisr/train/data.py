@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from scisr.io.hashing import folder_sha256  # noqa: F401 (re-exported: the trainer imports it from here)
 from scisr.io.files import read_png16
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,6 @@ def load_pairs(folder: str | os.PathLike, scale: int) -> PairedImages:
         hr.append(torch.from_numpy(hr_image)[None])
         lr.append(torch.from_numpy(lr_image)[None])
     return PairedImages(names, hr, lr)
-
-
-def folder_sha256(folder: str | os.PathLike) -> str:
-    """sha256 over the names and bytes of the PNG files in `folder`, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.png")):
-        digest.update(path.name.encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def dihedral(image: torch.Tensor, k: int) -> torch.Tensor:

@@ -46,8 +46,6 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
 class StandardGANLoss:
     """The standard (non-saturating) GAN objective of SRGAN, on discriminator logits."""
 
-    generator_needs_real = False
-
     def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         """Generator loss: fakes should be classified real."""
         return _bce(fake, 1.0)
@@ -59,8 +57,6 @@ class StandardGANLoss:
 
 class RelativisticAverageGANLoss:
     """ESRGAN's relativistic average GAN: is a real image more realistic than the average fake?"""
-
-    generator_needs_real = True
 
     @staticmethod
     def _relative(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
