@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scisr.sources import KINDS, fetch, read_manifest, sha256_file
+from scisr.sources import COLUMNS, KINDS, fetch, read_manifest, sha256_file
 from scisr.sources.builtin import SETS
 
 
 def check_manifest(table: pd.DataFrame, out_dir: Path, manifest: Path) -> None:
     """Every manifest row matches the file on disk, and the TSV equals the returned table."""
-    assert list(table.columns) == ["path", "bytes", "sha256", "source", "subject"]
+    assert list(table.columns) == COLUMNS
     assert len(table) > 0 and table["path"].is_unique
     for row in table.itertuples():
         path = out_dir / row.path
@@ -51,7 +51,7 @@ def test_builtin_members(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_and_set(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown source kind 'ftp'.*known kinds: builtin, local"):
+    with pytest.raises(ValueError, match="unknown source kind 'ftp'.*known kinds: builtin, http, kaggle, local, tcia"):
         fetch({"kind": "ftp"}, tmp_path / "o", tmp_path / "m.tsv")
     with pytest.raises(ValueError, match="unknown set 'xray'.*known sets: mri, astro, generic"):
         fetch({"kind": "builtin", "set": "xray"}, tmp_path / "o", tmp_path / "m.tsv")
