@@ -133,3 +133,25 @@ def test_absent_optional_files_are_logged(tmp_path: Path, monkeypatch: pytest.Mo
         table = fetch({"kind": "builtin", "set": "astro"}, tmp_path / "a", tmp_path / "a.tsv")
     assert "builtin:astropy/io/fits/tests/data/missing.fits" in caplog.text
     assert len(table) >= 2
+
+
+def test_stale_staging_folders_are_removed_and_only_those(tmp_path: Path) -> None:
+    src = make_folder(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    dead = raw / ".mri.999999999.abcd.fetching"  # no such process
+    old_style = raw / ".mri.k2j4h5.fetching"  # from before process ids were in the name
+    old_copy = raw / ".mri.old-1a2b3c4d"
+    running = raw / f".mri.{os.getppid()}.efgh.fetching"  # a live process: maybe another fetch
+    other_dataset = raw / ".mri2.999999999.abcd.fetching"
+    lookalike_file = raw / ".mri.999999999.file.fetching"
+    for folder in (dead, old_style, old_copy, running, other_dataset):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "x.dcm").write_bytes(b"x")
+    lookalike_file.write_text("not a folder")
+    fetch({"kind": "local", "path": str(src)}, raw / "mri", raw / "mri" / "MANIFEST.tsv")
+    left = {p.name for p in raw.iterdir()}
+    assert left == {"mri", running.name, other_dataset.name, lookalike_file.name}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (raw / "mri").stat().st_mode & 0o777 == 0o777 & ~umask  # a normal folder, not mkdtemp's 0700
