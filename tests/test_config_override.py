@@ -44,3 +44,33 @@ def test_study_config_merges_over_the_default(snakemake_exe: str, tmp_path: Path
     shutil.copytree(ROOT / "config", tmp_path / "config")
     result = dry_run(snakemake_exe, tmp_path, tmp_path / "config" / "config.yaml", tmp_path / "config" / "study.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_downloads_an_http_source_into_raw_and_cache(snakemake_exe: str, tmp_path: Path) -> None:
+    import hashlib
+    import io
+    import zipfile
+
+    from netserver import Reply, Server
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("photos/a.png", b"\x89PNG one")
+        zf.writestr("photos/notes.txt", b"left out by patterns")
+    data = buffer.getvalue()
+    with Server() as server:
+        server.routes["/d/photos.zip"] = Reply(data)
+        override = tmp_path / "my.yaml"
+        override.write_text(yaml.safe_dump({"datasets": {"generic": {"source": {
+            "kind": "http", "patterns": ["*.png"],
+            "files": [{"url": f"{server.url}/d/photos.zip", "sha256": hashlib.sha256(data).hexdigest(),
+                       "size": len(data)}]}}}}))
+        command = [snakemake_exe, "resources/raw/generic/MANIFEST.tsv", "--snakefile", str(ROOT / "Snakefile"),
+                   "--directory", str(tmp_path), "--cores", "1",
+                   "--configfile", str(tmp_path / "config" / "config.yaml"), str(override)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "resources/raw/generic/photos/a.png").read_bytes() == b"\x89PNG one"
+    assert not (tmp_path / "resources/raw/generic/photos/notes.txt").exists()
+    assert (tmp_path / "resources/cache/generic/photos.zip").read_bytes() == data

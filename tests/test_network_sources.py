@@ -112,8 +112,12 @@ def nbia(server: Server, *, bad_md5: str = "", hang: str = "") -> dict[str, byte
             time.sleep(60)
         return Reply(zips[uid], headers={"Content-Type": "application/octet-stream"})
 
+    def get_image_plain(req: Request) -> Reply:
+        assert req.query["NewFileNames"] == "Yes"
+        return get_image(req)
+
     server.routes.update({"/v4/getSeries": get_series, "/v4/getSeriesMetadata": get_metadata,
-                          "/v4/getImageWithMD5Hash": get_image})
+                          "/v4/getImageWithMD5Hash": get_image, "/v4/getImage": get_image_plain})
     return zips
 
 
@@ -167,6 +171,9 @@ def test_tcia_caps_and_explicit_series(tmp_path: Path) -> None:
         picked = fetch(tcia_source(server, series_uids=["1.2.826.0.1.1.2"]), tmp_path / "b", tmp_path / "b.tsv",
                        cache_dir=tmp_path / "c")
         assert set(picked["series"]) == {"1.2.826.0.1.1.2"}
+        plain = fetch(tcia_source(server, series_uids=["1.2.826.0.1.3.1"], md5=False), tmp_path / "p",
+                      tmp_path / "p.tsv", cache_dir=tmp_path / "c")
+        assert len(plain) == 2 and len(server.hits("/v4/getImage")) == 1
         with pytest.raises(ValueError, match="not in the collection.*1.2.826.0.1.3.9"):
             fetch(tcia_source(server, series_uids=["1.2.826.0.1.3.9"]), tmp_path / "d", tmp_path / "d.tsv",
                   cache_dir=tmp_path / "c")  # a CT series, filtered out by Modality MR

@@ -41,7 +41,8 @@ def credentials() -> tuple[str, str] | None:
         data = json.loads(path.read_text())
         return str(data["username"]), str(data["key"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{path}: not a Kaggle API token file (JSON with username and key); fix or remove it") from None
+        raise ValueError(f"{path}: not a Kaggle API token file (JSON with username and key); fix or remove it") \
+            from None
 
 
 def _auth_header(creds: tuple[str, str] | None) -> dict[str, str]:
@@ -85,7 +86,9 @@ def fetch_kaggle(source: dict, dest: Path, cache: Path) -> list[Entry]:
         )
     except CorruptArchive as exc:
         path.unlink()  # no checksum to vouch for it: fetch it again next time
-        raise DownloadError(f"kaggle {slug}: {exc}; the cached copy was deleted, run again to download it anew") from None
+        raise DownloadError(
+            f"kaggle {slug}: {exc}; the cached copy was deleted, run again to download it anew"
+        ) from None
     if not kept:
         raise ValueError(f"kaggle source {slug}: no file in the dataset matches {source.get('patterns')}")
     licence = source.get("license", "")
