@@ -6,8 +6,43 @@ import copy
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
+
+def _drop_foreign_source_keys(config):
+    """Drop from each dataset's source the keys of other kinds than its own, with a note.
+
+    `--configfile` files are deep-merged over config/config.yaml, so a user file that switches
+    a dataset to another kind (e.g. `source: {kind: local, path: ...}`) inherits the default's
+    keys (`set: mri`). Keys that config/schema.yaml declares only for other kinds are removed;
+    keys no kind declares stay, so validation still rejects typos.
+    """
+    schema_path = Path(workflow.basedir) / "config" / "schema.yaml"
+    defs = yaml.safe_load(schema_path.read_text())["$defs"]
+    kinds = {
+        name.removeprefix("source_"): set(spec["properties"])
+        for name, spec in defs.items()
+        if name.startswith("source_")
+    }
+    for name, dataset in (config.get("datasets") or {}).items():
+        source = dataset.get("source") if isinstance(dataset, dict) else None
+        if not isinstance(source, dict) or source.get("kind") not in kinds:
+            continue
+        own = kinds[source["kind"]]
+        other = set().union(*kinds.values()) - own
+        dropped = sorted(key for key in source if key in other)
+        for key in dropped:
+            del source[key]
+        if dropped:
+            print(
+                f"note: datasets.{name}.source is kind {source['kind']}; dropped "
+                f"{', '.join(dropped)} (keys of other kinds, inherited from a merged config file)",
+                file=sys.stderr,
+            )
+
+
+_drop_foreign_source_keys(config)
 validate(config, "../config/schema.yaml")
 
 SRC = Path(workflow.basedir) / "src"

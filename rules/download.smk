@@ -1,4 +1,6 @@
-# Phase 1: sources -> resources/raw/<dataset>/ + MANIFEST.tsv (path, bytes, sha256, source).
+# Phase 1: sources -> resources/raw/<dataset>/ + MANIFEST.tsv (path, bytes, sha256, source,
+# subject, series, study, license). Network sources keep their downloads in
+# resources/cache/<dataset>/, so a rerun after an interruption resumes instead of starting over.
 
 
 localrules:
@@ -20,5 +22,6 @@ rule download:
         mem_mb=config["compute"]["mem_mb"],
     params:
         source=get_source,
+        cache="resources/cache/{dataset}",
     script:
         "../scripts/download.py"

@@ -1,4 +1,4 @@
-"""Snakemake adapter, phase 1: copy one dataset's sources into resources/raw/<dataset>/."""
+"""Snakemake adapter, phase 1: fetch one dataset's source into resources/raw/<dataset>/."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from scisr.sources import fetch
 def main(smk) -> None:
     manifest = Path(smk.output.manifest)
     with log_to(smk.log[0]):
-        fetch(dict(smk.params.source), manifest.parent, manifest)
+        fetch(dict(smk.params.source), manifest.parent, manifest, cache_dir=smk.params.cache)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from scisr.io.hashing import file_sha256
-from scisr.sources import KINDS, fetch, read_manifest
+from scisr.sources import COLUMNS, KINDS, fetch, read_manifest
 from scisr.sources.builtin import SETS
 
 
 def check_manifest(table: pd.DataFrame, out_dir: Path, manifest: Path) -> None:
     """Every manifest row matches the file on disk, and the TSV equals the returned table."""
-    assert list(table.columns) == ["path", "bytes", "sha256", "source", "subject"]
+    assert list(table.columns) == COLUMNS
     assert len(table) > 0 and table["path"].is_unique
     for row in table.itertuples():
         path = out_dir / row.path
@@ -52,7 +52,7 @@ def test_builtin_members(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_and_set(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown source kind 'ftp'.*known kinds: builtin, local"):
+    with pytest.raises(ValueError, match="unknown source kind 'ftp'.*known kinds: builtin, http, kaggle, local, tcia"):
         fetch({"kind": "ftp"}, tmp_path / "o", tmp_path / "m.tsv")
     with pytest.raises(ValueError, match="unknown set 'xray'.*known sets: mri, astro, generic"):
         fetch({"kind": "builtin", "set": "xray"}, tmp_path / "o", tmp_path / "m.tsv")
@@ -134,3 +134,25 @@ def test_absent_optional_files_are_logged(tmp_path: Path, monkeypatch: pytest.Mo
         table = fetch({"kind": "builtin", "set": "astro"}, tmp_path / "a", tmp_path / "a.tsv")
     assert "builtin:astropy/io/fits/tests/data/missing.fits" in caplog.text
     assert len(table) >= 2
+
+
+def test_stale_staging_folders_are_removed_and_only_those(tmp_path: Path) -> None:
+    src = make_folder(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    dead = raw / ".mri.999999999.abcd.fetching"  # no such process
+    old_style = raw / ".mri.k2j4h5.fetching"  # from before process ids were in the name
+    old_copy = raw / ".mri.old-1a2b3c4d"
+    running = raw / f".mri.{os.getppid()}.efgh.fetching"  # a live process: maybe another fetch
+    other_dataset = raw / ".mri2.999999999.abcd.fetching"
+    lookalike_file = raw / ".mri.999999999.file.fetching"
+    for folder in (dead, old_style, old_copy, running, other_dataset):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "x.dcm").write_bytes(b"x")
+    lookalike_file.write_text("not a folder")
+    fetch({"kind": "local", "path": str(src)}, raw / "mri", raw / "mri" / "MANIFEST.tsv")
+    left = {p.name for p in raw.iterdir()}
+    assert left == {"mri", running.name, other_dataset.name, lookalike_file.name}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (raw / "mri").stat().st_mode & 0o777 == 0o777 & ~umask  # a normal folder, not mkdtemp's 0700

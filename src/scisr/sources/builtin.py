@@ -133,7 +133,7 @@ SETS: dict[str, Callable[[], list[Candidate]]] = {
 }
 
 
-def fetch_builtin(source: dict, dest: Path) -> list[Entry]:
+def fetch_builtin(source: dict, dest: Path, cache: Path | None = None) -> list[Entry]:
     """Copy a builtin set's files flat into `dest`; a clash of names gets the package as prefix."""
     name = source.get("set")
     if name not in SETS:

@@ -18,7 +18,7 @@ from scisr.sources.manifest import Entry, copy_into
 log = logging.getLogger("scisr.sources")
 
 
-def fetch_local(source: dict, dest: Path) -> list[Entry]:
+def fetch_local(source: dict, dest: Path, cache: Path | None = None) -> list[Entry]:
     """Copy the matching files of `source['path']` into `dest`, keeping relative paths."""
     if not source.get("path"):
         raise ValueError("local source: 'path' is missing; set it to the folder holding your images")
@@ -31,7 +31,7 @@ def fetch_local(source: dict, dest: Path) -> list[Entry]:
     entries = []
     for path in _walk(root):
         rel = path.relative_to(root).as_posix()
-        if not _matches(rel, patterns):
+        if not matches(rel, patterns):
             continue
         if not path.is_file():
             log.warning("local source %s: %s is a broken link or not a regular file; left out", root, rel)
@@ -57,7 +57,8 @@ def _walk(root: Path) -> list[Path]:
     return sorted(out)
 
 
-def _matches(rel: str, patterns: list[str]) -> bool:
+def matches(rel: str, patterns: list[str]) -> bool:
+    """True when `rel` or its file name matches one of the shell wildcards (case-insensitive)."""
     rel_lower, name_lower = rel.lower(), rel.rsplit("/", 1)[-1].lower()
     return any(
         fnmatch.fnmatchcase(name_lower, p.lower()) or fnmatch.fnmatchcase(rel_lower, p.lower()) for p in patterns

@@ -1,4 +1,9 @@
-"""MANIFEST.tsv: what a download put where (path, bytes, sha256, source, subject)."""
+"""MANIFEST.tsv: what a download put where (path, bytes, sha256, source, subject, series, study, license).
+
+`series`, `study` and `license` are filled by sources that know them (TCIA: SeriesInstanceUID,
+StudyInstanceUID, the collection's licence name and URI; http and kaggle: the configured licence)
+and are empty otherwise.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import pandas as pd
 from scisr.io.hashing import file_sha256
 from scisr.io.files import write_text_atomic
 
-COLUMNS = ["path", "bytes", "sha256", "source", "subject"]
+COLUMNS = ["path", "bytes", "sha256", "source", "subject", "series", "study", "license"]
 
 
 @dataclass(frozen=True)
@@ -23,14 +28,27 @@ class Entry:
     path: str
     source: str
     subject: str = ""
+    series: str = ""
+    study: str = ""
+    license: str = ""
 
 
-def copy_into(src: str | os.PathLike, root: Path, rel: str) -> None:
-    """Copy `src` (symlinks followed) to `root/rel`; refuse a `rel` that escapes `root`."""
+def copy_into(src: str | os.PathLike, root: Path, rel: str, *, link: bool = False) -> None:
+    """Copy `src` (symlinks followed) to `root/rel`; refuse a `rel` that escapes `root`.
+
+    With `link`, a hard link is made where the file system allows (a download cache shares its
+    bytes with the output folder instead of doubling them), a copy otherwise.
+    """
     target = (root / rel).resolve()
     if not target.is_relative_to(root.resolve()):
         raise ValueError(f"{rel}: destination escapes the output folder {root}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, target)
+            return
+        except OSError:
+            pass  # another file system, or links not allowed: copy
     shutil.copyfile(src, target)
 
 
@@ -44,6 +62,9 @@ def build_manifest(root: str | os.PathLike, entries: Iterable[Entry]) -> pd.Data
             "sha256": file_sha256(root / e.path),
             "source": e.source,
             "subject": e.subject,
+            "series": e.series,
+            "study": e.study,
+            "license": e.license,
         }
         for e in entries
     ]
