@@ -188,6 +188,8 @@ def test_html_self_contained(study: dict) -> None:
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert "http" not in text.lower()
     assert "<link" not in page and "<script" not in page
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', page))
+    assert "url(" not in text and "@import" not in text
     assert "SciSR &lt;test&gt; &amp; study" in page
     assert "srresnet" in page and "1 min 33 s" in page  # the training cost table
     assert "b_large" in page  # the panel shows the largest test image

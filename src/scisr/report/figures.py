@@ -233,7 +233,10 @@ def panel_figure(
     save_figure(fig, path)
 
 
-HEATMAP_METRICS = {"psnr": ("\u0394PSNR to bicubic, dB", 2), "rmse": ("\u0394RMSE to bicubic", 4)}
+HEATMAP_METRICS = {
+    "psnr": ("\u0394PSNR, dB", 2, "\u0394PSNR, dB (blue = better)"),
+    "rmse": ("\u0394RMSE", 4, "\u2212\u0394RMSE: RMSE removed (blue = better)"),
+}
 MARKS = {"better": "*", "worse": "*", "no significant difference": "ns", "too few subjects to tell": "?"}
 
 
@@ -255,7 +258,7 @@ def heatmap_figure(
     sel = stats[stats["reference"] == baseline] if not stats.empty else stats
     fig, axes = plt.subplots(1, len(HEATMAP_METRICS), figsize=(max(8.0, 2.6 + 1.5 * len(datasets)) * 1.6,
                              1.2 + 0.55 * max(len(rows), 1)), layout="constrained", squeeze=False)
-    for ax, (metric, (label, digits)) in zip(axes[0], HEATMAP_METRICS.items()):
+    for ax, (metric, (label, digits, bar)) in zip(axes[0], HEATMAP_METRICS.items()):
         values = np.full((len(rows), len(datasets)), np.nan)
         text = np.full((len(rows), len(datasets)), "", dtype=object)
         for i, model in enumerate(rows):
@@ -266,14 +269,14 @@ def heatmap_figure(
                     continue
                 row = hit.iloc[0]
                 values[i, j] = row["mean_diff"]
-                text[i, j] = f"{row['mean_diff']:+.{digits}f}{MARKS.get(row['verdict'], '')}".replace("-", "\u2212")
+                text[i, j] = f"{row['mean_diff']:+.{digits}f} {MARKS.get(row['verdict'], '')}".replace("-", "\u2212")
         sign = 1.0 if not LOWER_IS_BETTER[metric] else -1.0
         limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
         sns.heatmap(sign * values, ax=ax, cmap="vlag_r", center=0, vmin=-(limit or 1.0), vmax=limit or 1.0,
                     annot=text, fmt="", annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white",
-                    xticklabels=list(datasets), yticklabels=rows, cbar_kws={"label": "improvement (blue = better)"})
+                    xticklabels=list(datasets), yticklabels=rows, cbar_kws={"label": bar})
         ax.set_facecolor("#eeeeee")
-        ax.set_title(label, fontsize=10)
+        ax.set_title(f"{label} to {baseline}", fontsize=10)
         ax.set_xlabel("test dataset")
         ax.set_ylabel("model")
         ax.tick_params(axis="y", rotation=0)

@@ -57,7 +57,7 @@ def model_label(model: str, dataset: str) -> str:
 
 
 def describe(row: Mapping) -> str:
-    """'ΔRMSE −0.0012 (95% CI −0.0020 to −0.0004), ΔPSNR +0.31 dB; 4 subjects (12 images), p = 0.03, Holm p = 0.12'."""
+    """A stats row in words: ΔRMSE with its CI, ΔPSNR, subjects (images), Wilcoxon and Holm p-values."""
     text = (f"\u0394RMSE {_num(row['mean_diff'], 4)} (95% CI {_num(row['ci_low'], 4)} to {_num(row['ci_high'], 4)})")
     if "psnr_diff" in row:
         text += f", \u0394PSNR {_num(row['psnr_diff'], 2)} dB"
@@ -163,8 +163,9 @@ def _recommend(stats: pd.DataFrame, dataset: str, own: list[str], *, baseline: s
                 f"apart. Until it has at least {MIN_SUBJECTS}, prefer the {generic} model, which needs no domain "
                 "training, and treat the mean differences in the tables as anecdotes." + base_note)
     if any(r is not None for r in rows.values()):
-        return (f"No significant difference between {', '.join(own)} and the {generic} model on {dataset}: "
-                f"either will do; the {generic} model needs no domain training." + base_note)
+        return (f"No significant difference between {', '.join(own)} and the {generic} model on {dataset} with "
+                f"this many test subjects: neither is shown to be better, so the {generic} model, which needs no "
+                "domain training, is the simpler choice." + base_note)
     return f"No comparison with the {generic} model was made on {dataset}." + base_note
 
 
@@ -191,7 +192,7 @@ def what_this_means(stats: pd.DataFrame, models: Sequence[str], datasets: Sequen
         if not rows.empty:
             n_sub, n_img = int(rows["n_subjects"].max()), int(rows["n_images"].max())
             how = str(rows["subjects"].iloc[0])
-            size = f"Test data: {n_img} image(s) from {n_sub} subject(s) ({how})"
+            size = f"Test data: {n_img} image(s) from {n_sub} subject(s)"
             if subjects is not None and (subjects["dataset"] == dataset).any():
                 sel = subjects[subjects["dataset"] == dataset]
                 train = sel[sel["split"] == "train"]
