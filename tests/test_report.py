@@ -168,7 +168,7 @@ def test_wins_paired_by_image_id_and_missing_reference() -> None:
 
 
 def test_figures_are_valid_pngs(study: dict) -> None:
-    names = ["metrics.png", "learning_curves.png"] + [f"panel_{d}.png" for d in DATASETS]
+    names = ["metrics.png", "heatmap.png", "learning_curves.png"] + [f"panel_{d}.png" for d in DATASETS]
     for name in names:
         path = study["out"] / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -183,11 +183,13 @@ def test_html_self_contained(study: dict) -> None:
     page = study["html"]
     for name in MODELS + DATASETS:
         assert name in page
-    assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 2 + len(DATASETS)
+    assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 3 + len(DATASETS)
     # no external references (base64 image data may spell "http" by chance, so drop it first)
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert "http" not in text.lower()
     assert "<link" not in page and "<script" not in page
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', page))
+    assert "url(" not in text and "@import" not in text
     assert "SciSR &lt;test&gt; &amp; study" in page
     assert "srresnet" in page and "1 min 33 s" in page  # the training cost table
     assert "b_large" in page  # the panel shows the largest test image
@@ -201,19 +203,25 @@ def _answer(page: str, dataset: str) -> str:
     return match.group(0)
 
 
-def test_answer_lines_follow_the_numbers(study: dict) -> None:
-    summary = pd.read_csv(study["out"] / "summary.tsv", sep="\t").set_index(["model", "dataset"])
-    mri = _answer(study["html"], "mri")
-    d_b = summary.loc[("mri", "mri"), "d_rmse_vs_bicubic"]
-    d_g = summary.loc[("mri", "mri"), "d_rmse_vs_generic"]
-    expected = f"the mri-trained model is {abs(d_b):.4f} RMSE lower than bicubic and {abs(d_g):.4f} lower than generic"
-    assert expected in mri
-    assert "6/8 images against bicubic" in mri
-    assert "beats the generic model on mri" in mri
-
-    astro = _answer(study["html"], "astro")
-    d_g = summary.loc[("astro", "astro"), "d_rmse_vs_generic"]
-    assert f"{abs(d_g):.4f} higher than generic" in astro
-    assert "worse than the generic model on astro" in astro
-    assert "beats" not in astro
+def test_answer_lines_follow_the_stats(study: dict) -> None:
+    stats = pd.read_csv(study["out"] / "stats.tsv", sep="\t")
+    assert set(stats["metric"]) == {"rmse", "psnr", "ssim"}
+    for dataset in ("mri", "astro"):
+        row = stats[(stats["dataset"] == dataset) & (stats["model"] == dataset) & (stats["reference"] == "generic")
+                    & (stats["metric"] == "rmse")].iloc[0]
+        line = _answer(study["html"], dataset)
+        # no split tables: every image is its own subject, and the line says how many there were
+        assert row["n_subjects"] == row["n_images"] == len(IDS)
+        assert f"{len(IDS)} subjects ({len(IDS)} images)" in line
+        assert f"{row['mean_diff']:+.4f}".replace("-", "\u2212") in line
+        verdict = row["verdict"]
+        expected = {"better": "is better than the generic model", "worse": "is worse than the generic model",
+                    "no significant difference": "no significant difference between"}[verdict]
+        assert expected in line
+    # constructed so: the mri model is clearly better than generic on mri, the astro model worse on astro
+    mri = stats[(stats["dataset"] == "mri") & (stats["model"] == "mri") & (stats["reference"] == "generic")]
+    astro = stats[(stats["dataset"] == "astro") & (stats["model"] == "astro") & (stats["reference"] == "generic")]
+    assert (mri.set_index("metric").loc["rmse", "mean_diff"] < 0) and (astro.set_index("metric").loc["rmse",
+                                                                                                   "mean_diff"] > 0)
     assert "<li>generic:" not in study["html"]
+    assert "What this means" in study["html"] and "each image counts as its own subject" in study["html"]

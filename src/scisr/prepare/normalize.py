@@ -84,6 +84,20 @@ def crop_to_multiple(image: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[i
     return image[top : top + new_rows, left : left + new_cols], (top, left)
 
 
+def read_params(params_path: str | os.PathLike) -> dict[str, dict]:
+    """Read params.tsv into {image_id: params} for the images normalized successfully (for `denormalize`)."""
+    table = pd.read_csv(params_path, sep="\t", dtype={"image_id": str, "stretch": str, "status": str})
+    missing = [c for c in ("image_id", "low_value", "high_value", "stretch", "asinh_a", "status") if c not in table]
+    if missing:
+        raise ValueError(f"{params_path}: missing column(s) {', '.join(missing)}; rerun the normalize phase")
+    ok = table[table["status"] == "ok"]
+    return {
+        str(row.image_id): {"low_value": float(row.low_value), "high_value": float(row.high_value),
+                            "stretch": str(row.stretch), "asinh_a": float(row.asinh_a)}
+        for row in ok.itertuples()
+    }
+
+
 def normalize_dataset(
     index_path: str | os.PathLike,
     frames_dir: str | os.PathLike,

@@ -46,6 +46,18 @@ class Piece:
     cols: int
 
 
+def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a split.tsv written by `split_dataset` (ids as text, empty reasons as '')."""
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in ("id", "subject_id", "split") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; rerun the split phase")
+    for column in ("top", "left", "rows", "cols"):
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
+    return table
+
+
 def _check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
     """Validate that fractions name train, val and test, are positive and sum to 1."""
     if set(fractions) != set(SPLITS):

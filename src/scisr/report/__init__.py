@@ -10,9 +10,9 @@ import pandas as pd
 from PIL import Image
 
 from scisr.io.files import atomic_path, read_png16, write_text_atomic
-from scisr.report import figures, html, tables
+from scisr.report import figures, html, meaning, stats, tables
 
-__all__ = ["build_report", "default_conventions"]
+__all__ = ["build_report", "default_conventions", "stats_note"]
 
 PathLike = str | os.PathLike
 PANEL_CROP = 128
@@ -41,6 +41,21 @@ def _compared(models: list[str], datasets: list[str], *, baseline: str, generic:
     return (
         f"\u00d7{scale} super-resolution: {len(models)} models \u2014 " + "; ".join(bits)
         + f" \u2014 scored on the held-out test images of {len(datasets)} dataset(s): {', '.join(datasets)}."
+    )
+
+
+def stats_note(n_boot: int = stats.N_BOOT, seed: int = stats.SEED) -> str:
+    """How verdicts are reached, for the page and the stats.tsv conventions."""
+    return (
+        "Verdicts come from paired comparisons at the subject level, never from means alone: each test image's "
+        "difference (model \u2212 reference) is averaged per subject (tiles and slices of one subject form one "
+        f"cluster); the 95% CI is a percentile bootstrap over subjects ({n_boot} resamples, seed {seed}); the "
+        "p-value is a two-sided Wilcoxon signed-rank test on the per-subject differences (exact up to "
+        f"{stats.EXACT_MAX} subjects without ties, else the normal approximation), Holm-corrected over all "
+        f"comparisons of the same metric; significant means Holm p < {stats.ALPHA}. With fewer than "
+        f"{stats.MIN_SUBJECTS} subjects no difference can reach p < 0.05 (the exact test's smallest p is "
+        "2/2\u207f), so those read \u201ctoo few subjects to tell\u201d. Answer lines use RMSE, the study's "
+        "primary metric; stats.tsv holds every metric."
     )
 
 
@@ -110,7 +125,8 @@ def _build_panel(
         f"{dataset}: the largest test image ({image_id}), a centred {side}\u00d7{side} px crop. Top: LR "
         f"(nearest-neighbour enlarged \u00d7{scale} so pixels line up), {', '.join(shown)}, HR, all on the HR crop's "
         "0.5\u201399.5 percentile grey scale; titles give each prediction's PSNR on the whole image. "
-        "Bottom: absolute error to HR on one shared colour scale."
+        "Middle: the crop's most detailed region (highest local standard deviation of HR, orange frame above), "
+        "enlarged on the same grey scale. Bottom: absolute error to HR on one colour scale shared by all columns."
     )
 
 
@@ -126,8 +142,16 @@ def build_report(
     title: str = "SciSR study",
     scale: int = 4,
     conventions: str | None = None,
+    split_tables: Mapping[str, PathLike] | None = None,
+    degradations: Mapping[str, str] | None = None,
 ) -> None:
-    """Write summary.tsv, metrics.png, learning_curves.png, panel_<dataset>.png and index.html into `out_dir`."""
+    """Write summary.tsv, stats.tsv, metrics.png, heatmap.png, learning_curves.png, panel_<dataset>.png and
+    index.html into `out_dir`.
+
+    `split_tables` maps a dataset to its split.tsv (image -> subject, for subject-level statistics; without
+    it each image counts as its own subject); `degradations` maps a dataset to its degradation's name for
+    the caveats.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     long = tables.read_scores(scores)
@@ -137,14 +161,28 @@ def build_report(
 
     models = tables.model_order(long["model"].tolist() + list(histories), baseline=baseline, generic=generic)
     datasets = tables.dataset_order(long["dataset"].tolist(), generic=generic)
-    palette = figures.model_palette(models)
+    palette = figures.model_palette(models, baseline=baseline)
     figure_list: list[tuple[str, str, Path]] = []
+
+    subjects = stats.subjects_from_split(split_tables) if split_tables else None
+    scored = [m for m in models if m in set(long["model"])]
+    table = stats.paired_stats(long, subjects, baseline=baseline, generic=generic, models=scored,
+                               datasets=datasets)
+    with atomic_path(out / "stats.tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
 
     figures.metrics_figure(long, out / "metrics.png", models=[m for m in models if m in set(long["model"])],
                            datasets=datasets, palette=palette)
     figure_list.append(("Scores per model and dataset", "Each dot is one test image; diamonds with bars are the "
                         "mean \u00b1 sd. Images with infinite PSNR are not drawn in the PSNR panel.",
                         out / "metrics.png"))
+
+    figures.heatmap_figure(table, out / "heatmap.png", models=scored, datasets=datasets, baseline=baseline)
+    figure_list.append(("Cross-domain matrix", f"Every model on every test set: mean over subjects of the "
+                        f"per-image difference to {baseline} (left PSNR in dB, right RMSE). Blue cells improve on "
+                        f"{baseline}, red cells are worse, in both panels. Marks from stats.tsv: * significant "
+                        "after Holm correction, ns not significant, ? too few subjects to tell. How specific is "
+                        "\u201cspecific\u201d: read a model's row across the datasets.", out / "heatmap.png"))
 
     history_frames = _read_histories(histories)
     figures.learning_curves_figure(history_frames, out / "learning_curves.png",
@@ -166,7 +204,7 @@ def build_report(
         "PSNR is infinite for an image reproduced exactly. Such images are left out of the PSNR mean, sd and "
         f"differences (not capped), and counted in summary.tsv's n_psnr_inf column: {n_inf} image(s) in this study.",
         f"wins vs {baseline}: the fraction of test images, paired by image_id, on which the model's RMSE is "
-        f"strictly lower than {baseline}'s. Answer lines use RMSE, the study's primary metric.",
+        f"strictly lower than {baseline}'s (a description, not a test: verdicts come from stats.tsv).",
         "Standard deviations are sample standard deviations (ddof = 1) over test images; summary.tsv keeps every "
         "number unrounded.",
     ]
@@ -178,7 +216,11 @@ def build_report(
         summary=summary,
         datasets=datasets,
         best=tables.best_models(summary),
-        verdicts=tables.domain_verdicts(summary, long, baseline=baseline, generic=generic),
+        answers=meaning.answers(table, scored, datasets, baseline=baseline, generic=generic),
+        advice=meaning.what_this_means(table, scored, datasets, baseline=baseline, generic=generic,
+                                       subjects=subjects, histories=history_frames, degradations=degradations),
+        stats=table,
+        stats_note=stats_note(),
         figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
         cost=tables.read_model_cards(model_cards) if model_cards else None,
         footnotes=footnotes,

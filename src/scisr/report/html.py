@@ -10,13 +10,16 @@ from typing import Any
 
 import pandas as pd
 
+from scisr.report.meaning import Advice, Answer
+
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1180px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 h3 { font-size: 1.05em; margin-bottom: 0.3em; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; display: block; max-width: 100%;
+        overflow-x: auto; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; }
 td:first-child, th:first-child { text-align: left; }
@@ -25,10 +28,13 @@ figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 .note { font-size: 0.88em; color: #555; }
-.worse { color: #a33; } .better { color: #264; }
+.worse { color: #a33; } .better { color: #264; } .few { color: #7a5a00; }
+ul.meaning li { margin-bottom: 0.6em; }
+ul.caveats { font-size: 0.9em; color: #444; margin-top: 0.2em; }
 """
 
 MINUS = "\u2212"
+VERDICT_CSS = {"better": "better", "worse": "worse", "too few subjects to tell": "few"}
 
 
 def fmt(value: Any, digits: int = 4, *, signed: bool = False) -> str:
@@ -46,59 +52,42 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def model_label(model: str, dataset: str) -> str:
-    """How an answer line names a domain model."""
-    return f"the {model}-trained model" if model == dataset else f"the {model} model"
+def stats_table(stats: pd.DataFrame, dataset: str) -> str:
+    """One dataset's paired comparisons (RMSE and PSNR) with subject counts, CIs, p-values and verdicts."""
+    sel = stats[stats["dataset"] == dataset]
+    heads = ["comparison", "model", "reference", "subjects", "images", "\u0394RMSE [95% CI]", "p", "Holm p",
+             "RMSE verdict", "\u0394PSNR dB [95% CI]", "Holm p", "PSNR verdict"]
+    out = ['<table>', "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
+    for (kind, model, reference), group in sel.groupby(["comparison", "model", "reference"], sort=False):
+        by_metric = group.set_index("metric")
+        rmse = by_metric.loc["rmse"] if "rmse" in by_metric.index else None
+        if rmse is None:
+            continue
+        cells = [escape(str(kind)), escape(str(model)), escape(str(reference)), str(int(rmse["n_subjects"])),
+                 str(int(rmse["n_images"]))]
+        for metric, digits, with_raw_p in (("rmse", 4, True), ("psnr", 2, False)):
+            if metric not in by_metric.index:
+                cells += ["\u2013"] * (4 if with_raw_p else 3)
+                continue
+            row = by_metric.loc[metric]
+            ci = f"{fmt(row['mean_diff'], digits, signed=True)} [{fmt(row['ci_low'], digits, signed=True)}, " \
+                 f"{fmt(row['ci_high'], digits, signed=True)}]"
+            cells.append(escape(ci))
+            if with_raw_p:
+                cells.append(escape(_pvalue(row["p_value"])))
+            cells.append(escape(_pvalue(row["p_holm"])))
+            css = VERDICT_CSS.get(str(row["verdict"]), "")
+            cells.append(f'<span class="{css}">{escape(str(row["verdict"]))}</span>')
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
 
 
-def _compare(delta: float, reference: str, digits: int, unit: str, lower_word: str, higher_word: str) -> str:
-    """'0.0123 RMSE lower than bicubic' from a signed difference of means."""
-    if math.isnan(delta):
-        return f"not comparable to {reference} (no {reference} scores)"
-    if delta == 0:
-        return f"equal in mean {unit} to {reference}"
-    word = lower_word if delta < 0 else higher_word
-    return f"{abs(delta):.{digits}f} {unit} {word} than {reference}".replace("  ", " ")
-
-
-def answer_line(row: Mapping[str, Any], *, baseline: str, generic: str) -> str:
-    """One plain-words answer (HTML) for a domain dataset from a `domain_verdicts` row."""
-    dataset = str(row["dataset"])
-    if not row.get("model"):
-        text = f"{dataset}: no model was trained on {dataset}, so there is no answer here."
-        return f"<li>{escape(text)}</li>"
-    model = str(row["model"])
-    label = model_label(model, dataset)
-    d_b, d_g = float(row["d_rmse_vs_bicubic"]), float(row["d_rmse_vs_generic"])
-    text = f"{dataset}: {label} is {_compare(d_b, baseline, 4, 'RMSE', 'lower', 'higher')}"
-    if not math.isnan(d_g):
-        text += f" and {_compare(d_g, generic, 4, '', 'lower', 'higher')}"
-    else:
-        text += f" ({generic} model not scored on {dataset})"
-    psnr_bits = []
-    for ref, col in ((baseline, "d_psnr_vs_bicubic"), (generic, "d_psnr_vs_generic")):
-        if not math.isnan(float(row[col])):
-            psnr_bits.append(f"{fmt(float(row[col]), 2, signed=True)} dB vs {ref}")
-    if psnr_bits:
-        text += "; PSNR " + ", ".join(psnr_bits)
-    wins = []
-    for ref, key in ((baseline, "bicubic"), (generic, "generic")):
-        if row.get(f"pairs_{key}"):
-            wins.append(f"{int(row[f'wins_{key}'])}/{int(row[f'pairs_{key}'])} images against {ref}")
-    if wins:
-        text += " (lower RMSE on " + " and ".join(wins) + ")"
-    text += "."
-    if math.isnan(d_g):
-        verdict, css = f"No comparison with the {generic} model is possible.", ""
-    elif d_g < 0:
-        verdict, css = f"Verdict: {label} beats the {generic} model on {dataset}.", "better"
-    elif d_g > 0:
-        verdict = (f"Verdict: {label} is worse than the {generic} model on {dataset}; "
-                   "domain training did not pay off here.")
-        css = "worse"
-    else:
-        verdict, css = f"Verdict: {label} and the {generic} model tie on {dataset}.", ""
-    return f'<li>{escape(text)} <span class="{css}">{escape(verdict)}</span></li>'
+def _pvalue(value: Any) -> str:
+    """A p-value with three significant digits, '<0.001', or an en dash."""
+    if _missing(value):
+        return "\u2013"
+    return "<0.001" if value < 0.001 else f"{value:.3g}"
 
 
 def summary_table(
@@ -109,7 +98,7 @@ def summary_table(
     heads = ["model", "n", "RMSE", "PSNR (dB)", "SSIM", f"\u0394RMSE vs {baseline}", f"\u0394PSNR vs {baseline}",
              f"\u0394SSIM vs {baseline}", f"\u0394RMSE vs {generic}", f"\u0394PSNR vs {generic}",
              f"wins vs {baseline}"]
-    out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
+    out = ['<table>', "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     for _, row in sel.iterrows():
         model = str(row["model"])
         cells = [escape(model), str(int(row["n"]))]
@@ -186,7 +175,10 @@ def render(
     summary: pd.DataFrame,
     datasets: Sequence[str],
     best: Mapping[tuple[str, str], set[str]],
-    verdicts: pd.DataFrame,
+    answers: Sequence[Answer],
+    advice: Sequence[Advice],
+    stats: pd.DataFrame,
+    stats_note: str,
     figures: Sequence[tuple[str, str, bytes]],
     cost: pd.DataFrame | None,
     footnotes: Sequence[str],
@@ -209,11 +201,20 @@ def render(
         f'<p class="note">{escape(conventions)}</p>',
         "<h2>Answers</h2>",
     ]
-    if verdicts.empty:
+    if not answers:
         parts.append("<p>No domain dataset with its own model was scored.</p>")
     else:
         parts.append('<ul class="answers">')
-        parts += [answer_line(row, baseline=baseline, generic=generic) for row in verdicts.to_dict("records")]
+        parts += [f'<li>{escape(a.facts)} <span class="{a.css}">{escape(a.verdict)}</span></li>' for a in answers]
+        parts.append("</ul>")
+    parts.append(f'<p class="note">{escape(stats_note)}</p>')
+    if advice:
+        parts.append("<h2>What this means</h2>")
+        parts.append('<ul class="meaning">')
+        for item in advice:
+            caveats = "".join(f"<li>{escape(c)}</li>" for c in item.caveats)
+            parts.append(f"<li><b>{escape(item.dataset)}</b>: {escape(item.recommendation)}"
+                         + (f'<ul class="caveats">{caveats}</ul>' if caveats else "") + "</li>")
         parts.append("</ul>")
     parts.append("<h2>Scores per dataset</h2>")
     parts.append('<p class="note">Mean \u00b1 sample standard deviation over test images; best mean per metric in '
@@ -221,6 +222,13 @@ def render(
     for dataset in datasets:
         parts.append(f"<h3>{escape(dataset)}</h3>")
         parts.append(summary_table(summary, dataset, best, baseline=baseline, generic=generic))
+    if not stats.empty:
+        parts.append("<h2>Statistics</h2>")
+        parts.append(f'<p class="note">{escape(stats_note)}</p>')
+        for dataset in datasets:
+            if (stats["dataset"] == dataset).any():
+                parts.append(f"<h3>{escape(dataset)}</h3>")
+                parts.append(stats_table(stats, dataset))
     parts.append("<h2>Figures</h2>")
     for heading, caption, png in figures:
         parts += [

@@ -1,4 +1,4 @@
-"""Data frames for the report: per-image scores, the summary table, verdicts and training cost."""
+"""Data frames for the report: per-image scores, the summary table and training cost."""
 
 from __future__ import annotations
 
@@ -109,41 +109,6 @@ def summarize(long: pd.DataFrame, *, baseline: str = "bicubic", generic: str = "
     summary["n"] = summary["n"].astype("int64")
     summary["n_psnr_inf"] = summary["n_psnr_inf"].astype("int64")
     return summary
-
-
-def domain_verdicts(
-    summary: pd.DataFrame, long: pd.DataFrame, *, baseline: str = "bicubic", generic: str = "generic"
-) -> pd.DataFrame:
-    """Facts for one answer line per (domain dataset, domain model): differences and paired wins.
-
-    A domain model is the model named like the dataset, or `<dataset>_<suffix>` (e.g. a fine-tuned one).
-    Rows with `model` empty mark a domain dataset that has no model of its own.
-    """
-    rows = []
-    models = summary["model"].unique().tolist()
-    for dataset in dataset_order(summary["dataset"].tolist(), generic=generic):
-        if dataset in (generic, baseline):
-            continue
-        own = [m for m in models if m == dataset or m.startswith(f"{dataset}_")]
-        own = sorted(own, key=lambda m: (m != dataset, m))
-        if not own:
-            rows.append({"dataset": dataset, "model": ""})
-            continue
-        sel = summary[summary["dataset"] == dataset].set_index("model")
-        for model in own:
-            if model not in sel.index:
-                continue
-            row = {"dataset": dataset, "model": model}
-            for col in sel.columns:
-                if col.startswith("d_") or col in ("n", "rmse_mean", "psnr_mean", "ssim_mean"):
-                    row[col] = sel.at[model, col]
-            for label, reference in (("bicubic", baseline), ("generic", generic)):
-                wins, n = paired_wins(long, model, reference, dataset)
-                row[f"wins_{label}"] = wins
-                row[f"pairs_{label}"] = n
-                row[f"has_{label}"] = reference in sel.index
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def best_models(summary: pd.DataFrame) -> dict[tuple[str, str], set[str]]:
