@@ -120,10 +120,10 @@ def test_bad_file_never_stops_the_run(tmp_path: Path, monkeypatch: pytest.Monkey
     raw_dir, manifest, _, _ = raw
     real = extract.read_frames
 
-    def flaky(path):
+    def flaky(path, **kwargs):
         if Path(path).name == "photo.png":
             raise RuntimeError("reader bug")
-        return real(path)
+        return real(path, **kwargs)
 
     monkeypatch.setattr(extract, "read_frames", flaky)
     rows = by_path(extract_dataset(raw_dir, manifest, tmp_path / "f", tmp_path / "i.tsv"))
