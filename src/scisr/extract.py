@@ -86,7 +86,7 @@ def extract_dataset(
     table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
     bases = image_bases([path for path, _ in files])
-    order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0]), item[0]))
+    order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0], max_bytes=max_bytes), item[0]))
     wanted = set(modalities) if modalities else None
 
     frames_dir.mkdir(parents=True, exist_ok=True)

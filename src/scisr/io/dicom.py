@@ -36,6 +36,8 @@ from scisr.io.frame import Frame, NotAnImageError, ReadError, luma, native_dtype
 from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
 
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+# pydicom parses an inflated run of zeros as millions of empty elements (minutes per 100 MB).
+_MAX_DEFLATE_RATIO = 500
 # Image objects whose SOP class name does not end in "Image Storage".
 _IMAGE_CLASSES_BY_NAME = {"Parametric Map Storage"}
 
@@ -81,8 +83,9 @@ def is_lossy(ds: Dataset) -> bool:
     return ts in _LOSSY or (ts in _MAYBE_LOSSY and flag != "00")
 
 
-def is_dicom_lossy(path: str | os.PathLike) -> bool:
+def is_dicom_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """Header-only: True when the file's pixels went through lossy compression."""
+    _check_deflated(Path(path), max_bytes)
     return is_lossy(read_header(path, force=True))
 
 
@@ -190,6 +193,11 @@ def _check_deflated(path: Path, max_bytes: int) -> None:
     except zlib.error as exc:
         raise ReadError(f"{path.name}: deflated dataset is corrupt ({exc})") from exc
     check_declared(path, size - slack, max_bytes, "the deflated dataset")
+    if size > _MAX_DEFLATE_RATIO * max(len(data) - pos, 1):
+        raise ReadError(
+            f"{path.name}: deflated dataset inflates {size // max(len(data) - pos, 1)}:1 "
+            f"(over {_MAX_DEFLATE_RATIO}:1), a decompression bomb; refused"
+        )
 
 
 def _geometry(ds: Dataset, path: Path) -> Geometry:

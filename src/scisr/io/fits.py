@@ -29,6 +29,7 @@ from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, re
 _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
 # astropy pads a short data section with zeros and only warns; SciSR refuses it.
 _FATAL_WARNING = "File may have been truncated"
+_MAX_HEADER_BLOCKS = 1000  # 2880-byte blocks: 36,000 cards, far more than any real header
 _SUFFIXES = (".gz", ".fz", ".bz2", ".fits", ".fit", ".fts")
 
 
@@ -91,22 +92,29 @@ def _check_header(path: Path, header: fits.Header, name: str, max_bytes: int) ->
 
 
 def _check_gzip(path: Path, max_bytes: int) -> None:
-    """Refuse a gzipped FITS file that inflates past the limit (plus header room) before astropy inflates it."""
+    """Before astropy reads anything: a gzipped file must not inflate past the limit (plus header
+    room), and the primary header must end (END card) within `_MAX_HEADER_BLOCKS` blocks, since
+    astropy scans any amount of data looking for it."""
     with open(path, "rb") as fh:
-        if fh.read(2) != b"\x1f\x8b":
-            return
-        data = b"\x1f\x8b" + fh.read()
-    slack = 1 << 20
-    try:
-        size = inflated_size(data, 31, max_bytes + slack)
-    except zlib.error as exc:
-        raise ReadError(f"{path.name}: gzip stream is corrupt ({exc})") from exc
-    check_declared(path, size - slack, max_bytes, "the gzip stream")
+        data = fh.read()
+    head = data[: _MAX_HEADER_BLOCKS * 2880]
+    if data[:2] == b"\x1f\x8b":
+        slack = 1 << 20
+        try:
+            size = inflated_size(data, 31, max_bytes + slack)
+            head = zlib.decompressobj(31).decompress(data, _MAX_HEADER_BLOCKS * 2880)
+        except zlib.error as exc:
+            raise ReadError(f"{path.name}: gzip stream is corrupt ({exc})") from exc
+        check_declared(path, size - slack, max_bytes, "the gzip stream")
+    cards = (head[i : i + 80] for i in range(0, len(head) - 79, 80))
+    if not any(card.rstrip() == b"END" for card in cards):
+        raise ReadError(f"{path.name}: no END card in the first {_MAX_HEADER_BLOCKS} header blocks; not a FITS file or damaged")
 
 
-def is_fits_lossy(path: str | os.PathLike) -> bool:
+def is_fits_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """True when the first image HDU is a quantized (lossy) tile-compressed float image."""
     try:
+        _check_gzip(Path(path), max_bytes)
         with fits.open(path, memmap=False) as hdul:
             hdu = _first_image(hdul)
             return hdu is not None and _is_quantized(hdu)

@@ -81,7 +81,7 @@ def read_frames(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) 
     return frames
 
 
-def is_lossy(path: str | os.PathLike) -> bool:
+def is_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """Cheap header-only guess whether a file's pixels went through lossy compression.
 
     Never raises: an unreadable file counts as not lossy (reading it will report the error).
@@ -89,6 +89,8 @@ def is_lossy(path: str | os.PathLike) -> bool:
     path = Path(path)
     try:
         with reader_edge(path, "header unreadable"):
-            return bool(_LOSSY_PROBES[sniff(path)](path))
+            kind = sniff(path)
+            extra = {} if kind == "raster" else {"max_bytes": max_bytes}
+            return bool(_LOSSY_PROBES[kind](path, **extra))
     except ReadError:
         return False
