@@ -69,6 +69,32 @@ def test_conflicting_copies_both_skipped_and_written_nowhere(extracted) -> None:
     assert not any(p.name.startswith("ct_") for p in frames.glob("*.tif"))
 
 
+class _Panic(BaseException):
+    """Stands in for pyo3's PanicException, which is a BaseException."""
+
+
+def test_base_exceptions_from_decoders_become_read_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pydicom.dataset
+
+    from scisr.io import ReadError
+    from scisr.io.readers import read_frames
+
+    def boom(self):
+        raise _Panic("index out of bounds")
+
+    src = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small_RLE.dcm"
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(boom))
+    with pytest.raises(ReadError, match="MR_small_RLE.dcm: cannot decode RLE Lossless pixel data .*_Panic"):
+        read_frames(src)
+
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(interrupt))
+    with pytest.raises(KeyboardInterrupt):
+        read_frames(src)
+
+
 def test_cli_info_one_line_per_bad_file(extracted, capsys: pytest.CaptureFixture) -> None:
     raw, cases, _, _ = extracted
     bad = [c.name for c in cases if c.status == "skipped" and not c.name.startswith("ct_") and "duplicate" not in c.reason]

@@ -18,6 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import warnings
@@ -38,6 +39,7 @@ from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, re
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 # pydicom parses an inflated run of zeros as millions of empty elements (minutes per 100 MB).
 _MAX_DEFLATE_RATIO = 500
+_HEADER_SLACK = 16 << 20  # room for non-pixel elements when comparing a file's size with the limit
 # Image objects whose SOP class name does not end in "Image Storage".
 _IMAGE_CLASSES_BY_NAME = {"Parametric Map Storage"}
 
@@ -71,7 +73,15 @@ def read_header(path: str | os.PathLike, *, force: bool = False) -> Dataset:
     """Read a DICOM header without pixel data; raise ReadError when it is not DICOM."""
     path = Path(path)
     with reader_edge(path, "not a readable DICOM file"):
-        return pydicom.dcmread(path, stop_before_pixels=True, force=force)
+        return pydicom.dcmread(_in_memory(path, DEFAULT_MAX_BYTES), stop_before_pixels=True, force=force)
+
+
+def _in_memory(path: Path, max_bytes: int) -> io.BytesIO:
+    """The file's bytes as a buffer: pydicom then reads a damaged element length of 4 GB as the
+    bytes that exist, instead of asking the OS for 4 GB first. Files far over the limit are refused."""
+    size = path.stat().st_size
+    check_declared(path, size - _HEADER_SLACK, max_bytes, f"a {size:,}-byte file")
+    return io.BytesIO(path.read_bytes())
 
 
 def is_lossy(ds: Dataset) -> bool:
@@ -102,7 +112,8 @@ def _read(path: Path, force: bool, max_bytes: int) -> list[Frame]:
     _check_deflated(path, max_bytes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = pydicom.dcmread(path, force=force)
+        ds = pydicom.dcmread(_in_memory(path, max_bytes), force=force)
+        ds.filename = str(path)
     notes = [str(w.message).replace(str(path), path.name) for w in caught]
     _check_sop_class(ds, path)
     if not any(k in ds for k in PIXEL_KEYWORDS):
@@ -236,6 +247,10 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     """Decode the pixel data to stored values (no rescale); decoder failures and warnings -> ReadError."""
     ts = _transfer_syntax(ds)
     name = ts.name if ts else "unknown transfer syntax"
+    if ts in uids.RLETransferSyntaxes:
+        # pydicom's own RLE decoder warns when a segment decodes to the wrong length (caught below as
+        # an error) and cannot panic; pylibjpeg-rle does neither. Measured cost: ~5 ms more per 384^2 frame.
+        ds.pixel_array_options(decoding_plugin="pydicom")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

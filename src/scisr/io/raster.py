@@ -116,6 +116,10 @@ def _read_tiff(path: Path, max_bytes: int) -> list[tuple[np.ndarray, bool]]:
             pages = [page for page in tif.pages if not getattr(page, "is_reduced", False)]
             declared = sum(math.prod(page.shape) * page.dtype.itemsize for page in pages if page.dtype is not None)
             check_declared(path, declared, max_bytes, f"TIFF ({len(pages)} page(s))")
+            size = path.stat().st_size
+            for page in pages:  # tifffile reads a strip's declared byte count before looking at the file size
+                if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
+                    raise ReadError(f"{path.name}: TIFF page {page.index} has strips or tiles past the end of the file; truncated or damaged")
             return [_tiff_page(page, path) for page in pages]
     except ReadError:
         raise
@@ -158,6 +162,8 @@ def check_png(path: Path, max_bytes: int) -> None:
     pos, idat, header = 8, [], None
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if pos + 12 + length > len(data):  # Pillow reads a chunk's declared length before checking
+            raise ReadError(f"{path.name}: PNG chunk {kind!r} runs past the end of the file; truncated or damaged")
         if kind == b"IHDR" and length >= 13:
             header = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 21])
         elif kind == b"IDAT":
