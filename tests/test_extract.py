@@ -120,10 +120,10 @@ def test_bad_file_never_stops_the_run(tmp_path: Path, monkeypatch: pytest.Monkey
     raw_dir, manifest, _, _ = raw
     real = extract.read_frames
 
-    def flaky(path):
+    def flaky(path, **kwargs):
         if Path(path).name == "photo.png":
             raise RuntimeError("reader bug")
-        return real(path)
+        return real(path, **kwargs)
 
     monkeypatch.setattr(extract, "read_frames", flaky)
     rows = by_path(extract_dataset(raw_dir, manifest, tmp_path / "f", tmp_path / "i.tsv"))
@@ -140,7 +140,9 @@ def test_builtin_mri_set(tmp_path: Path) -> None:
 
     mr_small = index[index["source_path"].str.startswith("MR_small")]
     assert list(mr_small.loc[mr_small["status"] == "ok", "image_id"]) == ["MR_small_f000"]
-    assert (mr_small.loc[mr_small["status"] == "skipped", "reason"].str.startswith("duplicate of MR_small_f000")).all()
+    copies = mr_small[(mr_small["status"] == "skipped") & (mr_small["source_path"] != "MR_small_padded.dcm")]
+    assert copies["reason"].str.startswith("duplicate of MR_small_f000").all() and len(copies) == 6
+    assert "128 bytes more than Rows 64 x Columns 64" in rows["MR_small_padded.dcm"]["reason"]
     assert len(mr_small) == 8
     assert "too short: 8130 of 8192 bytes" in rows["MR_truncated.dcm"]["reason"]
 

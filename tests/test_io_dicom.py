@@ -24,7 +24,6 @@ MR_SMALL = [
     "MR_small_implicit.dcm",
     "MR_small_jp2klossless.dcm",
     "MR_small_jpeg_ls_lossless.dcm",
-    "MR_small_padded.dcm",
 ]
 EMRI = [
     "emri_small.dcm",
@@ -71,6 +70,12 @@ def test_mr_small_encodings_identical() -> None:
         np.testing.assert_array_equal(fr[0].image, reference.image, err_msg=name)
         assert fr[0].instance_id == reference.instance_id
         assert not fr[0].lossy
+
+
+def test_excess_pixel_bytes_refused() -> None:
+    # 128 bytes past Rows x Columns: indistinguishable from Columns one too small (a sheared image)
+    with pytest.raises(ReadError, match="128 bytes more than Rows 64 x Columns 64"):
+        read_frames(PYDICOM_FILES / "MR_small_padded.dcm")
 
 
 def test_multiframe_encodings_identical() -> None:

@@ -8,18 +8,31 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scisr.io.limits import DEFAULT_MAX_BYTES
+
 
 def _info(args: argparse.Namespace) -> int:
-    """Print what SciSR reads from each file: frames, size, dtype, value range."""
-    from scisr.io import ReadError
+    """Print what SciSR reads from each file: frames, size, dtype, value range.
+
+    A bad file gets one line on stderr (never a traceback) and makes the exit status 1.
+    """
+    from scisr.io import NotAnImageError, ReadError
     from scisr.io.readers import read_frames
 
     status = 0
     for path in args.files:
         try:
-            frames = read_frames(path)
+            frames = read_frames(path, max_bytes=args.max_bytes)
+        except NotAnImageError as error:
+            print(f"{path}: not an image: {error}", file=sys.stderr)
+            status = 1
+            continue
         except ReadError as error:
             print(f"{path}: cannot read: {error}", file=sys.stderr)
+            status = 1
+            continue
+        except Exception as error:  # a reader bug: still one line, not a traceback
+            print(f"{path}: cannot read: unexpected {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
             status = 1
             continue
         for frame in frames:
@@ -51,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="what SciSR reads from DICOM/FITS/PNG/JPEG/TIFF files")
     info.add_argument("files", nargs="+")
+    info.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help="refuse files declaring more decoded pixel bytes than this (default 1 GiB)",
+    )
     info.set_defaults(func=_info)
     score = commands.add_parser("score", help="RMSE, PSNR, SSIM of predicted PNGs against HR PNGs")
     score.add_argument("predictions", help="folder of predicted 16-bit PNGs")

@@ -4,9 +4,16 @@ Rules (the index records one row per frame, or one per unreadable file with fram
 - a file that cannot be decoded is skipped with the reader's message as the reason;
 - DICOM frames whose Modality is not in `modalities` (when given) are skipped;
 - frames smaller than `MIN_SIZE` px in a dimension, constant, or without a finite pixel are skipped;
-- duplicates are skipped, naming the kept copy: (a) the same DICOM SOP instance and frame,
-  or a lossy re-encoding of a kept instance (SourceImageSequence "uncompressed predecessor");
-  (b) identical float32 pixel values (so byte order and encoding do not matter).
+- DICOM files that hold no image (SEG, RT, SR, presentation states, KOS...) are skipped naming
+  their SOP class; files over `max_bytes` of declared pixels are skipped naming the limit;
+- duplicates are skipped, naming the kept copy: (a) the same DICOM SOP instance and frame whose
+  pixels agree with the kept copy (identical when both are lossless; PSNR >= `LOSSY_PSNR_DB`
+  over the kept copy's value range when either is lossy), or a lossy re-encoding of a kept
+  instance (SourceImageSequence "uncompressed predecessor"); (b) identical float32 pixel values
+  (so byte order and encoding do not matter);
+- two copies of one SOP instance and frame that both decode but disagree beyond that tolerance
+  are a conflict: no copy can be trusted, so every copy of that instance/frame is skipped with
+  a reason naming the other file (a garbled copy that decodes "ok" never wins silently).
 Which copy is kept does not depend on the manifest's row order: files are processed lossless
 first, then by manifest path, and the first copy seen wins. The index is sorted by path, frame.
 """
@@ -25,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scisr.io import Frame, ReadError
+from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
 from scisr.io.readers import is_lossy, read_frames
-from scisr.io.files import remove_stale, write_text_atomic, write_tiff
+from scisr.io.files import read_tiff, remove_stale, write_text_atomic, write_tiff
 from scisr.sources.manifest import read_manifest
 
 log = logging.getLogger("scisr.extract")
@@ -46,15 +53,20 @@ INDEX_COLUMNS = [
     "reason",
 ]
 MIN_SIZE = 16
+# Lossy copies of one SOP instance must match the kept copy to this PSNR (over its value range).
+LOSSY_PSNR_DB = 30.0
 _STRIP_SUFFIXES = (".gz", ".fz", ".bz2")
 
 
 @dataclass
 class _Seen:
-    """What has been kept so far: duplicate keys -> the kept image_id."""
+    """What has been kept so far: duplicate keys -> the kept image_id; kept rows by image_id."""
 
+    frames_dir: Path
     instances: dict[tuple[str, int], str] = field(default_factory=dict)
     pixels: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, dict] = field(default_factory=dict)
+    conflicts: set[tuple[str, int]] = field(default_factory=set)
 
 
 def extract_dataset(
@@ -64,21 +76,25 @@ def extract_dataset(
     index_path: str | os.PathLike,
     *,
     modalities: list[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> pd.DataFrame:
-    """Write `frames_dir/<image_id>.tif` for every usable frame and `index_path`; return the index."""
+    """Write `frames_dir/<image_id>.tif` for every usable frame and `index_path`; return the index.
+
+    `max_bytes` caps the decoded pixel bytes one file may declare (config `extract.max_image_bytes`).
+    """
     raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
     table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
     bases = image_bases([path for path, _ in files])
-    order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0]), item[0]))
+    order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0], max_bytes=max_bytes), item[0]))
     wanted = set(modalities) if modalities else None
 
     frames_dir.mkdir(parents=True, exist_ok=True)
-    seen, rows, kinds = _Seen(), [], Counter()
+    seen, rows = _Seen(frames_dir), []
     for rel, subject_hint in order:
-        for row, kind in _extract_file(raw_dir / rel, rel, bases[rel], subject_hint, wanted, frames_dir, seen):
+        for row in _extract_file(raw_dir / rel, rel, bases[rel], subject_hint, wanted, seen, max_bytes):
             rows.append(row)
-            kinds[kind] += 1
+    kinds = Counter(row["kind"] for row in rows)
 
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values(["source_path", "frame"], ignore_index=True)
     index = index.astype({"frame": "int64", "rows": "int64", "cols": "int64"})
@@ -120,23 +136,26 @@ def pixel_hash(image: np.ndarray) -> str:
 
 
 def _extract_file(
-    path: Path, rel: str, base: str, subject_hint: str, wanted: set[str] | None, frames_dir: Path, seen: _Seen
-) -> Iterator[tuple[dict, str]]:
-    """Yield (index row, reason kind) for every frame of one file; never raises."""
+    path: Path, rel: str, base: str, subject_hint: str, wanted: set[str] | None, seen: _Seen, max_bytes: int
+) -> Iterator[dict]:
+    """Yield the index row (plus its reason kind under "kind") for every frame of one file; never raises."""
     try:
-        frames = read_frames(path)
+        frames = read_frames(path, max_bytes=max_bytes)
+    except NotAnImageError as exc:
+        yield _unread_row(rel, subject_hint, str(exc), "not an image")
+        return
     except ReadError as exc:
-        yield _unread_row(rel, subject_hint, str(exc)), "unreadable"
+        yield _unread_row(rel, subject_hint, str(exc), "unreadable")
         return
     except Exception as exc:  # a reader bug must not stop the run
         log.exception("unexpected error reading %s", rel)
-        yield _unread_row(rel, subject_hint, f"{Path(rel).name}: unexpected {type(exc).__name__}: {exc}"), "unreadable"
+        yield _unread_row(rel, subject_hint, f"{Path(rel).name}: unexpected {type(exc).__name__}: {exc}", "unreadable")
         return
     for fr in frames:
         image_id = f"{base}_f{fr.frame:03d}"
-        status, reason, kind = _judge(fr, image_id, wanted, seen)
+        status, reason, kind = _judge(fr, image_id, rel, wanted, seen)
         if status == "ok":
-            write_tiff(frames_dir / f"{image_id}.tif", fr.image)
+            write_tiff(seen.frames_dir / f"{image_id}.tif", fr.image)
         row = {
             "image_id": image_id,
             "subject_id": subject_hint or fr.subject_id,
@@ -149,11 +168,15 @@ def _extract_file(
             "modality": fr.modality,
             "status": status,
             "reason": reason,
+            "kind": kind,
+            "lossy": fr.lossy,
         }
-        yield row, kind
+        if status == "ok":
+            seen.rows[image_id] = row
+        yield row
 
 
-def _judge(fr: Frame, image_id: str, wanted: set[str] | None, seen: _Seen) -> tuple[str, str, str]:
+def _judge(fr: Frame, image_id: str, rel: str, wanted: set[str] | None, seen: _Seen) -> tuple[str, str, str]:
     """(status, reason, reason kind) for one frame; registers kept frames in `seen`."""
     is_dicom = fr.meta.get("format") == "dicom"
     if wanted is not None and is_dicom and fr.modality not in wanted:
@@ -169,17 +192,23 @@ def _judge(fr: Frame, image_id: str, wanted: set[str] | None, seen: _Seen) -> tu
         return "skipped", f"constant image (every pixel {values.min():g})", "constant"
 
     instance_keys = [(fr.instance_id, fr.frame)] if fr.instance_id else []
+    digest = pixel_hash(fr.image)
     for key in instance_keys:
+        if key in seen.conflicts:
+            return "skipped", f"conflict: SOP instance {key[0]} frame {key[1]} has copies with different pixels", "conflict"
         if key in seen.instances:
+            kept = seen.instances[key]
+            agree, detail = _agrees(fr, digest, seen.rows[kept], seen)
+            if not agree:
+                return _conflict(seen, key, kept, rel, detail)
             copy = "lossy copy" if fr.lossy else "another encoding"
-            return _duplicate(seen, instance_keys, seen.instances[key], f"same SOP instance, {copy}", "same instance")
+            return _duplicate(seen, instance_keys, kept, f"same SOP instance, {copy}{detail}", "same instance")
     for uid in fr.meta.get("predecessors", []):
         if (uid, fr.frame) in seen.instances:
             copy = "lossy re-encoding" if fr.lossy else "re-encoding"
             return _duplicate(
                 seen, instance_keys, seen.instances[(uid, fr.frame)], f"{copy} of SOP instance {uid}", "re-encoding"
             )
-    digest = pixel_hash(fr.image)
     if digest in seen.pixels:
         return _duplicate(seen, instance_keys, seen.pixels[digest], "identical pixels", "identical pixels")
 
@@ -187,6 +216,39 @@ def _judge(fr: Frame, image_id: str, wanted: set[str] | None, seen: _Seen) -> tu
         seen.instances[key] = image_id
     seen.pixels[digest] = image_id
     return "ok", "", "ok"
+
+
+def _agrees(fr: Frame, digest: str, kept_row: dict, seen: _Seen) -> tuple[bool, str]:
+    """Whether a second copy of a kept SOP instance frame has the kept copy's pixels (see module doc)."""
+    if seen.pixels.get(digest) == kept_row["image_id"]:
+        return True, ""
+    kept = read_tiff(seen.frames_dir / f"{kept_row['image_id']}.tif")
+    if kept.shape != fr.image.shape:
+        return False, f"{kept.shape[0]}x{kept.shape[1]} vs {fr.image.shape[0]}x{fr.image.shape[1]}"
+    finite = np.isfinite(kept)
+    if not np.array_equal(finite, np.isfinite(fr.image)):
+        return False, "NaN pixels differ"
+    a, b = kept[finite].astype(np.float64), fr.image[finite].astype(np.float64)
+    changed = float(np.mean(a != b))
+    if not (fr.lossy or kept_row["lossy"]):
+        return False, f"both lossless, {changed:.1%} of pixels differ"
+    span = float(a.max() - a.min()) or 1.0
+    mse = float(np.mean((a - b) ** 2))
+    psnr = float("inf") if mse == 0 else 10 * np.log10(span**2 / mse)
+    if psnr >= LOSSY_PSNR_DB:
+        return True, f", PSNR {psnr:.1f} dB"
+    return False, f"PSNR {psnr:.1f} dB < {LOSSY_PSNR_DB:g} dB, {changed:.1%} of pixels differ"
+
+
+def _conflict(seen: _Seen, key: tuple[str, int], kept: str, rel: str, detail: str) -> tuple[str, str, str]:
+    """Skip this copy and the kept one: both decode but disagree, so neither can be trusted."""
+    seen.conflicts.add(key)
+    row = seen.rows.pop(kept)
+    seen.pixels = {d: i for d, i in seen.pixels.items() if i != kept}
+    row.update(status="skipped", kind="conflict")
+    row["reason"] = f"conflict: SOP instance {key[0]} frame {key[1]} also in {rel} with different pixels ({detail})"
+    why = f"conflict: SOP instance {key[0]} frame {key[1]} also in {row['source_path']} with different pixels ({detail})"
+    return "skipped", why, "conflict"
 
 
 def _duplicate(
@@ -198,7 +260,7 @@ def _duplicate(
     return "skipped", f"duplicate of {kept} ({why})", f"duplicate ({kind})"
 
 
-def _unread_row(rel: str, subject_hint: str, reason: str) -> dict:
+def _unread_row(rel: str, subject_hint: str, reason: str, kind: str) -> dict:
     return {
         "image_id": "",
         "subject_id": subject_hint,
@@ -211,6 +273,7 @@ def _unread_row(rel: str, subject_hint: str, reason: str) -> dict:
         "modality": "",
         "status": "skipped",
         "reason": reason,
+        "kind": kind,
     }
 
 

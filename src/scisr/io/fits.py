@@ -2,6 +2,9 @@
 
 Conventions:
 - BSCALE/BZERO are applied by astropy; integer BLANK pixels become NaN.
+- Refused (ReadError): BITPIX not a FITS pixel type, a data section declaring more than
+  `max_bytes` (checked before astropy allocates it), a gzip stream inflating past it, and a
+  truncated data section (astropy only warns and pads with zeros).
 - NaN and +-inf are kept as NaN (downstream normalization ignores NaN); a plane with no
   finite pixel is left for the caller to reject.
 - Cubes (and higher) give one frame per 2-D plane, in file order (the last two axes are y, x).
@@ -11,40 +14,46 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyWarning
 
 from scisr.io.frame import Frame, ReadError
+from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
 
 _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
+# astropy pads a short data section with zeros and only warns; SciSR refuses it.
+_FATAL_WARNING = "File may have been truncated"
+_MAX_HEADER_BLOCKS = 1000  # 2880-byte blocks: 36,000 cards, far more than any real header
 _SUFFIXES = (".gz", ".fz", ".bz2", ".fits", ".fit", ".fts")
 
 
-def read_fits(path: str | os.PathLike) -> list[Frame]:
+def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Frame]:
     """Read the first >= 2-D image HDU of a FITS file (plain, .gz or tile-compressed)."""
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyWarning)
+    with reader_edge(path, "not a readable FITS file"):
+        _check_gzip(path, max_bytes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
                 hdu = _first_image(hdul)
                 if hdu is None:
                     raise ReadError(f"{path.name}: no image HDU with 2-D (or more) data")
                 header = hdu.header.copy()  # before .data: astropy rewrites BITPIX/BZERO on scaling
+                _check_header(path, header, hdu.name, max_bytes)
                 data = np.asarray(hdu.data)
                 if data.ndim < 2:
                     raise ReadError(f"{path.name}: HDU {hdu.name} has {data.ndim}-D data, need 2-D or more")
                 quantized = _is_quantized(hdu)
                 header_text = header.tostring(sep="\n")
-    except ReadError:
-        raise
-    except Exception as exc:  # astropy raises OSError, ValueError, TypeError on bad files
-        raise ReadError(f"{path.name}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+        for w in caught:
+            if _FATAL_WARNING in str(w.message):
+                raise ReadError(f"{path.name}: {w.message}; the file is truncated, fetch it again")
 
     image = data.astype(np.float64)
     blank = header.get("BLANK")
@@ -72,9 +81,40 @@ def read_fits(path: str | os.PathLike) -> list[Frame]:
     ]
 
 
-def is_fits_lossy(path: str | os.PathLike) -> bool:
+def _check_header(path: Path, header: fits.Header, name: str, max_bytes: int) -> None:
+    """BITPIX must be a FITS pixel type; the declared data size must be within `max_bytes`."""
+    bitpix = header.get("BITPIX")
+    if bitpix not in _BITPIX:
+        raise ReadError(f"{path.name}: HDU {name} has BITPIX {bitpix!r}, not one of {sorted(_BITPIX)}")
+    axes = [int(header[f"NAXIS{i}"]) for i in range(1, int(header["NAXIS"]) + 1)]
+    declared = abs(int(bitpix)) // 8 * math.prod(axes)
+    check_declared(path, declared, max_bytes, f"HDU {name} ({' x '.join(map(str, axes))}, BITPIX {bitpix})")
+
+
+def _check_gzip(path: Path, max_bytes: int) -> None:
+    """Before astropy reads anything: a gzipped file must not inflate past the limit (plus header
+    room), and the primary header must end (END card) within `_MAX_HEADER_BLOCKS` blocks, since
+    astropy scans any amount of data looking for it."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    head = data[: _MAX_HEADER_BLOCKS * 2880]
+    if data[:2] == b"\x1f\x8b":
+        slack = 1 << 20
+        try:
+            size = inflated_size(data, 31, max_bytes + slack)
+            head = zlib.decompressobj(31).decompress(data, _MAX_HEADER_BLOCKS * 2880)
+        except zlib.error as exc:
+            raise ReadError(f"{path.name}: gzip stream is corrupt ({exc})") from exc
+        check_declared(path, size - slack, max_bytes, "the gzip stream")
+    cards = (head[i : i + 80] for i in range(0, len(head) - 79, 80))
+    if not any(card.rstrip() == b"END" for card in cards):
+        raise ReadError(f"{path.name}: no END card in the first {_MAX_HEADER_BLOCKS} header blocks; not a FITS file or damaged")
+
+
+def is_fits_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """True when the first image HDU is a quantized (lossy) tile-compressed float image."""
     try:
+        _check_gzip(Path(path), max_bytes)
         with fits.open(path, memmap=False) as hdul:
             hdu = _first_image(hdul)
             return hdu is not None and _is_quantized(hdu)

@@ -12,7 +12,14 @@ BT601 = (0.299, 0.587, 0.114)
 
 
 class ReadError(ValueError):
-    """A file that cannot be decoded; the message names the file and the cause or fix."""
+    """A file that cannot be decoded; the message (one line) names the file and the cause or fix."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class NotAnImageError(ReadError):
+    """A readable file that holds no image (a DICOM SEG, RT structure set, SR, presentation state...)."""
 
 
 @dataclass

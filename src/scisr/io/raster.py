@@ -2,8 +2,12 @@
 
 Conventions:
 - Colour becomes BT.601 luma 0.299 R + 0.587 G + 0.114 B, computed in float on the original
-  bit depth (0..255 stays 0..255, 0..65535 stays 0..65535); alpha is dropped; palette images
-  are expanded to RGB first. Grey images keep their values exactly.
+  bit depth (0..255 stays 0..255, 0..65535 stays 0..65535); alpha is dropped (RGBA, grey +
+  alpha; extra samples after R, G, B too); palette images are expanded to RGB first; CMYK,
+  YCbCr, LAB and HSV go through Pillow's RGB conversion. Grey images keep their values exactly.
+- Refused (ReadError): TIFF pages with several grey samples that are not grey + alpha (a
+  2-channel TIFF: which one is the image is not guessed); a declared size over `max_bytes`;
+  PNG image data inflating to more or less than its header declares (checked in bounded memory).
 - TIFF is read with tifffile (any dtype, every full-resolution page is a frame; reduced
   pyramid/thumbnail pages are skipped). GIF and other animated formats give their first frame.
 - 16-bit grey PNGs are read by Pillow (mode "I;16", big-endian samples decoded to exact uint16 values,
@@ -22,6 +26,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import zlib
@@ -32,23 +37,33 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from scisr.io.frame import Frame, ReadError, luma, native_dtype_name
+from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
 
 _LOSSY_FORMATS = {"JPEG", "MPO", "WEBP"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def read_raster(path: str | os.PathLike) -> list[Frame]:
+def read_raster(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Frame]:
     """Read a raster image file as grey float32 frames (see module docstring)."""
     path = Path(path)
+    with reader_edge(path, "not a readable raster image"):
+        return _read(path, max_bytes)
+
+
+def _read(path: Path, max_bytes: int) -> list[Frame]:
     with open(path, "rb") as fh:
         head = fh.read(32)
+    if head.startswith(_PNG_SIGNATURE):
+        check_png(path, max_bytes)
     if head.startswith(_TIFF_SIGNATURES):
-        arrays, fmt, lossy = _read_tiff(path), "TIFF", False
+        arrays, fmt, lossy = _read_tiff(path, max_bytes), "TIFF", False
     elif head.startswith(_PNG_SIGNATURE) and len(head) > 25 and head[24] == 16 and head[25] in (2, 6):
         arrays, fmt, lossy = [_read_png16_colour(path)], "PNG", False
     else:
-        array, colour, fmt = _read_pillow(path)
+        array, colour, fmt = _read_pillow(path, max_bytes)
         arrays, lossy = [(array, colour)], fmt in _LOSSY_FORMATS
     frames = []
     for i, (array, colour) in enumerate(arrays):
@@ -78,12 +93,15 @@ def is_raster_lossy(path: str | os.PathLike) -> bool:
         return False
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, bool, str]:
+def _read_pillow(path: Path, max_bytes: int) -> tuple[np.ndarray, bool, str]:
     """First frame via Pillow as (array, is_colour, format); colour arrays are (..., 3 or 4)."""
     try:
         with Image.open(path) as im:
             im.seek(0)
             fmt, mode = im.format or path.suffix.lstrip(".").upper(), im.mode
+            width, height = im.size
+            depth = 4 if mode in ("I", "F") else 2 if mode.startswith("I;16") else 1
+            check_declared(path, width * height * max(len(im.getbands()), 3) * depth, max_bytes, f"{fmt} {width}x{height} {mode}")
             if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
                 return np.asarray(im), False, fmt
             if mode in ("LA", "La"):
@@ -102,16 +120,18 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool, str]:
         ) from exc
 
 
-def _read_tiff(path: Path) -> list[tuple[np.ndarray, bool]]:
-    """Every full-resolution TIFF page as (array, is_colour)."""
+def _read_tiff(path: Path, max_bytes: int) -> list[tuple[np.ndarray, bool]]:
+    """Every full-resolution TIFF page as (array, is_colour); declared sizes checked first."""
     try:
         with tifffile.TiffFile(path) as tif:
-            out = []
-            for page in tif.pages:
-                if getattr(page, "is_reduced", False):
-                    continue
-                out.append(_tiff_page(page))
-            return out
+            pages = [page for page in tif.pages if not getattr(page, "is_reduced", False)]
+            declared = sum(math.prod(page.shape) * page.dtype.itemsize for page in pages if page.dtype is not None)
+            check_declared(path, declared, max_bytes, f"TIFF ({len(pages)} page(s))")
+            size = path.stat().st_size
+            for page in pages:  # tifffile reads a strip's declared byte count before looking at the file size
+                if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
+                    raise ReadError(f"{path.name}: TIFF page {page.index} has strips or tiles past the end of the file; truncated or damaged")
+            return [_tiff_page(page, path) for page in pages]
     except ReadError:
         raise
     except Exception as exc:
@@ -119,10 +139,17 @@ def _read_tiff(path: Path) -> list[tuple[np.ndarray, bool]]:
         raise ReadError(f"{path.name}: cannot read TIFF ({type(exc).__name__}: {exc}){hint}") from exc
 
 
-def _tiff_page(page: tifffile.TiffPage) -> tuple[np.ndarray, bool]:
-    array = page.asarray()
+def _tiff_page(page: tifffile.TiffPage, path: Path) -> tuple[np.ndarray, bool]:
     photometric = page.photometric
     samples = page.samplesperpixel
+    if photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE) and samples > 1:
+        extras = tuple(int(e) for e in (page.extrasamples or ()))
+        if samples != 2 or extras not in ((1,), (2,)):
+            raise ReadError(
+                f"{path.name}: TIFF page {page.index} has {samples} grey samples per pixel (ExtraSamples {extras or 'none'}), "
+                "not grey + alpha; SciSR does not guess which channel is the image: save each channel as its own file"
+            )
+    array = page.asarray()
     if samples > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
         array = np.moveaxis(array, -3, -1)
     if photometric == tifffile.PHOTOMETRIC.PALETTE:
@@ -131,12 +158,54 @@ def _tiff_page(page: tifffile.TiffPage) -> tuple[np.ndarray, bool]:
     if photometric == tifffile.PHOTOMETRIC.RGB and samples >= 3:
         return array, True
     if samples > 1:
-        array = array[..., 0]  # grey + extra samples (alpha)
+        array = array[..., 0]  # grey + alpha: alpha dropped
     if photometric == tifffile.PHOTOMETRIC.MINISWHITE and array.dtype.kind == "u":
         array = np.iinfo(array.dtype).max - array
     if array.ndim != 2:
         raise ReadError(f"TIFF page {page.index}: unsupported shape {array.shape} ({photometric.name})")
     return array, False
+
+
+def check_png(path: Path, max_bytes: int) -> None:
+    """Refuse a PNG before decoding: declared size over `max_bytes`, or image data that inflates
+    to more (a decompression bomb) or less (truncated) than its IHDR declares."""
+    data = path.read_bytes()
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if pos + 12 + length > len(data):  # Pillow reads a chunk's declared length before checking
+            raise ReadError(f"{path.name}: PNG chunk {kind!r} runs past the end of the file; truncated or damaged")
+        if kind == b"IHDR" and length >= 13:
+            header = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 21])
+        elif kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None:
+        raise ReadError(f"{path.name}: PNG without IHDR chunk; the file is damaged")
+    width, height, depth, colour, _, _, interlace = header
+    channels = _PNG_CHANNELS.get(colour)
+    if channels is None or depth not in (1, 2, 4, 8, 16) or not width or not height:
+        raise ReadError(f"{path.name}: PNG header is invalid ({width}x{height}, bit depth {depth}, colour type {colour})")
+    check_declared(path, width * height * max(channels, 3) * max(depth // 8, 1), max_bytes, f"PNG {width}x{height}")
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w and h:
+            expected += h * (1 + (w * channels * depth + 7) // 8)
+    try:
+        size = inflated_size(b"".join(idat), 15, expected)
+    except zlib.error as exc:
+        raise ReadError(f"{path.name}: PNG image data is corrupt or truncated ({exc})") from exc
+    if size > expected:
+        raise ReadError(
+            f"{path.name}: PNG image data inflates to more than the {expected:,} bytes its {width}x{height} "
+            "header declares (a decompression bomb or a damaged file); refused"
+        )
+    if size < expected:
+        raise ReadError(f"{path.name}: PNG image data too short: {size} of {expected} bytes; the file is truncated")
 
 
 def _read_png16_colour(path: Path) -> tuple[np.ndarray, bool]:

@@ -3,7 +3,9 @@
 `read_frames(path)` sniffs the content (not the name) and returns a list of `Frame`:
 'DICM' at byte 128 -> DICOM; 'SIMPLE' at byte 0 (or a gzipped .fits.gz) -> FITS; anything
 else -> raster (Pillow / tifffile). A DICOM without the 128-byte preamble is read as DICOM
-when its name ends in .dcm/.dicom/.ima. Every failure raises `ReadError` naming the file.
+when its name ends in .dcm/.dicom/.ima. Every failure, whatever the decoder raised (even a
+`BaseException` such as a Rust panic), reaches the caller as `ReadError` naming the file;
+`NotAnImageError` (a `ReadError`) marks readable files that hold no image.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scisr.io.frame import Frame, ReadError
+from scisr.io.limits import DEFAULT_MAX_BYTES, reader_edge
 
 __all__ = ["is_lossy", "read_frames", "sniff"]
 
@@ -42,16 +45,16 @@ def sniff(path: str | os.PathLike) -> str:
     return "raster"
 
 
-def _lazy(module: str, name: str, **kwargs: object) -> Callable[[Path], object]:
+def _lazy(module: str, name: str, **kwargs: object) -> Callable[..., object]:
     """A call into `module.name` that imports the module (pydicom, astropy: slow) on first use."""
 
-    def call(path: Path) -> object:
-        return getattr(importlib.import_module(module), name)(path, **kwargs)
+    def call(path: Path, **more: object) -> object:
+        return getattr(importlib.import_module(module), name)(path, **kwargs, **more)
 
     return call
 
 
-READERS: dict[str, Callable[[Path], list[Frame]]] = {
+READERS: dict[str, Callable[..., list[Frame]]] = {
     "dicom": _lazy("scisr.io.dicom", "read_dicom"),
     "dicom-nopreamble": _lazy("scisr.io.dicom", "read_dicom", force=True),
     "fits": _lazy("scisr.io.fits", "read_fits"),
@@ -65,22 +68,29 @@ _LOSSY_PROBES: dict[str, Callable[[Path], bool]] = {
 }
 
 
-def read_frames(path: str | os.PathLike) -> list[Frame]:
-    """Every 2-D frame of an image file as float32 in physical units; ReadError if undecodable."""
+def read_frames(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Frame]:
+    """Every 2-D frame of an image file as float32 in physical units; ReadError (only) if unusable.
+
+    `max_bytes` caps the decoded pixel bytes a file may declare (checked before decoding).
+    """
     path = Path(path)
-    frames = READERS[sniff(path)](path)
+    with reader_edge(path, "cannot be read"):
+        frames = READERS[sniff(path)](path, max_bytes=max_bytes)
     if not frames:
         raise ReadError(f"{path.name}: no image frames found")
     return frames
 
 
-def is_lossy(path: str | os.PathLike) -> bool:
+def is_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """Cheap header-only guess whether a file's pixels went through lossy compression.
 
     Never raises: an unreadable file counts as not lossy (reading it will report the error).
     """
     path = Path(path)
     try:
-        return _LOSSY_PROBES[sniff(path)](path)
-    except Exception:
+        with reader_edge(path, "header unreadable"):
+            kind = sniff(path)
+            extra = {} if kind == "raster" else {"max_bytes": max_bytes}
+            return bool(_LOSSY_PROBES[kind](path, **extra))
+    except ReadError:
         return False
