@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from pydicom.uid import RLELossless, generate_uid
 
-from scisr.extract import INDEX_COLUMNS, extract_dataset, image_bases
+from scisr.extract import extract_dataset, image_bases
+from scisr.index import INDEX_COLUMNS
 from scisr.io.files import read_tiff
 from scisr.sources import fetch
 from scisr.sources.manifest import Entry, build_manifest, write_manifest

@@ -4,13 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_tiff, write_tiff
 from scisr.prepare.normalize import crop_to_multiple, denormalize, normalize_dataset, normalize_image
 
-INDEX_COLUMNS = [
-    "image_id", "subject_id", "series_id", "source_path", "frame", "rows", "cols",
-    "original_dtype", "modality", "status", "reason",
-]
 
 
 def test_round_trip_within_percentiles():
@@ -66,9 +63,10 @@ def test_crop_to_multiple(shape, scale, expected, offset):
     assert cropped[0, 0] == image[top, left]
 
 
-def _index(rows):
-    records = [dict.fromkeys(INDEX_COLUMNS, "") | row for row in rows]
-    return pd.DataFrame(records, columns=INDEX_COLUMNS)
+def _index(rows, path):
+    """Write an index.tsv through the extract phase's own writer."""
+    defaults = dict.fromkeys(INDEX_COLUMNS, "") | {"frame": 0, "rows": 0, "cols": 0}
+    return write_index([defaults | row for row in rows], path)
 
 
 def test_normalize_dataset(tmp_path):
@@ -81,8 +79,7 @@ def test_normalize_dataset(tmp_path):
         {"image_id": "a", "subject_id": "s1", "status": "ok"},
         {"image_id": "flat", "subject_id": "s2", "status": "ok"},
         {"image_id": "bad", "subject_id": "s3", "status": "failed", "reason": "unreadable"},
-    ])
-    index.to_csv(tmp_path / "index.tsv", sep="\t", index=False)
+    ], tmp_path / "index.tsv")
     out.mkdir()
     (out / "stale.tif").write_bytes(b"old")
     table = normalize_dataset(
@@ -110,9 +107,7 @@ def test_normalize_dataset(tmp_path):
 
 
 def test_normalize_dataset_missing_frame_named(tmp_path):
-    _index([{"image_id": "gone", "subject_id": "s", "status": "ok"}]).to_csv(
-        tmp_path / "index.tsv", sep="\t", index=False
-    )
+    _index([{"image_id": "gone", "subject_id": "s", "status": "ok"}], tmp_path / "index.tsv")
     with pytest.raises(FileNotFoundError, match="gone.tif"):
         normalize_dataset(
             tmp_path / "index.tsv", tmp_path, tmp_path / "out", tmp_path / "params.tsv",

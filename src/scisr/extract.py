@@ -34,24 +34,12 @@ import pandas as pd
 
 from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
 from scisr.io.readers import is_lossy, read_frames
-from scisr.io.files import read_tiff, remove_stale, write_text_atomic, write_tiff
+from scisr.index import write_index
+from scisr.io.files import read_tiff, remove_stale, write_tiff
 from scisr.sources.manifest import read_manifest
 
 log = logging.getLogger("scisr.extract")
 
-INDEX_COLUMNS = [
-    "image_id",
-    "subject_id",
-    "series_id",
-    "source_path",
-    "frame",
-    "rows",
-    "cols",
-    "original_dtype",
-    "modality",
-    "status",
-    "reason",
-]
 MIN_SIZE = 16
 # Lossy copies of one SOP instance must match the kept copy to this PSNR (over its value range).
 LOSSY_PSNR_DB = 30.0
@@ -96,18 +84,11 @@ def extract_dataset(
             rows.append(row)
     kinds = Counter(row["kind"] for row in rows)
 
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values(["source_path", "frame"], ignore_index=True)
-    index = index.astype({"frame": "int64", "rows": "int64", "cols": "int64"})
-    write_text_atomic(index_path, index.to_csv(sep="\t", index=False, lineterminator="\n"))
+    index = write_index(rows, index_path)
     remove_stale(frames_dir, "*.tif", {f"{i}.tif" for i in index.loc[index["status"] == "ok", "image_id"]})
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
     log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
     return index
-
-
-def read_index(index_path: str | os.PathLike) -> pd.DataFrame:
-    """Read an index.tsv written by `extract_dataset`, every column as text (empty cells stay '')."""
-    return pd.read_csv(index_path, sep="\t", dtype=str, keep_default_na=False)
 
 
 def image_bases(paths: list[str]) -> dict[str, str]:

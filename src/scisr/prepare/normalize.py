@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scisr.extract import read_index
+from scisr.index import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_tiff
 
 STRETCHES = ("none", "asinh")

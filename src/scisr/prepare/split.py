@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from scisr.extract import read_index
+from scisr.index import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_png16
 from scisr.prepare.degrade import degrade
 
