@@ -85,7 +85,8 @@ def param_text(layers: list) -> str:
     blobs = {b for layer in layers for b in layer[3]}
     lines = ["7767517", f"{len(layers)} {len(blobs)}"]
     for kind, name, inputs, outputs, params in layers:
-        lines.append(f"{kind:<24} {name:<24} {len(inputs)} {len(outputs)} {' '.join(inputs + outputs)} {params}".rstrip())
+        blobs_text = " ".join(inputs + outputs)
+        lines.append(f"{kind:<24} {name:<24} {len(inputs)} {len(outputs)} {blobs_text} {params}".rstrip())
     return "\n".join(lines) + "\n"
 
 

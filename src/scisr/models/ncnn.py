@@ -91,7 +91,8 @@ def _parse_params(tokens: list[str], where: str) -> dict[int, int | float | tupl
             count_text, *items = value.split(",")
             count = _number(count_text, where)
             if count != len(items):
-                raise NcnnFormatError(f"{where}: array parameter {token!r} announces {count} values, holds {len(items)}")
+                raise NcnnFormatError(f"{where}: array parameter {token!r} announces {count} values, "
+                                      f"holds {len(items)}")
             parsed: int | float | tuple = tuple(_number(item, where) for item in items)
         else:
             parsed = _number(value, where)
@@ -205,7 +206,7 @@ def conv_shape(layer: NcnnLayer, path: Path) -> ConvShape:
             and size % (outputs * 9) == 0):
         raise NcnnFormatError(f"{where}: weight_data_size {size} is not outputs ({outputs}) x inputs x 3 x 3")
     activation, slope = layer.get(9, 0), layer.get(10, ())
-    if activation == LEAKY_RELU and slope and abs(slope[0] - LEAKY_SLOPE) < 1e-6:
+    if activation == LEAKY_RELU and isinstance(slope, tuple) and len(slope) == 1 and abs(slope[0] - LEAKY_SLOPE) < 1e-6:
         leaky = True
     elif activation == 0:
         leaky = False
@@ -279,8 +280,9 @@ def _check_glue(graph: NcnnGraph, blocks: int) -> None:
     _expect_count(graph, "Concat", 12 * blocks, blocks)  # four per dense block
     _expect_count(graph, "BinaryOp", 1, blocks)  # the trunk's long skip
     for layer in graph.of_type("Eltwise"):
-        coefficients = sorted(layer.get(1, ()))
-        if layer.get(0, 1) != 1 or len(coefficients) != 2 or not np.allclose(coefficients, [RESIDUAL_SCALE, 1.0]):
+        coefficients = layer.get(1, ())
+        if (layer.get(0, 1) != 1 or len(layer.inputs) != 2 or not isinstance(coefficients, tuple)
+                or len(coefficients) != 2 or not np.allclose(sorted(coefficients), [RESIDUAL_SCALE, 1.0])):
             raise NcnnFormatError(f"{path}: line {layer.line}: Eltwise {layer.params} is not x + 0.2 * residual")
     for layer in graph.of_type("Concat"):
         if layer.get(0, 0) != 0:
@@ -304,7 +306,8 @@ def rrdbnet_shapes(blocks: int, in_channels: int, out_channels: int, channels: i
                 shapes.append((f"body.{block}.rdb{rdb}.conv{k}", shape))
     shapes.append(("conv_body", ConvShape(channels, channels, False)))
     shapes += [(f"conv_up{i}", ConvShape(channels, channels, True)) for i in range(1, stages + 1)]
-    shapes += [("conv_hr", ConvShape(channels, channels, True)), ("conv_last", ConvShape(channels, out_channels, False))]
+    shapes.append(("conv_hr", ConvShape(channels, channels, True)))
+    shapes.append(("conv_last", ConvShape(channels, out_channels, False)))
     return shapes
 
 
@@ -313,7 +316,8 @@ def rrdbnet_arguments_ncnn(graph: NcnnGraph) -> dict:
     path = graph.path
     for layer in graph.layers:
         if layer.type not in GRAPH_TYPES:
-            hint = " (an SRVGGNetCompact such as realesr-animevideov3?)" if layer.type in ("PReLU", "PixelShuffle") else ""
+            srvgg = layer.type in ("PReLU", "PixelShuffle")
+            hint = " (an SRVGGNetCompact such as realesr-animevideov3?)" if srvgg else ""
             raise NcnnFormatError(f"{path}: line {layer.line}: layer type {layer.type} is not part of an RRDBNet"
                                   f"{hint}; SciSR imports ESRGAN/Real-ESRGAN RRDBNet x4/x8 models only")
     convs = graph.of_type("Convolution")
