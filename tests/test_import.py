@@ -128,6 +128,8 @@ def test_missing_package_and_unknown_names_are_explained(monkeypatch, tmp_path):
     message = r"give a packaged model name .* or an ncnn \.param file and its \.bin"
     with pytest.raises(WeightsImportError, match=message):
         import_weights(["a.param", "b.pth"], tmp_path / "g.pt", tmp_path / "m.yaml")
+    with pytest.raises(FileNotFoundError, match=r"realesrgan-x4: no such file .* packaged models: realesrgan-x4plus"):
+        import_weights("realesrgan-x4", tmp_path / "g.pt", tmp_path / "m.yaml")
     assert not (tmp_path / "g.pt").exists() and not (tmp_path / "m.yaml").exists()
 
 

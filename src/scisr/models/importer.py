@@ -133,7 +133,9 @@ def import_weights(sources: str | os.PathLike | Sequence[str | os.PathLike], gen
         kind, files = _classify(sources)
         for path in files:
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file (SciSR never downloads weights: pass a local file)")
+                named = f"; packaged models: {', '.join(sorted(PACKAGED))}" if not path.suffix else ""
+                raise FileNotFoundError(f"{path}: no such file (SciSR never downloads weights: pass a local "
+                                        f"file){named}")
     if kind == "ncnn":
         args, state = read_rrdbnet(files[0], files[1])
         with torch.device("meta"):  # no random initialisation: every parameter comes from the file
