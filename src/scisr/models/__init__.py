@@ -1,6 +1,8 @@
 """Super-resolution networks and the registry that builds them by name."""
 
 from scisr.models.adapter import ChannelAdapter, adapt_channels
+from scisr.models.importer import PACKAGED, WeightsImportError, import_weights
+from scisr.models.ncnn import NcnnFormatError
 from scisr.models.pretrained import convert_state_dict, load_pretrained
 from scisr.models.registry import (
     DISCRIMINATORS,
@@ -11,5 +13,6 @@ from scisr.models.registry import (
     generator_arguments,
 )
 
-__all__ = ["DISCRIMINATORS", "GENERATORS", "ChannelAdapter", "adapt_channels", "build_discriminator",
-           "build_generator", "convert_state_dict", "count_parameters", "generator_arguments", "load_pretrained"]
+__all__ = ["DISCRIMINATORS", "GENERATORS", "PACKAGED", "ChannelAdapter", "NcnnFormatError", "WeightsImportError",
+           "adapt_channels", "build_discriminator", "build_generator", "convert_state_dict", "count_parameters",
+           "generator_arguments", "import_weights", "load_pretrained"]
