@@ -3,9 +3,19 @@
 
 rule infer:
     input:
-        model=get_model_files,
+        unpack(get_model_files),
         test="results/split/{dataset}/test",
-        code=get_code("infer.py", "models", "prepare/resize.py", "io/files.py"),
+        code=get_code(
+            "infer.py",
+            "card.py",
+            "models",
+            "io/files.py",
+            "prepare/split.py",
+            "prepare/degrade.py",
+            "prepare/resize.py",
+            "prepare/normalize.py",
+            "checks.py",
+        ),
     output:
         predictions=directory("results/infer/{model}/{dataset}"),
     log:
@@ -19,11 +29,6 @@ rule infer:
         mem_mb=config["compute"]["mem_mb"],
         gpu=config["compute"]["gpus"],
     params:
-        model=lambda wildcards: (
-            BASELINE
-            if wildcards.model == BASELINE
-            else f"results/models/{wildcards.model}"
-        ),
         scale=config["scale"],
         tile=config["infer"]["tile"],
         overlap=config["infer"]["overlap"],

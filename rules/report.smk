@@ -4,7 +4,16 @@
 rule report:
     input:
         **get_report_inputs(),
-        code=get_code("report", "io/files.py"),
+        code=get_code(
+            "report",
+            "card.py",
+            "io/files.py",
+            "prepare/split.py",
+            "prepare/degrade.py",
+            "prepare/resize.py",
+            "prepare/normalize.py",
+            "checks.py",
+        ),
     output:
         html=report(
             "results/report/index.html",
@@ -27,7 +36,7 @@ rule report:
             category="Figures",
         ),
         panels=report(
-            expand("results/report/panel_{dataset}.png", dataset=EVALUATE),
+            list(get_report_panels().values()),
             caption="../report/panel.rst",
             category="Figures",
         ),
@@ -40,9 +49,12 @@ rule report:
     resources:
         mem_mb=config["compute"]["mem_mb"],
     params:
-        models=ALL_MODELS,
-        trained=MODELS,
-        datasets=EVALUATE,
+        scores=get_report_scores(),
+        predictions=get_report_predictions(),
+        histories=get_report_histories(),
+        cards=get_report_cards(),
+        tests=get_report_tests(),
+        panels=get_report_panels(),
         baseline=BASELINE,
         generic=GENERIC,
         scale=config["scale"],

@@ -5,7 +5,15 @@ rule score:
     input:
         predictions="results/infer/{model}/{dataset}",
         test="results/split/{dataset}/test",
-        code=get_code("metrics.py", "io/files.py"),
+        code=get_code(
+            "metrics.py",
+            "io/files.py",
+            "prepare/split.py",
+            "prepare/degrade.py",
+            "prepare/resize.py",
+            "prepare/normalize.py",
+            "checks.py",
+        ),
     output:
         scores="results/score/{model}/{dataset}.tsv",
     log:

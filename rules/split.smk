@@ -9,6 +9,8 @@ rule split:
             "prepare/split.py",
             "prepare/degrade.py",
             "prepare/resize.py",
+            "prepare/normalize.py",
+            "checks.py",
             "io/files.py",
         ),
     output:

@@ -8,7 +8,18 @@ rule train:
     input:
         unpack(get_train_split),
         vgg=get_perceptual_weights,
-        code=get_code("train", "models", "metrics.py", "io/files.py"),
+        code=get_code(
+            "train",
+            "card.py",
+            "models",
+            "metrics.py",
+            "io/files.py",
+            "prepare/split.py",
+            "prepare/degrade.py",
+            "prepare/resize.py",
+            "prepare/normalize.py",
+            "checks.py",
+        ),
     output:
         generator="results/models/{trained}/generator.pt",
         history="results/models/{trained}/history.tsv",
@@ -25,7 +36,9 @@ rule train:
         gpu=get_train_gpus,
     params:
         settings=get_train_settings,
-        checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.trained}",
+        checkpoints=get_checkpoint_dir,
+        data=get_train_data,
+        normalization=get_train_normalization,
         device=config["compute"]["device"],
     script:
         "../scripts/train.py"

@@ -10,6 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from scisr.io.files import atomic_path, read_png16, write_text_atomic
+from scisr.prepare.split import pair_dirs
 from scisr.report import figures, html, tables
 
 __all__ = ["build_report", "default_conventions"]
@@ -73,10 +74,11 @@ def _panel_models(models: list[str], dataset: str, *, baseline: str, generic: st
 
 
 def _build_panel(
-    dataset: str, spec: Mapping, long: pd.DataFrame, out_path: Path, *, baseline: str, generic: str
+    dataset: str, test_dir: PathLike, predictions: Mapping[str, PathLike], long: pd.DataFrame, out_path: Path, *,
+    baseline: str, generic: str
 ) -> str | None:
-    """Write `panel_<dataset>.png`; return its caption, or None when the dataset has no test images."""
-    hr_dir, lr_dir = Path(spec["hr_dir"]), Path(spec["lr_dir"])
+    """Write the dataset's panel figure to `out_path`; return its caption, or None without test images."""
+    hr_dir, lr_dir = pair_dirs(test_dir)
     hr_path = _panel_image(hr_dir)
     if hr_path is None:
         return None
@@ -85,7 +87,7 @@ def _build_panel(
     scale = max(1, round(hr.shape[0] / lr.shape[0]))
     box = figures.centre_box(hr.shape, PANEL_CROP, multiple=scale)
     images = {"LR (nearest)": figures.nearest_upsample(lr, hr.shape)[box]}
-    predictions = {m: Path(p) for m, p in spec.get("predictions", {}).items()}
+    predictions = {m: Path(p) for m, p in predictions.items()}
     image_id = hr_path.stem
     psnr: dict[str, float] = {}
     shown = []
@@ -115,24 +117,32 @@ def _build_panel(
 
 
 def build_report(
-    scores: Mapping[str, Mapping[str, PathLike]],
-    histories: Mapping[str, PathLike],
-    panels: Mapping[str, Mapping],
-    out_dir: PathLike,
     *,
-    baseline: str = "bicubic",
-    generic: str = "generic",
-    model_cards: Mapping[str, PathLike] | None = None,
-    title: str = "SciSR study",
-    scale: int = 4,
+    scores: Mapping[str, Mapping[str, PathLike]],
+    predictions: Mapping[str, Mapping[str, PathLike]],
+    histories: Mapping[str, PathLike],
+    cards: Mapping[str, PathLike],
+    test_dirs: Mapping[str, PathLike],
+    html_path: PathLike,
+    summary_path: PathLike,
+    metrics_path: PathLike,
+    curves_path: PathLike,
+    panel_paths: Mapping[str, PathLike],
+    baseline: str,
+    generic: str,
+    title: str,
+    scale: int,
     conventions: str | None = None,
 ) -> None:
-    """Write summary.tsv, metrics.png, learning_curves.png, panel_<dataset>.png and index.html into `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the summary table, the figures and the self-contained HTML page to the paths given.
+
+    Inputs: `scores` and `predictions` are {model: {dataset: score TSV / prediction folder}}, `histories` and
+    `cards` {trained model: history.tsv / model.yaml}, `test_dirs` {dataset: test split part}. Outputs:
+    `panel_paths` is {dataset: PNG} for the example panels.
+    """
     long = tables.read_scores(scores)
     summary = tables.summarize(long, baseline=baseline, generic=generic)
-    with atomic_path(out / "summary.tsv") as tmp:
+    with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
 
     models = tables.model_order(long["model"].tolist() + list(histories), baseline=baseline, generic=generic)
@@ -140,24 +150,25 @@ def build_report(
     palette = figures.model_palette(models)
     figure_list: list[tuple[str, str, Path]] = []
 
-    figures.metrics_figure(long, out / "metrics.png", models=[m for m in models if m in set(long["model"])],
+    figures.metrics_figure(long, Path(metrics_path), models=[m for m in models if m in set(long["model"])],
                            datasets=datasets, palette=palette)
     figure_list.append(("Scores per model and dataset", "Each dot is one test image; diamonds with bars are the "
                         "mean \u00b1 sd. Images with infinite PSNR are not drawn in the PSNR panel.",
-                        out / "metrics.png"))
+                        Path(metrics_path)))
 
     history_frames = _read_histories(histories)
-    figures.learning_curves_figure(history_frames, out / "learning_curves.png",
+    figures.learning_curves_figure(history_frames, Path(curves_path),
                                    models=[m for m in models if m in history_frames], palette=palette)
     figure_list.append(("Learning curves", "Validation RMSE (the study's curve) and PSNR against training iteration "
                         "for each trained model, each on its own dataset's validation split (so levels differ "
                         "between models); "
                         "a dotted line marks where the GAN stage starts.",
-                        out / "learning_curves.png"))
+                        Path(curves_path)))
 
-    for dataset in tables.dataset_order(list(panels), generic=generic):
-        path = out / f"panel_{dataset}.png"
-        caption = _build_panel(dataset, panels[dataset], long, path, baseline=baseline, generic=generic)
+    for dataset in tables.dataset_order(list(panel_paths), generic=generic):
+        path = Path(panel_paths[dataset])
+        shown = {model: by_dataset[dataset] for model, by_dataset in predictions.items() if dataset in by_dataset}
+        caption = _build_panel(dataset, test_dirs[dataset], shown, long, path, baseline=baseline, generic=generic)
         if caption is not None:
             figure_list.append((f"Example: {dataset}", caption, path))
 
@@ -180,10 +191,10 @@ def build_report(
         best=tables.best_models(summary),
         verdicts=tables.domain_verdicts(summary, long, baseline=baseline, generic=generic),
         figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
-        cost=tables.read_model_cards(model_cards) if model_cards else None,
+        cost=tables.read_model_cards(cards) if cards else None,
         footnotes=footnotes,
         baseline=baseline,
         generic=generic,
     )
-    write_text_atomic(out / "index.html", page)
+    write_text_atomic(html_path, page)
 
