@@ -143,7 +143,7 @@ def _background_tiles(
 def split_dataset(
     index_path: str | os.PathLike,
     norm_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    part_dirs: Mapping[str, str | os.PathLike],
     split_tsv: str | os.PathLike,
     *,
     scale: int,
@@ -154,8 +154,11 @@ def split_dataset(
     degradation_options: Mapping | None = None,
     min_foreground: float = 0.0,
 ) -> pd.DataFrame:
-    """Split normalized images by subject into train/val/test; write HR/LR 16-bit PNGs and split.tsv."""
-    norm_dir, out_dir = Path(norm_dir), Path(out_dir)
+    """Split normalized images by subject into the `part_dirs` {train, val, test: folder}; write HR/LR 16-bit
+    PNGs into each part's `pair_dirs`, and split.tsv."""
+    norm_dir = Path(norm_dir)
+    if set(part_dirs) != set(SPLITS):
+        raise ValueError(f"part_dirs must name exactly {', '.join(SPLITS)}; got {', '.join(part_dirs)}")
     problems = split_problems(fractions, tile_size, scale)
     if problems:
         raise ValueError(f"split of {norm_dir}: " + "; ".join(problems))
@@ -183,7 +186,7 @@ def split_dataset(
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
     assignment = assign_units(areas, fractions, seed)
 
-    folders = {split: pair_dirs(out_dir / split) for split in SPLITS}
+    folders = {split: pair_dirs(part_dirs[split]) for split in SPLITS}
     written = {folder: set() for pair in folders.values() for folder in pair}
     records = []
     pieces = sorted((p for unit in units.values() for p in unit), key=lambda p: (p.image_id, p.id))
