@@ -1,6 +1,6 @@
 """Seconds per training step of the published generators, by execution mode.
 
-Runs SciSR's own trainer (scisr.train.loop) on synthetic 16-bit images for SRResNet (16 blocks x
+Runs SciSR's own trainer (scisr.train.trainer.Trainer) on synthetic 16-bit images for SRResNet (16 blocks x
 64 channels, Ledig et al.) and RRDBNet (23 RRDB, ESRGAN) with SRGAN's discriminator, batch 16,
 96-pixel HR patches, x4, and times the pixel-loss step and the GAN step in each mode:
 
@@ -27,7 +27,9 @@ from scipy.ndimage import gaussian_filter
 
 from scisr.io.files import write_png16
 from scisr.prepare.resize import imresize
-from scisr.train.loop import Settings, _Trainer
+from scisr.prepare.split import pair_dirs
+from scisr.train.settings import Settings
+from scisr.train.trainer import Trainer
 
 GENERATORS = {
     "srresnet": {"arch": "srresnet", "channels": 64, "blocks": 16, "global_skip": False},
@@ -42,8 +44,9 @@ def synthetic_split(root: Path, scale: int = 4, size: int = 192, count: int = 8)
         for i in range(n):
             hr = gaussian_filter(rng.random((size, size)), 2.0)
             hr = (hr - hr.min()) / (hr.max() - hr.min())
-            write_png16(root / split / "HR" / f"{i}.png", hr)
-            write_png16(root / split / "LR" / f"{i}.png", np.clip(imresize(hr, 1 / scale), 0, 1))
+            hr_dir, lr_dir = pair_dirs(root / split)
+            write_png16(hr_dir / f"{i}.png", hr)
+            write_png16(lr_dir / f"{i}.png", np.clip(imresize(hr, 1 / scale), 0, 1))
     return root
 
 
@@ -52,19 +55,20 @@ def settings(generator: dict, amp: str) -> dict:
     return {
         "seed": 0, "scale": 4, "generator": generator,
         "discriminator": {"arch": "vgg", "base_channels": 64, "pool": 6},
-        "batch_size": 16, "patch_size": 96, "pixel_loss": "l1",
+        "batch_size": 16, "gpus": 1, "patch_size": 96, "pixel_loss": "l1",
         "pixel": {"iterations": 1, "lr": 1e-4, "milestones": [], "gamma": 0.5},
         "gan": {"iterations": 1, "lr": 1e-4, "adv_weight": 1e-3, "pixel_weight": 1.0, "milestones": [],
                 "gamma": 0.5, "loss": "bce"},
-        "val_every": 10**9, "checkpoint_every": 10**9, "ema": 0.999, "amp": amp,
+        "perceptual": {"weight": 0.0, "weights_file": None, "sha256": None, "layer": "conv5_4"},
+        "val_every": 10**9, "checkpoint_every": 10**9, "ema": 0.999, "grad_clip": None, "amp": amp,
     }
 
 
-def time_steps(trainer: _Trainer, stage_index: int, steps: int) -> float:
+def time_steps(trainer: Trainer, stage_index: int, steps: int) -> float:
     """Median seconds of `steps` training steps of one stage, after one warm-up step."""
     stage = trainer.cfg.stages[stage_index]
-    trainer._setup_stage(stage, 0)
-    step = trainer._pixel_step if stage.name == "pixel" else trainer._gan_step
+    trainer.setup_stage(stage, 0)
+    step = trainer.step
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     step(stage)  # warm-up (and compilation)
     times = []
@@ -81,7 +85,7 @@ def measure(model: str, mode: str, split: Path, device: torch.device, steps: int
     """(pixel step, GAN step) seconds of one generator in one mode."""
     cfg = Settings.from_dict(settings(GENERATORS[model], "auto" if mode == "bf16" else "off"))
     with tempfile.TemporaryDirectory() as ckpt:
-        trainer = _Trainer(split, Path(ckpt), cfg, "bench", device, model)
+        trainer = Trainer(split / "train", split / "val", Path(ckpt), cfg, "bench", device, model)
         if mode == "eager":
             trainer.memory_format = torch.contiguous_format
             trainer.generator.to(memory_format=torch.contiguous_format)

@@ -49,6 +49,7 @@ SRC = Path(workflow.basedir) / "src"
 # the workflow's own library, not whichever scisr is installed: get_code reads its files
 sys.path.insert(0, str(SRC))
 
+from scisr import checks
 from scisr.codeinputs import code_files
 
 DATASETS = sorted(config["datasets"])
@@ -60,29 +61,10 @@ GENERIC = config["generic_model"]
 
 
 def _check_names():
-    """Cross-key checks the schema cannot express."""
-    problems = []
-    for name, model in config["models"].items():
-        if model["data"] not in config["datasets"]:
-            problems.append(
-                f"models.{name}.data: unknown dataset {model['data']!r} "
-                f"(known: {', '.join(DATASETS)})"
-            )
-    for name in EVALUATE:
-        if name not in config["datasets"]:
-            problems.append(
-                f"evaluate: unknown dataset {name!r} (known: {', '.join(DATASETS)})"
-            )
-    for name, dataset in config["datasets"].items():
-        fractions = dataset["split"]["fractions"]
-        if abs(sum(fractions.values()) - 1.0) > 1e-6:
-            problems.append(f"datasets.{name}.split.fractions must sum to 1")
-        if dataset["split"]["tile_size"] % config["scale"]:
-            problems.append(
-                f"datasets.{name}.split.tile_size must be a multiple of scale"
-            )
+    """Cross-key checks the schema cannot express (scisr.checks, shared with the library)."""
+    problems = checks.config_problems(config)
     if problems:
-        raise ValueError("config/config.yaml: " + "; ".join(problems))
+        raise ValueError("config: " + "; ".join(problems))
 
 
 _check_names()
@@ -103,23 +85,11 @@ def _train_settings(model):
     """Validated training settings of one model: global `train` + its overrides."""
     settings = _deep_merge(config["train"], config["models"][model]["train"])
     validate(settings, "../config/train.schema.yaml")
-    if settings["batch_size"] % settings["gpus"]:
-        raise ValueError(
-            f"models.{model}: train.batch_size {settings['batch_size']} is not divisible by "
-            f"train.gpus {settings['gpus']}: batch_size is the global batch, split evenly over "
-            f"the {settings['gpus']} processes; make it a multiple of {settings['gpus']}"
-        )
-    if settings["patch_size"] % config["scale"]:
-        raise ValueError(
-            f"models.{model}: train.patch_size must be a multiple of scale {config['scale']}"
-        )
-    perceptual = settings["perceptual"]
-    if perceptual["weight"] > 0 and not perceptual["weights_file"]:
-        raise ValueError(
-            f"models.{model}: train.perceptual.weight is {perceptual['weight']} but "
-            "train.perceptual.weights_file is not set: give the path of a torchvision vgg19 "
-            "state dict (SciSR never downloads weights), or set train.perceptual.weight: 0"
-        )
+    problems = checks.train_problems(
+        settings, config["scale"], prefix=f"models.{model}.train."
+    )
+    if problems:
+        raise ValueError("config: " + "; ".join(problems))
     return {**settings, "scale": config["scale"], "seed": config["seed"]}
 
 
@@ -147,13 +117,28 @@ def get_dataset(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def get_train_data(wildcards):
+    """The name of the dataset a model learns from."""
+    return config["models"][wildcards.trained]["data"]
+
+
 def get_train_split(wildcards):
     """Train and val split folders of the dataset a model learns from."""
-    data = config["models"][wildcards.trained]["data"]
+    data = get_train_data(wildcards)
     return {
         "train": f"results/split/{data}/train",
         "val": f"results/split/{data}/val",
     }
+
+
+def get_train_normalization(wildcards):
+    """The normalize settings of the dataset a model learns from (recorded in its model card)."""
+    return config["datasets"][get_train_data(wildcards)]["normalize"]
+
+
+def get_checkpoint_dir(wildcards):
+    """Where a model's resumable checkpoint lives: outside the rule's outputs, which Snakemake deletes."""
+    return f"results/checkpoints/{wildcards.trained}"
 
 
 def get_perceptual_weights(wildcards):
@@ -173,32 +158,72 @@ def get_train_gpus(wildcards):
 
 
 def get_model_files(wildcards):
-    """The trained model a prediction needs; nothing for the bicubic baseline."""
+    """The trained model a prediction needs (generator, card); nothing for the bicubic baseline."""
     if wildcards.model == BASELINE:
-        return []
-    return [
-        f"results/models/{wildcards.model}/generator.pt",
-        f"results/models/{wildcards.model}/model.yaml",
-    ]
+        return {}
+    return {
+        "generator": f"results/models/{wildcards.model}/generator.pt",
+        "card": f"results/models/{wildcards.model}/model.yaml",
+    }
 
 
-def get_scores():
-    """Score tables of every model on every evaluated dataset."""
-    return expand(
-        "results/score/{model}/{dataset}.tsv", model=ALL_MODELS, dataset=EVALUATE
-    )
+def get_report_scores():
+    """Score table of every model on every evaluated dataset: {model: {dataset: path}}."""
+    return {
+        model: {data: f"results/score/{model}/{data}.tsv" for data in EVALUATE}
+        for model in ALL_MODELS
+    }
+
+
+def get_report_predictions():
+    """Prediction folder of every model on every evaluated dataset: {model: {dataset: path}}."""
+    return {
+        model: {data: f"results/infer/{model}/{data}" for data in EVALUATE}
+        for model in ALL_MODELS
+    }
+
+
+def get_report_histories():
+    """Training history of every trained model: {model: path}."""
+    return {model: f"results/models/{model}/history.tsv" for model in MODELS}
+
+
+def get_report_cards():
+    """Model card of every trained model: {model: path}."""
+    return {model: f"results/models/{model}/model.yaml" for model in MODELS}
+
+
+def get_report_tests():
+    """Test split part of every evaluated dataset: {dataset: path}."""
+    return {data: f"results/split/{data}/test" for data in EVALUATE}
+
+
+def get_report_splits():
+    """Split table of every evaluated dataset (test image -> subject): {dataset: path}."""
+    return {data: f"results/split/{data}/split.tsv" for data in EVALUATE}
+
+
+def get_report_degradations():
+    """The degradation that made each evaluated dataset's LR images: {dataset: name}."""
+    return {data: config["datasets"][data]["split"]["degradation"] for data in EVALUATE}
+
+
+def get_report_panels():
+    """The example panel figure of every evaluated dataset: {dataset: path}."""
+    return {data: f"results/report/panel_{data}.png" for data in EVALUATE}
 
 
 def get_report_inputs():
-    """Everything the report reads, by kind."""
+    """Everything the report reads, by kind, as flat lists (the same files as the get_report_* mappings)."""
     return {
-        "scores": get_scores(),
-        "histories": expand("results/models/{model}/history.tsv", model=MODELS),
-        "cards": expand("results/models/{model}/model.yaml", model=MODELS),
-        "test": expand("results/split/{dataset}/test", dataset=EVALUATE),
-        "predictions": expand(
-            "results/infer/{model}/{dataset}", model=ALL_MODELS, dataset=EVALUATE
-        ),
+        "scores": [p for m in get_report_scores().values() for p in m.values()],
+        "predictions": [
+            p for m in get_report_predictions().values() for p in m.values()
+        ],
+        "histories": list(get_report_histories().values()),
+        "cards": list(get_report_cards().values()),
+        "test": list(get_report_tests().values()),
+        "splits": list(get_report_splits().values()),
     }
 
 

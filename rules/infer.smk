@@ -3,7 +3,7 @@
 
 rule infer:
     input:
-        model=get_model_files,
+        unpack(get_model_files),
         test="results/split/{dataset}/test",
         code=get_code("scripts/infer.py"),
     output:
@@ -19,11 +19,6 @@ rule infer:
         mem_mb=config["compute"]["mem_mb"],
         gpu=config["compute"]["gpus"],
     params:
-        model=lambda wildcards: (
-            BASELINE
-            if wildcards.model == BASELINE
-            else f"results/models/{wildcards.model}"
-        ),
         scale=config["scale"],
         tile=config["infer"]["tile"],
         overlap=config["infer"]["overlap"],

@@ -16,9 +16,19 @@ rule report:
             caption="../report/summary.rst",
             category="Report",
         ),
+        stats=report(
+            "results/report/stats.tsv",
+            caption="../report/stats.rst",
+            category="Report",
+        ),
         metrics=report(
             "results/report/metrics.png",
             caption="../report/metrics.rst",
+            category="Figures",
+        ),
+        heatmap=report(
+            "results/report/heatmap.png",
+            caption="../report/heatmap.rst",
             category="Figures",
         ),
         curves=report(
@@ -27,7 +37,7 @@ rule report:
             category="Figures",
         ),
         panels=report(
-            expand("results/report/panel_{dataset}.png", dataset=EVALUATE),
+            list(get_report_panels().values()),
             caption="../report/panel.rst",
             category="Figures",
         ),
@@ -40,9 +50,14 @@ rule report:
     resources:
         mem_mb=config["compute"]["mem_mb"],
     params:
-        models=ALL_MODELS,
-        trained=MODELS,
-        datasets=EVALUATE,
+        scores=get_report_scores(),
+        predictions=get_report_predictions(),
+        histories=get_report_histories(),
+        cards=get_report_cards(),
+        tests=get_report_tests(),
+        splits=get_report_splits(),
+        degradations=get_report_degradations(),
+        panels=get_report_panels(),
         baseline=BASELINE,
         generic=GENERIC,
         scale=config["scale"],

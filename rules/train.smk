@@ -25,7 +25,9 @@ rule train:
         gpu=get_train_gpus,
     params:
         settings=get_train_settings,
-        checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.trained}",
+        checkpoints=get_checkpoint_dir,
+        data=get_train_data,
+        normalization=get_train_normalization,
         device=config["compute"]["device"],
     script:
         "../scripts/train.py"

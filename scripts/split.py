@@ -1,7 +1,5 @@
 """Snakemake adapter, phase 4: subject-level split and HR/LR pairs."""
 
-from pathlib import Path
-
 from scisr.logs import log_to
 from scisr.prepare.split import split_dataset
 
@@ -12,7 +10,7 @@ def main(smk) -> None:
         split_dataset(
             smk.input.index,
             smk.input.images,
-            Path(smk.output.table).parent,
+            {"train": smk.output.train, "val": smk.output.val, "test": smk.output.test},
             smk.output.table,
             scale=smk.params.scale,
             fractions=dict(settings["fractions"]),

@@ -1,21 +1,26 @@
 """Snakemake adapter, phase 5: train one model on its dataset's train split (in train.gpus processes)."""
 
-from pathlib import Path
-
 from scisr.logs import log_to
-from scisr.train import run_training
+from scisr.train import TrainJob, train
 
 
 def main(smk) -> None:
     with log_to(smk.log[0]):
-        run_training(
-            Path(smk.input.train).parent,
-            Path(smk.output.generator).parent,
-            smk.params.checkpoints,
-            dict(smk.params.settings),
-            name=smk.wildcards.trained,
-            device=smk.params.device,
-            threads=smk.threads,
+        train(
+            TrainJob(
+                train_dir=smk.input.train,
+                val_dir=smk.input.val,
+                generator=smk.output.generator,
+                history=smk.output.history,
+                card=smk.output.card,
+                checkpoint_dir=smk.params.checkpoints,
+                settings=dict(smk.params.settings),
+                name=smk.wildcards.trained,
+                dataset=smk.params.data,
+                normalization=dict(smk.params.normalization),
+                device=smk.params.device,
+                threads=smk.threads,
+            )
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 from pathlib import Path
@@ -35,3 +36,13 @@ def snakemake_exe() -> str:
     if not found:
         pytest.fail("snakemake is not installed in this environment (run `make install`)")
     return found
+
+
+def train_settings(partial: dict, *, seed: int = 0, scale: int = 4) -> dict:
+    """What the train rule passes: `partial` validated against config/train.schema.yaml, which fills in the
+    defaults (the schema is the one place they live), plus the study's seed and scale."""
+    from snakemake.utils import validate
+
+    settings = copy.deepcopy(partial)
+    validate(settings, str(ROOT / "config" / "train.schema.yaml"))
+    return {**settings, "seed": seed, "scale": scale}

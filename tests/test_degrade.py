@@ -273,7 +273,7 @@ def _twins(root):
 
 def _split(root, norm, out, seed):
     table = split_dataset(
-        root / "index.tsv", norm, root / out, root / f"{out}.tsv",
+        root / "index.tsv", norm, {s: root / out / s for s in ("train", "val", "test")}, root / f"{out}.tsv",
         scale=4, fractions={"train": 0.6, "val": 0.2, "test": 0.2}, seed=seed, tile_size=None,
         degradation="psf", degradation_options={"profile": "moffat", "gain": 50.0, "read_noise": 0.01},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -20,10 +21,11 @@ import torch
 import yaml
 
 from conftest import ROOT
-from scisr.train import run_training, train_model
+from scisr.card import ModelCard
 from scisr.train.checkpoint import load_checkpoint
-from scisr.train.loop import DISTRIBUTED_SETTINGS, check_settings
-from test_train import SETTINGS, make_split
+from scisr.train.launcher import JOB_FILE
+from scisr.train.settings import check_settings
+from test_train import SETTINGS, fit, job, make_split
 
 # 6 pixel + 4 GAN iterations, a checkpoint every 3: the kill at 9 lands mid-GAN-stage
 TINY = copy.deepcopy(SETTINGS) | {"ema": 0.9, "val_every": 3, "checkpoint_every": 3}
@@ -41,11 +43,11 @@ def split(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ddp_run(split, tmp_path_factory) -> tuple[Path, str]:
-    """An uninterrupted 2-process run through run_training (torchrun, gloo); its folder and forwarded output."""
+    """An uninterrupted 2-process run through train (torchrun, gloo); its folder and forwarded output."""
     work = tmp_path_factory.mktemp("ddp")
     output = io.StringIO()
     with contextlib.redirect_stderr(output):  # as in a job, where the log file is sys.stderr
-        run_training(split, work / "out", work / "ckpt", DDP, name="tiny", device="cpu", threads=2)
+        fit(split, work / "out", work / "ckpt", DDP, threads=2)
     return work, output.getvalue()
 
 
@@ -55,7 +57,7 @@ def weights(out_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_two_processes_write_what_one_process_writes(split, ddp_run, tmp_path):
     work, output = ddp_run
-    run_training(split, tmp_path / "out", tmp_path / "ckpt", TINY, name="tiny")  # gpus 1: in this process
+    fit(split, tmp_path / "out", tmp_path / "ckpt", TINY)  # gpus 1: in this process
     single, ddp = weights(tmp_path / "out"), weights(work / "out")
     assert ddp.keys() == single.keys()
     assert {k: v.shape for k, v in ddp.items()} == {k: v.shape for k, v in single.items()}
@@ -68,26 +70,30 @@ def test_two_processes_write_what_one_process_writes(split, ddp_run, tmp_path):
     assert history.loc[0, "val_rmse"] == expected.loc[0, "val_rmse"]  # same initial weights, same val set
     assert history.loc[history.stage == "gan", ["loss_adv", "loss_d"]].notna().all().all()
 
-    card = yaml.safe_load((work / "out" / "model.yaml").read_text())
-    assert card["gpus"] == 2 and card["settings"]["gpus"] == 2 and card["device"] == "cpu"
-    assert card["distributed"] == {"world_size": 2, "backend": "gloo", "batch_per_process": 2, "global_batch": 4}
-    single_card = yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())
-    assert single_card["gpus"] == 1 and single_card["distributed"] is None
+    card = ModelCard.read(work / "out" / "model.yaml")
+    assert card.gpus == 2 and card.training["settings"]["gpus"] == 2 and card.device == "cpu"
+    assert card.threads == 1  # threads 2 shared by 2 processes
+    assert card.training["distributed"] == {"world_size": 2, "backend": "gloo", "batch_per_process": 2,
+                                            "global_batch": 4}
+    assert card.iterations == {"pixel": 6, "gan": 4} and min(card.wall_seconds.values()) > 0
+    single_card = ModelCard.read(tmp_path / "out" / "model.yaml")
+    assert single_card.gpus == 1 and single_card.training["distributed"] is None
 
     state = load_checkpoint(work / "ckpt" / "last.pt")
     assert state["progress"]["iteration"] == ROWS[-1]
     ranks = state["sampler_rng_ranks"]
     assert len(ranks) == 2 and torch.equal(ranks[0], state["sampler_rng"]) and not torch.equal(*ranks)
-    assert json.loads((work / "ckpt" / DISTRIBUTED_SETTINGS).read_text()) == DDP
+    handed = json.loads((work / "ckpt" / JOB_FILE).read_text())
+    assert handed["settings"] == DDP and handed["threads"] == 1 and handed["generator"] == str((work / "out" / "generator.pt").resolve())
     assert "process 0 of 2 (DistributedDataParallel, backend gloo), 2 of the 4 patches per step" in output
 
 
 KILLED_WORKER = """
 import os, sys
 import torch
-from scisr.train import loop
+from scisr.train import trainer
 from scisr.train.distributed import main
-save = loop._Trainer.save
+save = trainer.Trainer.save
 def save_then_die(self):
     save(self)
     if self.progress.iteration == int(os.environ["KILL_AT"]):
@@ -95,9 +101,9 @@ def save_then_die(self):
         # forward passes: DDP hands every process rank 0's at the start of each one)
         models = {k: dict(m.named_parameters()) for k, m in [("generator", self.generator),
                                                              ("discriminator", self.discriminator)]}
-        torch.save(models, os.path.join(sys.argv[3], f"models_rank{self.rank}.pt"))
+        torch.save(models, self.checkpoint_path.parent / f"models_rank{self.rank}.pt")
         os._exit(3)  # every process dies right after the checkpoint, as in a job killed at its time limit
-loop._Trainer.save = save_then_die
+trainer.Trainer.save = save_then_die
 main(sys.argv[1:])
 """
 
@@ -106,12 +112,12 @@ def test_resume_under_ddp_is_bit_identical(split, ddp_run, tmp_path):
     work, _ = ddp_run
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    (ckpt / "settings.json").write_text(json.dumps(DDP))
+    (ckpt / "job.json").write_text(json.dumps(dataclasses.asdict(job(split, tmp_path / "out", ckpt, DDP)),
+                                              default=str))
     (tmp_path / "killed.py").write_text(textwrap.dedent(KILLED_WORKER))
     killed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         str(tmp_path / "killed.py"), str(split), str(tmp_path / "out"), str(ckpt), str(ckpt / "settings.json"),
-         "--name=tiny"],
+         str(tmp_path / "killed.py"), str(ckpt / "job.json")],
         env=dict(os.environ, KILL_AT=str(KILL_AT), OMP_NUM_THREADS="1"), capture_output=True, text=True,
         timeout=120,
     )
@@ -125,7 +131,7 @@ def test_resume_under_ddp_is_bit_identical(split, ddp_run, tmp_path):
 
     output = io.StringIO()
     with contextlib.redirect_stderr(output):
-        run_training(split, tmp_path / "out", ckpt, DDP, name="tiny", threads=2)
+        fit(split, tmp_path / "out", ckpt, DDP, threads=2)
     assert f"resuming from iteration {KILL_AT}" in output.getvalue()
     for key, value in weights(work / "out").items():
         assert torch.equal(weights(tmp_path / "out")[key], value), key
@@ -144,18 +150,19 @@ def test_batch_size_not_divisible_by_gpus_is_refused_before_launch(split, tmp_pa
     with pytest.raises(ValueError, match=message):
         check_settings(settings)
     with pytest.raises(ValueError, match=message):
-        run_training(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+        fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
     assert not (tmp_path / "ckpt").exists()
-    with pytest.raises(ValueError, match="run_training launches several"):
-        train_model(split, tmp_path / "out", tmp_path / "ckpt", DDP, name="tiny")
 
 
 def test_a_failing_process_is_reported_with_its_rank_and_exit_code(split, tmp_path):
-    settings = DDP | {"patch_size": 30}  # checked in the workers: not a multiple of the scale
+    empty = tmp_path / "empty"  # found missing in the workers, which read the images
+    shutil.copytree(split, empty)
+    for png in (empty / "val" / "HR").glob("*.png"):
+        png.unlink()
     with contextlib.redirect_stderr(io.StringIO()), pytest.raises(RuntimeError) as failure:
-        run_training(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny", threads=2)
+        fit(empty, tmp_path / "out", tmp_path / "ckpt", DDP, threads=2)
     assert re.search(r"training tiny in 2 processes \(torchrun\) failed: rank [01] exited with code 1 "
-                     r"\(ValueError: patch_size 30 must be a multiple of the scale 4\)", str(failure.value))
+                     r"\(FileNotFoundError: .*val/HR: no PNG images\)", str(failure.value))
     assert not (tmp_path / "out").exists()
 
 
@@ -189,4 +196,5 @@ def test_train_rule_requests_compute_gpus_times_train_gpus(snakemake_exe, tmp_pa
     override["train"]["batch_size"] = 6  # tiny.yaml's 4 is fine for 2 and 4 processes, 6 is not for 4
     result = dry_run(snakemake_exe, tmp_path, override)
     assert result.returncode != 0
-    assert "models.astro: train.batch_size 6 is not divisible by train.gpus 4" in result.stdout + result.stderr
+    assert ("models.astro.train.batch_size 6 is not divisible by models.astro.train.gpus 4"
+            in result.stdout + result.stderr)

@@ -7,11 +7,14 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from conftest import train_settings
 from scisr.infer import blend_window, infer_folder, load_model, tile_starts, upscale
 from scisr.io.files import read_png16, write_png16
 from scisr.models import build_generator
 from scisr.prepare.resize import imresize
-from scisr.train import train_model
+from scisr.train import TrainJob, train
+
+RUN = {"tile": 16, "overlap": 8, "device": "cpu", "threads": 1}
 
 
 def random_model(seed: int = 0) -> torch.nn.Module:
@@ -38,14 +41,14 @@ def test_single_tile_is_the_model_output():
     model, image = random_model(), smooth((30, 26))
     with torch.no_grad():
         direct = model(torch.from_numpy(image)[None, None])[0, 0].numpy()
-    np.testing.assert_allclose(upscale(model, image, 4, tile=64, overlap=16), direct, atol=1e-6)
+    np.testing.assert_allclose(upscale(model, image, 4, tile=64, overlap=16, device="cpu"), direct, atol=1e-6)
 
 
 @pytest.mark.parametrize("tile,overlap", [(50, 40), (64, 48)])
 def test_tiled_equals_whole_image(tile, overlap):
     model, image = random_model(), smooth((100, 90))
-    whole = upscale(model, image, 4, tile=1000, overlap=0)
-    tiled = upscale(model, image, 4, tile=tile, overlap=overlap)
+    whole = upscale(model, image, 4, tile=1000, overlap=0, device="cpu")
+    tiled = upscale(model, image, 4, tile=tile, overlap=overlap, device="cpu")
     assert tiled.shape == (400, 360)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
@@ -65,7 +68,7 @@ class OffsetPerTile(torch.nn.Module):
 def test_blending_has_no_seams():
     image = smooth((80, 80))
     model = OffsetPerTile()
-    tiled = upscale(model, image, 4, tile=32, overlap=16)
+    tiled = upscale(model, image, 4, tile=32, overlap=16, device="cpu")
     whole = F.interpolate(torch.from_numpy(image)[None, None], scale_factor=4, mode="bicubic",
                           align_corners=False)[0, 0].numpy()
     offset = tiled - whole  # a blend of per-tile constants in [-1, 1]
@@ -88,7 +91,7 @@ def test_infer_folder_bicubic(tmp_path):
     make_lr_folder(tmp_path / "LR", [(16, 20), (24, 24)])
     out = tmp_path / "out"
     write_png16(out / "stale.png", np.zeros((4, 4)))
-    infer_folder("bicubic", tmp_path / "LR", out, scale=4)
+    infer_folder(tmp_path / "LR", out, generator=None, card=None, scale=4, **RUN)  # bicubic
     assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
     with Image.open(out / "img0.png") as im:
         assert im.size == (80, 64) and np.asarray(im).dtype == np.uint16
@@ -105,34 +108,36 @@ def trained(tmp_path_factory):
             hr = smooth((48, 48), seed=i + (10 if split == "val" else 0))
             write_png16(root / "split" / split / "HR" / f"{i}.png", hr)
             write_png16(root / "split" / split / "LR" / f"{i}.png", np.clip(imresize(hr, 0.25), 0, 1))
-    settings = {
-        "seed": 0, "scale": 4, "generator": {"arch": "srresnet", "channels": 8, "blocks": 1},
+    settings = train_settings({
+        "generator": {"arch": "srresnet", "channels": 8, "blocks": 1},
         "discriminator": {"arch": "vgg", "base_channels": 8}, "batch_size": 2, "patch_size": 32,
         "pixel_loss": "l1", "pixel": {"iterations": 3, "lr": 1e-3, "milestones": [], "gamma": 0.5},
-        "gan": {"iterations": 0, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": [],
-                "gamma": 0.5},
-        "val_every": 10, "checkpoint_every": 10,
-    }
-    train_model(root / "split", root / "model", root / "ckpt", settings, name="tiny")
-    return root / "model"
+        "gan": {"iterations": 0}, "val_every": 10, "checkpoint_every": 10,
+    })
+    model = root / "model"
+    train(TrainJob(train_dir=root / "split" / "train", val_dir=root / "split" / "val",
+                   generator=model / "generator.pt", history=model / "history.tsv", card=model / "model.yaml",
+                   checkpoint_dir=root / "ckpt", settings=settings, name="tiny", dataset="smooth",
+                   normalization={}, device="cpu", threads=1))
+    return {"generator": model / "generator.pt", "card": model / "model.yaml"}
 
 
 def test_infer_folder_with_trained_model(trained, tmp_path):
     make_lr_folder(tmp_path / "LR", [(30, 20), (12, 12)])
-    infer_folder(trained, tmp_path / "LR", tmp_path / "out", scale=4, tile=16, overlap=8)
+    infer_folder(tmp_path / "LR", tmp_path / "out", **trained, scale=4, **RUN)
     assert read_png16(tmp_path / "out" / "img0.png").shape == (120, 80)
     assert read_png16(tmp_path / "out" / "img1.png").shape == (48, 48)
     with pytest.raises(ValueError, match="x4"):
-        infer_folder(trained, tmp_path / "LR", tmp_path / "out2", scale=2)
+        infer_folder(tmp_path / "LR", tmp_path / "out2", **trained, scale=2, **RUN)
+    with pytest.raises(ValueError, match="both generator.*and card"):
+        infer_folder(tmp_path / "LR", tmp_path / "out3", generator=trained["generator"], card=None, scale=4, **RUN)
 
 
 def test_load_model_is_strict(trained, tmp_path):
-    model = load_model(trained)
+    model = load_model(trained["generator"], trained["card"], "cpu")
     assert not model.training
-    state = torch.load(trained / "generator.pt", weights_only=True)
+    state = torch.load(trained["generator"], weights_only=True)
     state.pop("conv_last.bias")
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "model.yaml").write_text((trained / "model.yaml").read_text())
-    torch.save(state, tmp_path / "m" / "generator.pt")
-    with pytest.raises(RuntimeError, match="conv_last.bias"):
-        load_model(tmp_path / "m")
+    torch.save(state, tmp_path / "generator.pt")
+    with pytest.raises(RuntimeError, match="(?s)generator.pt: weights do not fit.*conv_last.bias"):
+        load_model(tmp_path / "generator.pt", trained["card"], "cpu")

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import train_settings
 from scisr.models.vgg import LAYERS, VGG19Features, load_vgg19_features
 from scisr.train import losses
 from scisr.train.ema import EMA
-from scisr.train.loop import check_settings
+from scisr.train.settings import check_settings
 
 # torchvision's vgg19().features: the conv module indices (conv1_1 ... conv5_4)
 TORCHVISION_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
@@ -155,20 +156,13 @@ def test_perceptual_loss(vgg_file):
 
 
 def test_perceptual_weight_without_weights_file_is_refused():
-    settings = {
-        "seed": 0, "scale": 4, "generator": {"arch": "srresnet"}, "discriminator": {"arch": "vgg"},
-        "batch_size": 2, "patch_size": 32, "pixel_loss": "l1",
-        "pixel": {"iterations": 1, "lr": 1e-3, "milestones": [], "gamma": 0.5},
-        "gan": {"iterations": 1, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": [],
-                "gamma": 0.5},
-        "val_every": 1, "checkpoint_every": 1,
-    }
-    check_settings(settings)  # no perceptual key: weight 0, fine
-    settings["perceptual"] = {"weight": 0.01}
+    settings = train_settings({"batch_size": 2, "patch_size": 32})
+    check_settings(settings)  # the schema's default perceptual weight is 0: fine
+    settings["perceptual"]["weight"] = 0.01
     with pytest.raises(ValueError, match="perceptual.weight is 0.01 but perceptual.weights_file is not set.*"
                                          "perceptual.weight: 0"):
         check_settings(settings)
-    settings["perceptual"] = {"weight": 0.01, "weights_file": "/nowhere/vgg19.pth", "layer": "conv5_5"}
+    settings["perceptual"] |= {"weights_file": "/nowhere/vgg19.pth", "layer": "conv5_5"}
     with pytest.raises(ValueError, match="perceptual.layer"):
         check_settings(settings)
     settings["perceptual"]["layer"] = "conv4_4"

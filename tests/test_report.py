@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
+from scisr.card import ModelCard
 from scisr.io.files import write_png16
+from scisr.prepare.split import pair_dirs
 from scisr.report import build_report, tables
 
 MODELS = ["bicubic", "generic", "mri", "astro"]
@@ -80,31 +82,43 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
         history.to_csv(path, sep="\t", index=False)
         histories[model] = str(path)
 
-    panels = {}
+    tests, predictions = {}, {m: {} for m in MODELS}
     sizes = {"a_small": (64, 64), "b_large": (144, 160), "c_mid": (96, 96)}
     for dataset in DATASETS:
-        d = root / "split" / dataset / "test"
-        preds = {m: root / "infer" / m / dataset for m in MODELS}
+        tests[dataset] = root / "split" / dataset / "test"
+        hr_dir, lr_dir = pair_dirs(tests[dataset])
+        for model in MODELS:
+            predictions[model][dataset] = root / "infer" / model / dataset
         for name, shape in sizes.items():
             hr = _image(shape, rng)
             lr = hr.reshape(shape[0] // SCALE, SCALE, shape[1] // SCALE, SCALE).mean(axis=(1, 3))
-            write_png16(d / "HR" / f"{name}.png", hr)
-            write_png16(d / "LR" / f"{name}.png", lr)
-            for j, folder in enumerate(preds.values()):
-                write_png16(folder / f"{name}.png", np.clip(hr + 0.02 * (4 - j) * rng.standard_normal(shape), 0, 1))
-        panels[dataset] = {"lr_dir": str(d / "LR"), "hr_dir": str(d / "HR"),
-                           "predictions": {m: str(p) for m, p in preds.items()}}
+            write_png16(hr_dir / f"{name}.png", hr)
+            write_png16(lr_dir / f"{name}.png", lr)
+            for j, model in enumerate(MODELS):
+                noisy = np.clip(hr + 0.02 * (4 - j) * rng.standard_normal(shape), 0, 1)
+                write_png16(predictions[model][dataset] / f"{name}.png", noisy)
 
     cards = {}
     for model in ["generic", "mri", "astro"]:
         path = root / "models" / model / "model.yaml"
-        path.write_text(yaml.safe_dump({"name": model, "arch": "srresnet", "parameters": 151_234,
-                                        "wall_seconds": 93.5, "iterations": 1000, "device": "cpu", "scale": 4}))
+        ModelCard(name=model, arch="srresnet", args={"channels": 32, "blocks": 4, "scale": 4}, scale=4,
+                  channels=1, parameters=151_234, iterations={"pixel": 1000, "gan": 100},
+                  wall_seconds={"pixel": 61.2, "gan": 32.3}, device="cpu", device_name="Test CPU 9000",
+                  threads=2, training_data={"dataset": model}).write(path)
         cards[model] = str(path)
 
     out = root / "report"
-    build_report(scores, histories, panels, out, model_cards=cards, title="SciSR <test> & study", scale=SCALE)
+    build_report(**report_paths(out), scores=scores, predictions=predictions, histories=histories, cards=cards,
+                 test_dirs=tests, split_tables=None, baseline="bicubic", generic="generic", title="SciSR <test> & study", scale=SCALE)
     return {"root": root, "scores": scores, "out": out, "html": (out / "index.html").read_text()}
+
+
+def report_paths(out: Path, datasets: list[str] = DATASETS) -> dict:
+    """The report rule's outputs in folder `out`."""
+    return {"html_path": out / "index.html", "summary_path": out / "summary.tsv", "stats_path": out / "stats.tsv",
+            "metrics_path": out / "metrics.png", "heatmap_path": out / "heatmap.png",
+            "curves_path": out / "learning_curves.png",
+            "panel_paths": {d: out / f"panel_{d}.png" for d in datasets}}
 
 
 def test_summary_rows_and_stats(study: dict) -> None:
@@ -191,7 +205,9 @@ def test_html_self_contained(study: dict) -> None:
     assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', page))
     assert "url(" not in text and "@import" not in text
     assert "SciSR &lt;test&gt; &amp; study" in page
-    assert "srresnet" in page and "1 min 33 s" in page  # the training cost table
+    # the training cost table: per stage, total, and the device
+    assert "srresnet" in page and "pixel 1\u2009000 it / 1 min 01 s; gan 100 it / 32.3 s" in page
+    assert "1\u2009100 it / 1 min 33 s" in page and "Test CPU 9000 (cpu, 2 threads)" in page
     assert "b_large" in page  # the panel shows the largest test image
     assert "<b>" in page and "data_range = 1" in page and "\u03c3 = 1.5" in page and "4 px" in page
 
@@ -225,3 +241,42 @@ def test_answer_lines_follow_the_stats(study: dict) -> None:
                                                                                                    "mean_diff"] > 0)
     assert "<li>generic:" not in study["html"]
     assert "What this means" in study["html"] and "each image counts as its own subject" in study["html"]
+
+
+def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path: Path) -> None:
+    """The card round trip: the trainer's writer, infer's loader and the report's cost table agree."""
+    import torch
+
+    from conftest import train_settings
+    from scisr.infer import load_model
+    from scisr.report import html
+    from scisr.train import TrainJob, train
+    from test_train import make_split
+
+    torch.set_num_threads(1)
+    split = make_split(tmp_path / "split", n_train=2, n_val=1)
+    settings = train_settings({"generator": {"arch": "srresnet", "channels": 4, "blocks": 1},
+                               "discriminator": {"arch": "vgg", "base_channels": 4}, "batch_size": 2,
+                               "patch_size": 32, "pixel": {"iterations": 3}, "gan": {"iterations": 2},
+                               "val_every": 2, "checkpoint_every": 10})
+    model = tmp_path / "models" / "mri"
+    normalization = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
+    train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=model / "generator.pt",
+                   history=model / "history.tsv", card=model / "model.yaml", checkpoint_dir=tmp_path / "ckpt",
+                   settings=settings, name="mri", dataset="mri", normalization=normalization, device="cpu",
+                   threads=1))
+
+    card = ModelCard.read(model / "model.yaml")
+    net = load_model(model / "generator.pt", model / "model.yaml", "cpu")  # infer's loader
+    assert card.parameters == sum(p.numel() for p in net.parameters())
+    assert card.normalization == normalization and card.training_data["dataset"] == "mri"
+
+    cost = tables.read_model_cards({"mri": model / "model.yaml"}).set_index("model")
+    row = cost.loc["mri"]
+    assert row["iterations"] == {"pixel": 3, "gan": 2} and row["total_iterations"] == 5
+    assert row["wall_seconds"] == card.wall_seconds and min(row["wall_seconds"].values()) > 0
+    assert row["total_wall_seconds"] == pytest.approx(sum(card.wall_seconds.values()))
+    assert row["parameters"] == card.parameters and row["device"] == "cpu" and row["device_name"]
+    table = html.cost_table(cost.reset_index())
+    assert "pixel 3 it / " in table and "; gan 2 it / " in table and "5 it / " in table
+    assert "\u2013" not in table  # no missing cell

@@ -25,6 +25,7 @@ import pytest
 from conftest import ROOT
 from scisr.io.files import write_png16
 from scisr.report import build_report
+from test_report import report_paths
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium found: apt-get install chromium to run this")
@@ -154,7 +155,7 @@ def _constructed_report(root: Path) -> Path:
     models = ["bicubic", "generic", "mri", "mri_ft", "astro", "pretrained"]
     datasets = ["mri", "astro", "generic"]
     ids = [f"img{i}" for i in range(7)]
-    scores, panels = {}, {}
+    scores, tests, all_predictions = {}, {}, {}
     for model in models:
         for k, dataset in enumerate(datasets):
             rmse = 0.04 - 0.002 * models.index(model) * (1 + k) / 3 + 0.001 * rng.standard_normal(len(ids))
@@ -183,9 +184,13 @@ def _constructed_report(root: Path) -> Path:
             write_png16(root / "infer" / model / dataset / "img0.png",
                         np.clip(hr + 0.01 * (6 - j) * rng.standard_normal(hr.shape), 0, 1))
             predictions[model] = root / "infer" / model / dataset
-        panels[dataset] = {"hr_dir": test / "HR", "lr_dir": test / "LR", "predictions": predictions}
+        tests[dataset] = test
+        for model, folder in predictions.items():
+            all_predictions.setdefault(model, {})[dataset] = folder
     out = root / "report"
-    build_report(scores, histories, panels, out, title="SciSR browser check", degradations={"mri": "kspace"})
+    build_report(**report_paths(out, datasets), scores=scores, predictions=all_predictions, histories=histories,
+                 cards={}, test_dirs=tests, split_tables=None, baseline="bicubic", generic="generic",
+                 title="SciSR browser check", scale=4, degradations={"mri": "kspace"})
     return out / "index.html"
 
 

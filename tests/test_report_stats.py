@@ -11,6 +11,7 @@ import pytest
 
 from scisr.io.files import write_tiff
 from scisr.prepare.split import split_dataset
+from test_report import report_paths
 from scisr.report import build_report, figures, stats
 
 
@@ -142,7 +143,8 @@ def _split_study(root) -> dict:
     write_tiff(norm / "big.tif", 0.2 + 0.6 * rng.random((128, 128)))
     rows.append({"image_id": "big", "subject_id": "bigsubject", "status": "ok"})
     pd.DataFrame(rows).to_csv(root / "index.tsv", sep="\t", index=False)
-    table = split_dataset(root / "index.tsv", norm, root / "split", root / "split.tsv", scale=4,
+    table = split_dataset(root / "index.tsv", norm, {p: root / "split" / p for p in ("train", "val", "test")},
+                          root / "split.tsv", scale=4,
                           fractions={"train": 0.5, "val": 0.1, "test": 0.4}, seed=1, tile_size=32)
     return {"table": table, "path": root / "split.tsv"}
 
@@ -167,7 +169,9 @@ def test_subjects_from_a_real_split_table_and_report(tmp_path) -> None:
         frame.to_csv(path, sep="\t", index=False)
         scores[model] = {"mri": path}
     out = tmp_path / "report"
-    build_report(scores, {}, {}, out, split_tables={"mri": split["path"]}, degradations={"mri": "kspace"})
+    build_report(**report_paths(out, []), scores=scores, predictions={}, histories={}, cards={}, test_dirs={},
+                 split_tables={"mri": split["path"]}, baseline="bicubic", generic="generic", title="SciSR study",
+                 scale=4, degradations={"mri": "kspace"})
     result = pd.read_csv(out / "stats.tsv", sep="\t")
     row = result[(result["model"] == "mri") & (result["reference"] == "generic") & (result["metric"] == "rmse")]
     row = row.iloc[0]

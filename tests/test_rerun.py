@@ -97,7 +97,7 @@ def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> Non
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
-    with edited(study.folder / "src" / "scisr" / "train" / "loop.py"):
+    with edited(study.folder / "src" / "scisr" / "train" / "trainer.py"):
         plan = study.planned()
     # 3 trained models on 3 datasets; bicubic predictions stay
     assert plan == {"train": 3, "infer": 9, "score": 9, "report": 1}

@@ -29,9 +29,14 @@ def _dataset(root, n_subjects=8, big=(96, 136)):
     return norm
 
 
+def parts(folder):
+    """The split rule's three output folders."""
+    return {split: folder / split for split in ("train", "val", "test")}
+
+
 def _run(root, norm, seed=0, tile_size=32, out="split"):
     return split_dataset(
-        root / "index.tsv", norm, root / out, root / f"{out}.tsv",
+        root / "index.tsv", norm, parts(root / out), root / f"{out}.tsv",
         scale=4, fractions=FRACTIONS, seed=seed, tile_size=tile_size,
     )
 
@@ -78,7 +83,7 @@ def test_background_tiles_are_excluded_and_listed(tmp_path):
     big[32:64, 32:96] = np.random.default_rng(1).random((32, 64)) * 0.5 + 0.5
     write_tiff(norm / "big.tif", big)
     table = split_dataset(
-        tmp_path / "index.tsv", norm, tmp_path / "split", tmp_path / "split.tsv",
+        tmp_path / "index.tsv", norm, parts(tmp_path / "split"), tmp_path / "split.tsv",
         scale=4, fractions=FRACTIONS, seed=0, tile_size=32, min_foreground=0.5,
     )
     tiles = table[table["image_id"] == "big"].set_index("id")
@@ -123,10 +128,10 @@ def test_too_few_units_names_the_folder(tmp_path):
 def test_bad_fractions_and_tile_size(tmp_path):
     norm = _dataset(tmp_path, n_subjects=3)
     with pytest.raises(ValueError, match="sum to 1"):
-        split_dataset(tmp_path / "index.tsv", norm, tmp_path / "o", tmp_path / "o.tsv", scale=4,
+        split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
                       fractions={"train": 0.8, "val": 0.15, "test": 0.15}, seed=0, tile_size=32)
     with pytest.raises(ValueError, match="multiple of the scale"):
-        split_dataset(tmp_path / "index.tsv", norm, tmp_path / "o", tmp_path / "o.tsv", scale=4,
+        split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
                       fractions=FRACTIONS, seed=0, tile_size=30)
 
 

@@ -1,6 +1,7 @@
 """Two-stage training on a tiny generated split: outputs, EMA export, determinism, resume after a kill, guards."""
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,20 +21,21 @@ import torch
 import yaml
 from scipy.ndimage import gaussian_filter
 
+from conftest import train_settings
+from scisr.card import ModelCard
 from scisr.io.files import read_png16, write_png16
 from scisr.models import build_generator
+from scisr.models.device import resolve_device
 from scisr.models.vgg import VGG19Features
 from scisr.prepare.resize import imresize
-from scisr.train import losses, train_model
+from scisr.train import TrainJob, losses, train
 from scisr.train.checkpoint import load_checkpoint
-from scisr.models.device import resolve_device
-from scisr.train.loop import Settings, check_settings
+from scisr.train.settings import KEYS, Settings, check_settings
 
-SETTINGS = {
-    "seed": 0,
-    "scale": 4,
+# the rule's settings: these keys, the schema's defaults for the others (ema 0.999, no clipping, bce, ...)
+SETTINGS = train_settings({
     "generator": {"arch": "srresnet", "channels": 8, "blocks": 1, "batch_norm": False},
-    "discriminator": {"arch": "vgg", "base_channels": 8, "pool": 1, "dense_features": 16},
+    "discriminator": {"arch": "vgg", "base_channels": 8, "pool": 1},
     "batch_size": 4,
     "patch_size": 32,
     "pixel_loss": "l1",
@@ -42,7 +44,8 @@ SETTINGS = {
             "gamma": 0.5},
     "val_every": 10,
     "checkpoint_every": 10,
-}
+})
+NORMALIZATION = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
 TOTAL = 40
 # the papers' additions, all on: EMA, relativistic GAN, gradient clipping; the kill lands mid-GAN-stage
 ESRGAN = copy.deepcopy(SETTINGS) | {"ema": 0.9, "grad_clip": 10.0, "amp": "auto"}
@@ -50,6 +53,19 @@ ESRGAN["pixel"] = {"iterations": 20, "lr": 5e-4, "milestones": [10], "gamma": 0.
 ESRGAN["gan"] = ESRGAN["gan"] | {"iterations": 20, "loss": "ragan", "milestones": [5]}
 VARIANTS = {"srgan": SETTINGS, "esrgan": ESRGAN}
 KILL_AT = {"srgan": 10, "esrgan": 30}
+
+
+def job(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> TrainJob:
+    """The job the train rule would give for a model folder `out` (generator.pt, history.tsv, model.yaml)."""
+    return TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
+                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=ckpt, settings=settings,
+                    name=name, dataset="tiny_data", normalization=NORMALIZATION,
+                    **({"device": "cpu", "threads": 1} | where))
+
+
+def fit(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> None:
+    """Train through the one entry point."""
+    train(job(split, Path(out), Path(ckpt), settings, name, **where))
 
 
 def make_split(root: Path, size: int = 64, scale: int = 4, n_train: int = 6, n_val: int = 2) -> Path:
@@ -77,7 +93,7 @@ def references(split, tmp_path_factory):
     def get(variant: str) -> Path:
         if variant not in done:
             work = tmp_path_factory.mktemp(f"reference_{variant}")
-            train_model(split, work / "out", work / "ckpt", VARIANTS[variant], name="tiny")
+            fit(split, work / "out", work / "ckpt", VARIANTS[variant])
             done[variant] = work
         return done[variant]
 
@@ -96,13 +112,16 @@ def weights(out_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_outputs(reference):
     out = reference / "out"
-    card = yaml.safe_load((out / "model.yaml").read_text())
-    model = build_generator(card["arch"], **card["args"])
+    card = ModelCard.read(out / "model.yaml")
+    model = build_generator(card.arch, **card.args)
     model.load_state_dict(weights(out), strict=True)
-    assert card["parameters"] == sum(p.numel() for p in model.parameters())
-    assert card["scale"] == 4 and card["in_channels"] == 1 and card["name"] == "tiny"
-    assert card["iterations"] == {"pixel": 30, "gan": 10}
-    assert len(card["training_data"]["train_hr_sha256"]) == 64
+    assert card.parameters == sum(p.numel() for p in model.parameters())
+    assert card.scale == 4 and card.channels == 1 and card.args["in_channels"] == 1 and card.name == "tiny"
+    assert card.source == "trained" and card.init_from is None
+    assert card.iterations == {"pixel": 30, "gan": 10}
+    assert card.training_data["dataset"] == "tiny_data" and len(card.training_data["train_hr_sha256"]) == 64
+    assert (card.training_data["train_images"], card.training_data["val_images"]) == (6, 2)
+    assert card.normalization == NORMALIZATION
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert history["iteration"].tolist() == [0, 10, 20, 30, 40]
     assert history["stage"].tolist() == ["init", "pixel", "pixel", "pixel", "gan"]
@@ -113,16 +132,22 @@ def test_outputs(reference):
     assert history["lr"].tolist()[1:] == [5e-4, 5e-4, 2.5e-4, 1e-4]  # decay after 20 iterations
     assert load_checkpoint(reference / "ckpt" / "last.pt")["progress"]["iteration"] == TOTAL
     assert history["loss_perceptual"].isna().all()
-    assert card["ema"] == 0.999 and card["exported_weights"] == "ema" and card["gan_loss"] == "bce"
-    assert card["perceptual"] == {"weight": 0.0, "layer": None, "weights_file": None, "sha256": None}
-    assert card["precision"] == "fp32" and card["device"] == "cpu" and card["grad_clip"] is None
-    assert card["wall_time_seconds"] > 0
+    training = card.training
+    assert training["ema"] == 0.999 and training["exported_weights"] == "ema" and training["gan_loss"] == "bce"
+    assert training["perceptual"] == {"weight": 0.0, "layer": None, "weights_file": None, "sha256": None}
+    assert training["precision"] == "fp32" and training["grad_clip"] is None and training["distributed"] is None
+    assert (card.device, card.threads, card.gpus) == ("cpu", 1, 1) and card.device_name
+    # wall time per stage: both stages took time; together, the history's last timestamp and the last save
+    assert set(card.wall_seconds) == {"pixel", "gan"} and min(card.wall_seconds.values()) > 0
+    assert history["seconds"].iloc[-1] <= card.total_wall_seconds < history["seconds"].iloc[-1] + 1.0
+    assert card.wall_seconds["pixel"] >= history.loc[history.stage == "pixel", "seconds"].max() - 0.01
 
 
 def test_exported_generator_is_the_ema(references):
     work = references("esrgan")
-    card = yaml.safe_load((work / "out" / "model.yaml").read_text())
-    assert card["ema"] == 0.9 and card["gan_loss"] == "ragan" and card["iterations"] == {"pixel": 20, "gan": 20}
+    card = ModelCard.read(work / "out" / "model.yaml")
+    assert card.training["ema"] == 0.9 and card.training["gan_loss"] == "ragan"
+    assert card.iterations == {"pixel": 20, "gan": 20}
     state = load_checkpoint(work / "ckpt" / "last.pt")
     exported = weights(work / "out")
     assert exported.keys() == state["ema"].keys()
@@ -136,23 +161,23 @@ def test_exported_generator_is_the_ema(references):
 def test_ema_off_exports_the_trained_weights(split, tmp_path):
     settings = copy.deepcopy(SETTINGS) | {"ema": 0}
     settings["pixel"]["iterations"], settings["gan"]["iterations"] = 4, 2
-    train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+    fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
     state = load_checkpoint(tmp_path / "ckpt" / "last.pt")
     assert "ema" not in state
     for key, value in weights(tmp_path / "out").items():
         assert torch.equal(value, state["generator"][key]), key
-    assert yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())["exported_weights"] == "last"
+    assert ModelCard.read(tmp_path / "out" / "model.yaml").training["exported_weights"] == "last"
 
 
 def test_same_seed_same_weights_and_changed_settings_start_fresh(split, reference, tmp_path, caplog):
-    train_model(split, tmp_path / "a", tmp_path / "ckpt_a", SETTINGS, name="tiny")
+    fit(split, tmp_path / "a", tmp_path / "ckpt_a", SETTINGS)
     for key, value in weights(reference / "out").items():
         assert torch.equal(value, weights(tmp_path / "a")[key]), key
     # a checkpoint written for other settings is not resumed
     other = copy.deepcopy(SETTINGS)
     other["seed"] = 1
-    with caplog.at_level(logging.INFO, logger="scisr.train.loop"):
-        train_model(split, tmp_path / "b", tmp_path / "ckpt_a", other, name="tiny")
+    with caplog.at_level(logging.INFO, logger="scisr.train.trainer"):
+        fit(split, tmp_path / "b", tmp_path / "ckpt_a", other)
     assert "starting fresh" in caplog.text
     assert not all(torch.equal(v, weights(tmp_path / "b")[k]) for k, v in weights(reference / "out").items())
 
@@ -160,16 +185,16 @@ def test_same_seed_same_weights_and_changed_settings_start_fresh(split, referenc
 KILLED_RUN = """
 import json, sys, time
 from pathlib import Path
-from scisr.train import loop
-save = loop._Trainer.save
-kill_at = int(sys.argv[5])
+from scisr.train import TrainJob, train, trainer
+save = trainer.Trainer.save
+kill_at = int(sys.argv[2])
 def slow_save(self):
     save(self)
     if self.progress.iteration == kill_at:
-        Path(sys.argv[3], "saved").touch()
+        Path(self.checkpoint_path.parent, "saved").touch()
         time.sleep(120)  # stand-in for slow progress: the test kills us here
-loop._Trainer.save = slow_save
-loop.train_model(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), name="tiny")
+trainer.Trainer.save = slow_save
+train(TrainJob(**json.loads(sys.argv[1])))
 """
 
 
@@ -178,8 +203,8 @@ def test_resume_after_kill_matches_uninterrupted_run(split, references, variant,
     settings, kill_at, reference = VARIANTS[variant], KILL_AT[variant], references(variant)
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(split), str(tmp_path / "out"), str(ckpt),
-         json.dumps(settings), str(kill_at)],
+        [sys.executable, "-c", textwrap.dedent(KILLED_RUN),
+         json.dumps(dataclasses.asdict(job(split, tmp_path / "out", ckpt, settings)), default=str), str(kill_at)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -196,8 +221,8 @@ def test_resume_after_kill_matches_uninterrupted_run(split, references, variant,
     assert ("ema" in killed) and killed["progress"]["stage"] == ("pixel" if kill_at <= 20 else "gan")
     assert not (tmp_path / "out").exists()
 
-    with caplog.at_level(logging.INFO, logger="scisr.train.loop"):
-        train_model(split, tmp_path / "out", ckpt, settings, name="tiny")
+    with caplog.at_level(logging.INFO, logger="scisr.train.trainer"):
+        fit(split, tmp_path / "out", ckpt, settings)
     assert f"resuming from iteration {kill_at}" in caplog.text
     history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
     expected = pd.read_csv(reference / "out" / "history.tsv", sep="\t")
@@ -222,7 +247,7 @@ def test_nan_guard_keeps_last_good_checkpoint(split, tmp_path, monkeypatch):
 
     monkeypatch.setitem(losses.PIXEL_LOSSES, "l1", poisoned)
     with pytest.raises(RuntimeError, match="iteration 16.*last good checkpoint"):
-        train_model(split, tmp_path / "out", tmp_path / "ckpt", SETTINGS, name="tiny")
+        fit(split, tmp_path / "out", tmp_path / "ckpt", SETTINGS)
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["progress"]["iteration"] == 10
     assert not (tmp_path / "out").exists()
 
@@ -252,7 +277,7 @@ def test_nan_guard_on_non_finite_gradient(split, tmp_path, monkeypatch, grad_cli
     settings = copy.deepcopy(SETTINGS) | {"grad_clip": grad_clip}
     message = "non-finite generator gradient norm at iteration 16.*last good checkpoint"
     with pytest.raises(RuntimeError, match=message):
-        train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+        fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["progress"]["iteration"] == 10
     assert not (tmp_path / "out").exists()
 
@@ -260,8 +285,8 @@ def test_nan_guard_on_non_finite_gradient(split, tmp_path, monkeypatch, grad_cli
 def test_frequent_clipping_is_logged(split, tmp_path, caplog):
     settings = copy.deepcopy(SETTINGS) | {"grad_clip": 1e-9}
     settings["pixel"]["iterations"], settings["gan"]["iterations"] = 5, 0
-    with caplog.at_level(logging.WARNING, logger="scisr.train.loop"):
-        train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+    with caplog.at_level(logging.WARNING, logger="scisr.train.trainer"):
+        fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
     assert "clipped to grad_clip 1e-09 in 5 of 5" in caplog.text
 
 
@@ -277,12 +302,13 @@ def small_vgg_file(path: Path, layer: str = "conv2_2") -> str:
 def test_perceptual_stage_and_card(split, tmp_path):
     sha = small_vgg_file(tmp_path / "vgg19.pth")
     settings = copy.deepcopy(ESRGAN) | {
-        "perceptual": {"weight": 0.01, "weights_file": str(tmp_path / "vgg19.pth"), "layer": "conv2_2"},
+        "perceptual": {"weight": 0.01, "weights_file": str(tmp_path / "vgg19.pth"), "sha256": None,
+                       "layer": "conv2_2"},
     }
     settings["pixel"]["iterations"], settings["gan"]["iterations"] = 2, 3
-    train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
-    card = yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())
-    assert card["perceptual"] == {"weight": 0.01, "layer": "conv2_2", "weights_file": str(tmp_path / "vgg19.pth"),
+    fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
+    card = ModelCard.read(tmp_path / "out" / "model.yaml")
+    assert card.training["perceptual"] == {"weight": 0.01, "layer": "conv2_2", "weights_file": str(tmp_path / "vgg19.pth"),
                                   "sha256": sha}
     history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
     gan = history[history.stage == "gan"]
@@ -291,7 +317,7 @@ def test_perceptual_stage_and_card(split, tmp_path):
 
     settings["perceptual"]["sha256"] = "f" * 64  # a wrong digest stops before anything is trained
     with pytest.raises(ValueError, match=f"expected {'f' * 64}.*got {sha}"):
-        train_model(split, tmp_path / "out2", tmp_path / "ckpt2", settings, name="tiny")
+        fit(split, tmp_path / "out2", tmp_path / "ckpt2", settings)
     assert not (tmp_path / "ckpt2").exists() and not (tmp_path / "out2").exists()
 
 
@@ -301,7 +327,7 @@ def test_pixel_only_and_patch_clamped(split, tmp_path, caplog):
     settings["gan"]["iterations"] = 0
     settings["patch_size"] = 128
     with caplog.at_level(logging.WARNING):
-        train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+        fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
     assert "patch_size 128" in caplog.text
     history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
     assert history["iteration"].tolist() == [0, 5] and history["stage"].tolist() == ["init", "pixel"]
@@ -315,13 +341,26 @@ def test_settings_errors_name_the_key(split, tmp_path):
     settings = copy.deepcopy(SETTINGS)
     settings["patch_size"] = 30
     with pytest.raises(ValueError, match="multiple of the scale"):
-        train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="tiny")
+        fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
 
 
-def test_new_settings_have_defaults_and_are_checked():
-    cfg = Settings.from_dict(SETTINGS)
+def test_settings_are_the_schemas_keys_without_defaults_of_their_own(root):
+    cfg = Settings.from_dict(SETTINGS)  # the schema's defaults, filled in by validation
     assert (cfg.ema, cfg.grad_clip, cfg.amp, cfg.stages[1].adversarial_loss) == (0.999, None, "auto", "bce")
     assert (cfg.perceptual.weight, cfg.perceptual.weights_file, cfg.perceptual.layer) == (0.0, None, "conv5_4")
+    schema = yaml.safe_load((root / "config" / "train.schema.yaml").read_text())
+    assert set(KEYS) == set(schema["properties"]) | {"seed", "scale"}
+    for key in KEYS:  # every key is required: none has a second default in code
+        with pytest.raises(KeyError, match=f"missing key '{key}'"):
+            Settings.from_dict({k: v for k, v in SETTINGS.items() if k != key})
+    for block, key in (("gan", "loss"), ("perceptual", "layer"), ("pixel", "gamma")):
+        changed = copy.deepcopy(SETTINGS)
+        del changed[block][key]
+        with pytest.raises(KeyError, match=f"missing key '{block}.{key}'"):
+            Settings.from_dict(changed)
+
+
+def test_settings_are_checked():
     assert Settings.from_dict(SETTINGS | {"grad_clip": 0, "ema": 0}).grad_clip is None
     assert Settings.from_dict(SETTINGS | {"pixel_loss": "mse"}).pixel_loss == "mse"
     assert Settings.from_dict(SETTINGS | {"amp": False}).amp == "off"  # YAML 1.1: `amp: off` reads as false
@@ -332,8 +371,11 @@ def test_new_settings_have_defaults_and_are_checked():
         "grad_clip": ({"grad_clip": -1}, "grad_clip must be > 0"),
         "gan.loss": ({"gan": SETTINGS["gan"] | {"loss": "wgan"}}, "gan.loss is 'wgan'; known: bce, ragan"),
         "pixel_loss": ({"pixel_loss": "huber"}, "pixel_loss is 'huber'"),
-        "perceptual": ({"perceptual": {"weight": 1.0}}, "perceptual.weights_file is not set"),
-        "perceptual key": ({"perceptual": {"weights": "x"}}, "unknown key.*perceptual.weights"),
+        "perceptual": ({"perceptual": SETTINGS["perceptual"] | {"weight": 1.0}},
+                       "perceptual.weights_file is not set"),
+        "perceptual key": ({"perceptual": SETTINGS["perceptual"] | {"weights": "x"}}, "unknown key.*perceptual.weights"),
+        "unknown key": ({"emma": 0.9}, "unknown key.*emma"),
+        "gpus": ({"gpus": 3}, "batch_size 4 is not divisible by gpus 3"),
     }
     for name, (change, message) in bad.items():
         with pytest.raises(ValueError, match=message):
@@ -354,9 +396,10 @@ def test_rrdbnet_trains_and_infers_through_the_same_code(split, tmp_path):
     settings["generator"] = {"arch": "rrdbnet", "channels": 8, "blocks": 1, "growth": 4, "global_skip": True}
     settings["pixel"]["iterations"] = 4
     settings["gan"]["iterations"] = 2
-    train_model(split, tmp_path / "out", tmp_path / "ckpt", settings, name="esrgan")
-    card = yaml.safe_load((tmp_path / "out" / "model.yaml").read_text())
-    assert card["arch"] == "rrdbnet" and card["args"]["growth"] == 4
-    infer_folder(tmp_path / "out", split / "val" / "LR", tmp_path / "pred", scale=4, tile=16, overlap=4)
+    fit(split, tmp_path / "out", tmp_path / "ckpt", settings, name="esrgan")
+    card = ModelCard.read(tmp_path / "out" / "model.yaml")
+    assert card.arch == "rrdbnet" and card.args["growth"] == 4
+    infer_folder(split / "val" / "LR", tmp_path / "pred", generator=tmp_path / "out" / "generator.pt",
+                 card=tmp_path / "out" / "model.yaml", scale=4, tile=16, overlap=4, device="cpu", threads=1)
     for hr in (split / "val" / "HR").glob("*.png"):
         assert read_png16(tmp_path / "pred" / hr.name).shape == read_png16(hr).shape

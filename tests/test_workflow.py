@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import BIN, ROOT
+from scisr.card import ModelCard
 
 DATASETS = ["astro", "generic", "mri"]
 MODELS = ["bicubic", "generic", "mri", "astro"]
@@ -175,6 +177,12 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     assert set(summary["dataset"]) == set(DATASETS)
     html = (work / "results/report/index.html").read_text()
     assert "data:image/png;base64," in html
+    # the cost table: each trained model's iterations and wall seconds per stage, from its model card
+    for model in TRAINED:
+        card = ModelCard.read(work / "results/models" / model / "model.yaml")
+        assert card.training_data["dataset"] == model and card.normalization["high_percentile"] > 0
+        assert min(card.wall_seconds.values()) > 0
+        assert re.search(rf"<td>{model}</td>.*<td>pixel 20 it / [0-9.]+ s; gan 6 it / [0-9.]+ s</td>", html)
 
     again = snakemake(snakemake_exe, work, "--dry-run")
     assert again.returncode == 0

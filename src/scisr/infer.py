@@ -10,35 +10,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from tqdm import tqdm
 
+from scisr.card import ModelCard
 from scisr.io.files import read_png16, remove_stale, write_png16
 from scisr.models import build_generator
-from scisr.prepare.resize import imresize
 from scisr.models.device import resolve_device
+from scisr.prepare.resize import imresize
 
 log = logging.getLogger(__name__)
 
-BICUBIC = "bicubic"
 
 
-def read_card(model_dir: str | os.PathLike) -> dict:
-    """The model card (model.yaml) of a trained model folder."""
-    path = Path(model_dir) / "model.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model card; is {model_dir} a trained model folder?")
-    return yaml.safe_load(path.read_text())
-
-
-def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """The generator of a model folder: built from model.yaml, strict generator.pt weights, eval mode."""
-    card = read_card(model_dir)
+def load_model(generator: str | os.PathLike, card: str | os.PathLike | ModelCard,
+               device: str | torch.device) -> nn.Module:
+    """A generator built from its model card (model.yaml, or a card read already) with strict generator.pt
+    weights, in eval mode on `device`."""
+    if not isinstance(card, ModelCard):
+        card = ModelCard.read(card)
     dev = resolve_device(str(device))
-    model = build_generator(card["arch"], **card["args"])
-    state = torch.load(Path(model_dir) / "generator.pt", map_location=dev, weights_only=True)
-    model.load_state_dict(state, strict=True)
+    model = build_generator(card.arch, **card.args)
+    state = torch.load(Path(generator), map_location=dev, weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"{generator}: weights do not fit the model card's {card.arch} ({error})") from None
     memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     return model.to(dev, memory_format=memory_format).eval()
 
@@ -74,9 +71,9 @@ def upscale(
     model: nn.Module,
     image: np.ndarray,
     scale: int,
-    tile: int = 256,
-    overlap: int = 32,
-    device: str | torch.device = "cpu",
+    tile: int,
+    overlap: int,
+    device: str | torch.device,
 ) -> np.ndarray:
     """Upscale a (H, W) or (C, H, W) image in overlapping LR tiles of `tile` px; float32, unclipped."""
     if not 0 <= overlap < tile:
@@ -107,31 +104,36 @@ def upscale(
 
 
 def infer_folder(
-    model: str | os.PathLike,
     lr_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
+    generator: str | os.PathLike | None,
+    card: str | os.PathLike | None,
     scale: int,
-    tile: int = 256,
-    overlap: int = 32,
-    device: str = "cpu",
-    threads: int = 1,
+    tile: int,
+    overlap: int,
+    device: str,
+    threads: int,
 ) -> None:
-    """Write out_dir/<name>.png (16-bit, LR size x scale) for each LR PNG with "bicubic" or a model folder."""
+    """Write out_dir/<name>.png (16-bit, LR size x scale) for each LR PNG, upscaled by a trained generator
+    (its generator.pt and model.yaml) or, when both are None, by bicubic interpolation (the baseline)."""
     lr_dir, out_dir = Path(lr_dir), Path(out_dir)
     lr_paths = sorted(lr_dir.glob("*.png"))
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no PNG images to upscale")
+    if (generator is None) != (card is None):
+        raise ValueError(f"infer {lr_dir}: give both generator ({generator}) and card ({card}), or neither "
+                         "for bicubic")
     torch.set_num_threads(threads)
-    if isinstance(model, str) and model == BICUBIC:
+    if generator is None:
         def run(image: np.ndarray) -> np.ndarray:
             return imresize(image, scale)
     else:
-        card = read_card(model)
-        if int(card["scale"]) != scale:
-            raise ValueError(f"{model}: the model upscales x{card['scale']}, but scale {scale} was asked for")
+        model_card = ModelCard.read(card)
+        if model_card.scale != scale:
+            raise ValueError(f"{card}: the model upscales x{model_card.scale}, but scale {scale} was asked for")
         dev = resolve_device(device)
-        net = load_model(model, dev)
+        net = load_model(generator, model_card, dev)
 
         def run(image: np.ndarray) -> np.ndarray:
             return upscale(net, image, scale, tile, overlap, dev)

@@ -23,11 +23,13 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from scisr.checks import split_problems
 from scisr.index import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_png16
 from scisr.prepare.degrade import degrade
 
 SPLITS = ("train", "val", "test")
+HR_DIR, LR_DIR = "HR", "LR"  # the two folders of a split part: the layout's one owner is `pair_dirs`
 SPLIT_COLUMNS = ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols", "reason"]
 FOREGROUND_LEVEL = 0.05  # normalized intensity above which a pixel counts as signal, not background
 
@@ -58,16 +60,10 @@ def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def _check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
-    """Validate that fractions name train, val and test, are positive and sum to 1."""
-    if set(fractions) != set(SPLITS):
-        raise ValueError(f"fractions must name exactly {', '.join(SPLITS)}; got {', '.join(fractions)}")
-    values = {name: float(fractions[name]) for name in SPLITS}
-    if any(value <= 0 for value in values.values()):
-        raise ValueError(f"every split fraction must be > 0, got {values}")
-    if abs(sum(values.values()) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must sum to 1, got {values} (sum {sum(values.values()):g})")
-    return values
+def pair_dirs(part_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The (HR, LR) image folders of one split part (`<split>/train`, `val` or `test`), same names in each."""
+    part_dir = Path(part_dir)
+    return part_dir / HR_DIR, part_dir / LR_DIR
 
 
 def tile_grid(rows: int, cols: int, tile_size: int) -> list[tuple[int, int, int, int]]:
@@ -113,7 +109,10 @@ def assign_units(
     areas: Mapping[str, int], fractions: Mapping[str, float], seed: int
 ) -> dict[str, str]:
     """Shuffle units with `seed` and give each to the split furthest below its pixel-area target."""
-    fractions = _check_fractions(fractions)
+    problems = split_problems(fractions, None, 1)
+    if problems:
+        raise ValueError("; ".join(problems))
+    fractions = {name: float(fractions[name]) for name in SPLITS}
     names = sorted(areas)
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     total = float(sum(areas.values()))
@@ -156,7 +155,7 @@ def _background_tiles(
 def split_dataset(
     index_path: str | os.PathLike,
     norm_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    part_dirs: Mapping[str, str | os.PathLike],
     split_tsv: str | os.PathLike,
     *,
     scale: int,
@@ -167,11 +166,14 @@ def split_dataset(
     degradation_options: Mapping | None = None,
     min_foreground: float = 0.0,
 ) -> pd.DataFrame:
-    """Split normalized images by subject into train/val/test; write HR/LR 16-bit PNGs and split.tsv."""
-    norm_dir, out_dir = Path(norm_dir), Path(out_dir)
-    _check_fractions(fractions)
-    if tile_size and tile_size % scale:
-        raise ValueError(f"tile_size {tile_size} must be a multiple of the scale {scale}")
+    """Split normalized images by subject into the `part_dirs` {train, val, test: folder}; write HR/LR 16-bit
+    PNGs into each part's `pair_dirs`, and split.tsv."""
+    norm_dir = Path(norm_dir)
+    if set(part_dirs) != set(SPLITS):
+        raise ValueError(f"part_dirs must name exactly {', '.join(SPLITS)}; got {', '.join(part_dirs)}")
+    problems = split_problems(fractions, tile_size, scale)
+    if problems:
+        raise ValueError(f"split of {norm_dir}: " + "; ".join(problems))
     index = read_index(index_path)
     index = index[index["status"] == "ok"]
     present = index["image_id"].map(lambda i: (norm_dir / f"{i}.tif").exists())
@@ -196,7 +198,9 @@ def split_dataset(
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
     assignment = assign_units(areas, fractions, seed)
 
-    records, written = [], {(s, k): set() for s in SPLITS for k in ("HR", "LR")}
+    folders = {split: pair_dirs(part_dirs[split]) for split in SPLITS}
+    written = {folder: set() for pair in folders.values() for folder in pair}
+    records = []
     pieces = sorted((p for unit in units.values() for p in unit), key=lambda p: (p.image_id, p.id))
     cache_id, cache = None, None
     for piece in pieces:
@@ -207,13 +211,13 @@ def split_dataset(
         lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece.id), **options)
         split = assignment[piece.unit]
         name = f"{piece.id}.png"
-        write_png16(out_dir / split / "HR" / name, hr)
-        write_png16(out_dir / split / "LR" / name, lr)
-        written[split, "HR"].add(name)
-        written[split, "LR"].add(name)
+        hr_dir, lr_dir = folders[split]
+        write_png16(hr_dir / name, hr)
+        write_png16(lr_dir / name, lr)
+        written[hr_dir].add(name)
+        written[lr_dir].add(name)
         records.append({**asdict(piece), "split": split, "reason": ""})
-    for (split, kind), keep in written.items():
-        folder = out_dir / split / kind
+    for folder, keep in written.items():
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder, "*.png", keep)
     records += [{**asdict(piece), "split": "excluded", "reason": reason} for piece, reason in excluded.values()]

@@ -10,6 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from scisr.io.files import atomic_path, read_png16, write_text_atomic
+from scisr.prepare.split import pair_dirs
 from scisr.report import figures, html, meaning, stats, tables
 
 __all__ = ["build_report", "default_conventions", "stats_note"]
@@ -88,10 +89,11 @@ def _panel_models(models: list[str], dataset: str, *, baseline: str, generic: st
 
 
 def _build_panel(
-    dataset: str, spec: Mapping, long: pd.DataFrame, out_path: Path, *, baseline: str, generic: str
+    dataset: str, test_dir: PathLike, predictions: Mapping[str, PathLike], long: pd.DataFrame, out_path: Path, *,
+    baseline: str, generic: str
 ) -> str | None:
-    """Write `panel_<dataset>.png`; return its caption, or None when the dataset has no test images."""
-    hr_dir, lr_dir = Path(spec["hr_dir"]), Path(spec["lr_dir"])
+    """Write the dataset's panel figure to `out_path`; return its caption, or None without test images."""
+    hr_dir, lr_dir = pair_dirs(test_dir)
     hr_path = _panel_image(hr_dir)
     if hr_path is None:
         return None
@@ -100,7 +102,7 @@ def _build_panel(
     scale = max(1, round(hr.shape[0] / lr.shape[0]))
     box = figures.centre_box(hr.shape, PANEL_CROP, multiple=scale)
     images = {"LR (nearest)": figures.nearest_upsample(lr, hr.shape)[box]}
-    predictions = {m: Path(p) for m, p in spec.get("predictions", {}).items()}
+    predictions = {m: Path(p) for m, p in predictions.items()}
     image_id = hr_path.stem
     psnr: dict[str, float] = {}
     shown = []
@@ -131,32 +133,37 @@ def _build_panel(
 
 
 def build_report(
-    scores: Mapping[str, Mapping[str, PathLike]],
-    histories: Mapping[str, PathLike],
-    panels: Mapping[str, Mapping],
-    out_dir: PathLike,
     *,
-    baseline: str = "bicubic",
-    generic: str = "generic",
-    model_cards: Mapping[str, PathLike] | None = None,
-    title: str = "SciSR study",
-    scale: int = 4,
-    conventions: str | None = None,
-    split_tables: Mapping[str, PathLike] | None = None,
+    scores: Mapping[str, Mapping[str, PathLike]],
+    predictions: Mapping[str, Mapping[str, PathLike]],
+    histories: Mapping[str, PathLike],
+    cards: Mapping[str, PathLike],
+    test_dirs: Mapping[str, PathLike],
+    split_tables: Mapping[str, PathLike] | None,
+    html_path: PathLike,
+    summary_path: PathLike,
+    stats_path: PathLike,
+    metrics_path: PathLike,
+    heatmap_path: PathLike,
+    curves_path: PathLike,
+    panel_paths: Mapping[str, PathLike],
+    baseline: str,
+    generic: str,
+    title: str,
+    scale: int,
     degradations: Mapping[str, str] | None = None,
+    conventions: str | None = None,
 ) -> None:
-    """Write summary.tsv, stats.tsv, metrics.png, heatmap.png, learning_curves.png, panel_<dataset>.png and
-    index.html into `out_dir`.
+    """Write the summary and statistics tables, the figures and the self-contained HTML page to the paths given.
 
-    `split_tables` maps a dataset to its split.tsv (image -> subject, for subject-level statistics; without
-    it each image counts as its own subject); `degradations` maps a dataset to its degradation's name for
-    the caveats.
+    Inputs: `scores` and `predictions` are {model: {dataset: score TSV / prediction folder}}, `histories` and
+    `cards` {model: history.tsv / model.yaml}, `test_dirs` {dataset: test split part}, `split_tables` {dataset:
+    split.tsv} (image -> subject, for subject-level statistics; None: each image counts as its own subject),
+    `degradations` {dataset: degradation name} for the caveats. Outputs: `panel_paths` is {dataset: PNG}.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     long = tables.read_scores(scores)
     summary = tables.summarize(long, baseline=baseline, generic=generic)
-    with atomic_path(out / "summary.tsv") as tmp:
+    with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
 
     models = tables.model_order(long["model"].tolist() + list(histories), baseline=baseline, generic=generic)
@@ -168,34 +175,34 @@ def build_report(
     scored = [m for m in models if m in set(long["model"])]
     table = stats.paired_stats(long, subjects, baseline=baseline, generic=generic, models=scored,
                                datasets=datasets)
-    with atomic_path(out / "stats.tsv") as tmp:
+    with atomic_path(stats_path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
 
-    figures.metrics_figure(long, out / "metrics.png", models=[m for m in models if m in set(long["model"])],
-                           datasets=datasets, palette=palette)
+    figures.metrics_figure(long, Path(metrics_path), models=scored, datasets=datasets, palette=palette)
     figure_list.append(("Scores per model and dataset", "Each dot is one test image; diamonds with bars are the "
                         "mean \u00b1 sd. Images with infinite PSNR are not drawn in the PSNR panel.",
-                        out / "metrics.png"))
+                        Path(metrics_path)))
 
-    figures.heatmap_figure(table, out / "heatmap.png", models=scored, datasets=datasets, baseline=baseline)
+    figures.heatmap_figure(table, Path(heatmap_path), models=scored, datasets=datasets, baseline=baseline)
     figure_list.append(("Cross-domain matrix", f"Every model on every test set: mean over subjects of the "
                         f"per-image difference to {baseline} (left PSNR in dB, right RMSE). Blue cells improve on "
                         f"{baseline}, red cells are worse, in both panels. Marks from stats.tsv: * significant "
                         "after Holm correction, ns not significant, ? too few subjects to tell. How specific is "
-                        "\u201cspecific\u201d: read a model's row across the datasets.", out / "heatmap.png"))
+                        "\u201cspecific\u201d: read a model's row across the datasets.", Path(heatmap_path)))
 
     history_frames = _read_histories(histories)
-    figures.learning_curves_figure(history_frames, out / "learning_curves.png",
+    figures.learning_curves_figure(history_frames, Path(curves_path),
                                    models=[m for m in models if m in history_frames], palette=palette)
     figure_list.append(("Learning curves", "Validation RMSE (the study's curve) and PSNR against training iteration "
                         "for each trained model, each on its own dataset's validation split (so levels differ "
                         "between models); "
                         "a dotted line marks where the GAN stage starts.",
-                        out / "learning_curves.png"))
+                        Path(curves_path)))
 
-    for dataset in tables.dataset_order(list(panels), generic=generic):
-        path = out / f"panel_{dataset}.png"
-        caption = _build_panel(dataset, panels[dataset], long, path, baseline=baseline, generic=generic)
+    for dataset in tables.dataset_order(list(panel_paths), generic=generic):
+        path = Path(panel_paths[dataset])
+        shown = {model: by_dataset[dataset] for model, by_dataset in predictions.items() if dataset in by_dataset}
+        caption = _build_panel(dataset, test_dirs[dataset], shown, long, path, baseline=baseline, generic=generic)
         if caption is not None:
             figure_list.append((f"Example: {dataset}", caption, path))
 
@@ -211,8 +218,7 @@ def build_report(
     page = html.render(
         title=title,
         conventions=conventions if conventions is not None else default_conventions(scale),
-        compared=_compared([m for m in models if m in set(long["model"])], datasets, baseline=baseline,
-                           generic=generic, scale=scale),
+        compared=_compared(scored, datasets, baseline=baseline, generic=generic, scale=scale),
         summary=summary,
         datasets=datasets,
         best=tables.best_models(summary),
@@ -222,10 +228,9 @@ def build_report(
         stats=table,
         stats_note=stats_note(),
         figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
-        cost=tables.read_model_cards(model_cards) if model_cards else None,
+        cost=tables.read_model_cards(cards) if cards else None,
         footnotes=footnotes,
         baseline=baseline,
         generic=generic,
     )
-    write_text_atomic(out / "index.html", page)
-
+    write_text_atomic(html_path, page)

@@ -8,11 +8,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from scisr.card import ModelCard
 
 METRICS: tuple[str, ...] = ("rmse", "psnr", "ssim")
 LOWER_IS_BETTER: dict[str, bool] = {"rmse": True, "psnr": False, "ssim": False}
-COST_KEYS: tuple[str, ...] = ("name", "arch", "parameters", "iterations", "wall_seconds", "device")
+COST_COLUMNS: tuple[str, ...] = (
+    "model", "arch", "parameters", "iterations", "wall_seconds", "total_iterations", "total_wall_seconds",
+    "device", "device_name", "threads", "gpus",
+)
 
 PathLike = str | os.PathLike
 
@@ -124,14 +128,17 @@ def best_models(summary: pd.DataFrame) -> dict[tuple[str, str], set[str]]:
 
 
 def read_model_cards(model_cards: Mapping[str, PathLike] | None) -> pd.DataFrame:
-    """Read model.yaml cards into a training-cost frame (one row per model; unknown keys ignored)."""
+    """Read model cards (scisr.card.ModelCard) into a training-cost frame, one row per model.
+
+    `iterations` and `wall_seconds` hold per-stage dicts (e.g. {pixel: 1200, gan: 100}); the totals sum them.
+    """
     rows = []
     for model, path in (model_cards or {}).items():
-        with open(path) as fh:
-            card = yaml.safe_load(fh) or {}
-        if not isinstance(card, dict):
-            raise ValueError(f"{path}: expected a mapping in the model card, got {type(card).__name__}")
-        row = {"model": model}
-        row.update({key: card.get(key) for key in COST_KEYS if key != "name"})
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["model", *[k for k in COST_KEYS if k != "name"]])
+        card = ModelCard.read(path)
+        rows.append({
+            "model": model, "arch": card.arch, "parameters": card.parameters, "iterations": card.iterations,
+            "wall_seconds": card.wall_seconds, "total_iterations": card.total_iterations,
+            "total_wall_seconds": card.total_wall_seconds, "device": card.device,
+            "device_name": card.device_name, "threads": card.threads, "gpus": card.gpus,
+        })
+    return pd.DataFrame(rows, columns=list(COST_COLUMNS))

@@ -1,5 +1,8 @@
-"""Training: data sampling, losses, checkpoints, the two-stage SRGAN loop and its multi-process launch."""
+"""Training: settings, data sampling, losses, the two-stage trainer, its export and its multi-process launch.
 
-from scisr.train.loop import run_training, train_model
+`train(TrainJob(...))` is the one entry point (scisr.train.run).
+"""
 
-__all__ = ["run_training", "train_model"]
+from scisr.train.run import TrainJob, train
+
+__all__ = ["TrainJob", "train"]

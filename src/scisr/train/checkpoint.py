@@ -11,9 +11,9 @@ import torch
 
 from scisr.io.files import atomic_path
 
-# Bumped whenever the checkpoint's contents change meaning (2: EMA weights, defaults of new keys), so a
-# checkpoint of an older layout is never resumed: its fingerprint cannot match.
-CHECKPOINT_FORMAT = 2
+# Bumped whenever the checkpoint's contents change meaning (2: EMA weights, defaults of new keys; 3: seconds per
+# stage in the progress), so a checkpoint of an older layout is never resumed: its fingerprint cannot match.
+CHECKPOINT_FORMAT = 3
 
 
 def settings_hash(settings: dict, data_sha256: str = "") -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from scisr.io.hashing import folder_sha256  # noqa: F401 (re-exported: the trainer imports it from here)
 from scisr.io.files import read_png16
+from scisr.prepare.split import pair_dirs
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +24,14 @@ class PairedImages:
 
 
 def load_pairs(folder: str | os.PathLike, scale: int) -> PairedImages:
-    """Read `folder`/HR/*.png and the same names in `folder`/LR, checking that LR is exactly HR / scale."""
-    folder = Path(folder)
-    hr_paths = sorted((folder / "HR").glob("*.png"))
+    """Read the HR PNGs of split part `folder` and their LR partners, checking that LR is exactly HR / scale."""
+    hr_dir, lr_dir = pair_dirs(folder)
+    hr_paths = sorted(hr_dir.glob("*.png"))
     if not hr_paths:
-        raise FileNotFoundError(f"{folder / 'HR'}: no PNG images")
+        raise FileNotFoundError(f"{hr_dir}: no PNG images")
     names, hr, lr = [], [], []
     for hr_path in hr_paths:
-        lr_path = folder / "LR" / hr_path.name
+        lr_path = lr_dir / hr_path.name
         if not lr_path.is_file():
             raise FileNotFoundError(f"{lr_path}: missing LR partner of {hr_path}")
         hr_image, lr_image = read_png16(hr_path), read_png16(lr_path)

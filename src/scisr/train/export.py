@@ -1,0 +1,102 @@
+"""What a finished training run leaves: generator.pt, history.tsv and the model card, each written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from scisr.card import ModelCard
+from scisr.io.files import atomic_path
+from scisr.models import count_parameters
+from scisr.train.trainer import Trainer
+
+HISTORY_COLUMNS = [
+    "iteration", "stage", "loss_pixel", "loss_adv", "loss_perceptual", "loss_d", "val_rmse", "val_psnr",
+    "val_ssim", "lr", "seconds",
+]
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model (from /proc/cpuinfo where there is one)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def training_card(trainer: Trainer, *, dataset: str, normalization: dict, threads: int, train_hr_sha256: str,
+                  settings: dict) -> ModelCard:
+    """The model card of a finished run: what it is, what it learnt from, and what it cost per stage."""
+    cfg, p = trainer.cfg, trainer.progress
+    last = p.history[-1]
+    perceptual = trainer.perceptual
+    args = trainer.generator_args
+    return ModelCard(
+        name=trainer.name,
+        source="trained",
+        arch=cfg.generator["arch"],
+        args=dict(args),
+        scale=cfg.scale,
+        channels=int(args["in_channels"]),
+        parameters=count_parameters(trainer.eval_model),
+        iterations={s.name: s.iterations for s in cfg.stages},
+        wall_seconds={s.name: round(p.stage_seconds.get(s.name, 0.0), 3) for s in cfg.stages},
+        device=str(trainer.device),
+        device_name=device_name(trainer.device),
+        threads=threads,
+        gpus=trainer.world_size,
+        training_data={
+            "dataset": dataset,
+            "train_images": len(trainer.train.names),
+            "val_images": len(trainer.val.names),
+            "train_hr_sha256": train_hr_sha256,
+        },
+        normalization=dict(normalization),
+        init_from=None,
+        training={
+            "seed": cfg.seed,
+            "ema": cfg.ema,
+            "exported_weights": "ema" if trainer.ema is not None else "last",
+            "gan_loss": cfg.stages[1].adversarial_loss,
+            "perceptual": {
+                "weight": cfg.perceptual.weight if perceptual is not None else 0.0,
+                "layer": cfg.perceptual.layer if perceptual is not None else None,
+                "weights_file": cfg.perceptual.weights_file if perceptual is not None else None,
+                "sha256": perceptual.sha256 if perceptual is not None else None,
+            },
+            "grad_clip": cfg.grad_clip,
+            "precision": trainer.precision,
+            "distributed": (
+                {"world_size": trainer.world_size, "backend": dist.get_backend(),
+                 "batch_per_process": trainer.local_batch, "global_batch": cfg.batch_size}
+                if trainer.world_size > 1 else None
+            ),
+            "final_validation": {"val_rmse": float(last["val_rmse"]), "val_psnr": float(last["val_psnr"])},
+            "torch_version": str(torch.__version__),
+            "settings": json.loads(json.dumps(settings)),  # plain types for YAML
+        },
+    )
+
+
+def write_outputs(trainer: Trainer, card: ModelCard, *, generator: str | os.PathLike, history: str | os.PathLike,
+                  card_path: str | os.PathLike) -> None:
+    """generator.pt (EMA weights when enabled; a state dict), history.tsv and model.yaml at the given paths."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in trainer.eval_model.state_dict().items()}
+    with atomic_path(Path(generator)) as tmp:
+        torch.save(weights, tmp)
+    frame = pd.DataFrame(trainer.progress.history, columns=HISTORY_COLUMNS)
+    with atomic_path(Path(history)) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
+    card.write(card_path)

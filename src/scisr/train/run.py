@@ -1,0 +1,129 @@
+"""The one training entry point: `train(job)` trains one model, in this process or in torchrun workers.
+
+A `TrainJob` names every path the train rule declares (train and val split folders, generator.pt,
+history.tsv, model.yaml and the checkpoint folder outside the rule's outputs) and the settings, already
+validated against config/train.schema.yaml (scisr.train.settings). With settings `gpus` 1 the job runs here;
+with N > 1 `train` launches N DistributedDataParallel processes with torchrun (scisr.train.launcher), and each
+worker runs the same `run_process` as rank r of N. Rank 0 alone validates and writes checkpoints and outputs.
+A distributed checkpoint stores every process's patch-sampler state, so all processes resume from the same
+checkpoint and a resumed run repeats the uninterrupted one (checked bit for bit with 2 CPU processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from scisr.models.device import resolve_device
+from scisr.prepare.split import pair_dirs
+from scisr.io.hashing import folder_sha256
+from scisr.train.export import training_card, write_outputs
+from scisr.train.launcher import launch
+from scisr.train.settings import Settings
+from scisr.train.trainer import Trainer, fingerprint, perceptual_loss
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One model's training: the rule's input and output paths, its settings, and where it runs.
+
+    train_dir, val_dir   split parts holding HR/ and LR/ (scisr.prepare.split.pair_dirs)
+    generator, history, card   the output files: generator.pt, history.tsv, model.yaml
+    checkpoint_dir       where last.pt lives between runs (outside the outputs, so a killed job resumes)
+    settings             the training settings (see scisr.train.settings), validated against the schema
+    name, dataset        the model's name and the name of the dataset it learns from (for the model card)
+    normalization        the normalize settings of that dataset (for the model card)
+    device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
+    """
+
+    train_dir: PathLike
+    val_dir: PathLike
+    generator: PathLike
+    history: PathLike
+    card: PathLike
+    checkpoint_dir: PathLike
+    settings: dict
+    name: str
+    dataset: str
+    normalization: dict
+    device: str
+    threads: int
+
+    @classmethod
+    def read(cls, path: PathLike) -> TrainJob:
+        """A job written as JSON by the launcher."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def train(job: TrainJob) -> None:
+    """Train one model as the job says; write its generator.pt, history.tsv and model.yaml."""
+    cfg = Settings.from_dict(job.settings)
+    if cfg.gpus > 1:
+        launch(job, cfg.gpus)
+    else:
+        run_process(job)
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device, world_size: int) -> Iterator[None]:
+    """Join the torchrun group for the block (nccl on CUDA, gloo on CPU); nothing to join for one process."""
+    if world_size == 1:
+        yield
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
+    """Train as process `rank` of `world_size` (1: the only one): build, resume, run, export (rank 0)."""
+    cfg = Settings.from_dict(job.settings)
+    if world_size != cfg.gpus:
+        raise RuntimeError(f"training {job.name}: settings ask for gpus {cfg.gpus} but {world_size} "
+                           "process(es) were started")
+    device = resolve_device(job.device)  # under torchrun 'cuda' is cuda:LOCAL_RANK
+    with process_group(device, world_size):
+        torch.set_num_threads(job.threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
+        hr_dir, lr_dir = pair_dirs(job.train_dir)
+        hr_sha, lr_sha = folder_sha256(hr_dir), folder_sha256(lr_dir)
+        trainer = Trainer(job.train_dir, job.val_dir, job.checkpoint_dir, cfg,
+                          fingerprint(job.settings, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
+                          rank=rank, world_size=world_size)
+        trainer.try_resume()
+        if world_size > 1:
+            check_same_start(trainer)
+        trainer.run()
+        if trainer.is_main:
+            card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
+                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings)
+            write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
+        trainer.barrier()
+
+
+def check_same_start(trainer: Trainer) -> None:
+    """Stop every process unless all resumed from the same iteration (or all start fresh)."""
+    starts = [None] * trainer.world_size
+    dist.all_gather_object(starts, trainer.progress.iteration)
+    if len(set(starts)) > 1:
+        raise RuntimeError(f"training {trainer.name}: processes start from different iterations {starts} "
+                           f"(a checkpoint unreadable by some?); delete {trainer.checkpoint_path} to start fresh")
