@@ -18,5 +18,6 @@ rule extract:
         mem_mb=config["compute"]["mem_mb"],
     params:
         modalities=lambda wildcards: get_dataset(wildcards)["modalities"],
+        max_bytes=config["extract"]["max_image_bytes"],
     script:
         "../scripts/extract.py"

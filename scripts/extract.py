@@ -15,6 +15,7 @@ def main(smk) -> None:
             smk.output.frames,
             smk.output.index,
             modalities=list(smk.params.modalities) or None,
+            max_bytes=smk.params.max_bytes,
         )
 
 

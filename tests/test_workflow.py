@@ -102,6 +102,21 @@ def test_bad_config_stops_with_a_clear_message(snakemake_exe: str, tmp_path: Pat
     assert "unknown dataset 'mrii'" in result.stdout + result.stderr
 
 
+def test_crossed_percentiles_and_overlap_stop_at_parse_time_naming_the_keys(
+    snakemake_exe: str, tmp_path: Path
+) -> None:
+    work = make_workdir(tmp_path)
+    config = load("config.yaml")
+    config["datasets"]["mri"]["normalize"].update(low_percentile=99.0, high_percentile=1.0)
+    config["infer"] = {"tile": 32, "overlap": 32}
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(snakemake_exe, work, "--dry-run")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "datasets.mri.normalize.low_percentile 99 must be below datasets.mri.normalize.high_percentile 1" in output
+    assert "infer.overlap 32 must be at least 0 and below infer.tile 32" in output
+
+
 def test_perceptual_loss_without_weights_stops_at_validation_saying_what_to_set(
     snakemake_exe: str, tmp_path: Path
 ) -> None:

@@ -52,6 +52,23 @@ def split_problems(fractions: Mapping[str, float], tile_size: int | None, scale:
     return problems
 
 
+def normalize_problems(settings: Mapping, prefix: str = "") -> list[str]:
+    """Normalization settings: the low percentile lies below the high one."""
+    low, high = float(settings["low_percentile"]), float(settings["high_percentile"])
+    if not low < high:
+        return [f"{prefix}low_percentile {low:g} must be below {prefix}high_percentile {high:g} "
+                "(they are the values mapped to 0 and to 1)"]
+    return []
+
+
+def infer_problems(tile: int, overlap: int, prefix: str = "") -> list[str]:
+    """Tiled inference: the overlap of neighbouring tiles is smaller than a tile."""
+    if not 0 <= overlap < tile:
+        return [f"{prefix}overlap {overlap} must be at least 0 and below {prefix}tile {tile} "
+                "(neighbouring LR tiles share `overlap` pixels)"]
+    return []
+
+
 def config_problems(config: Mapping) -> list[str]:
     """The workflow config: models and evaluate name known datasets; every dataset's split settings."""
     datasets = sorted(config["datasets"])
@@ -66,4 +83,6 @@ def config_problems(config: Mapping) -> list[str]:
         split = dataset["split"]
         problems += split_problems(split["fractions"], split["tile_size"], config["scale"],
                                    prefix=f"datasets.{name}.split.")
+        problems += normalize_problems(dataset["normalize"], prefix=f"datasets.{name}.normalize.")
+    problems += infer_problems(config["infer"]["tile"], config["infer"]["overlap"], prefix="infer.")
     return problems

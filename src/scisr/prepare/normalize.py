@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scisr.checks import normalize_problems
 from scisr.index import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_tiff
 
@@ -111,6 +112,9 @@ def normalize_dataset(
     scale: int,
 ) -> pd.DataFrame:
     """Normalize and crop every 'ok' frame of index.tsv; write out_dir/<image_id>.tif and params.tsv."""
+    problems = normalize_problems({"low_percentile": low_percentile, "high_percentile": high_percentile})
+    if problems:
+        raise ValueError("normalize settings: " + "; ".join(problems))
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = read_index(index_path)
