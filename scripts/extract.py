@@ -14,7 +14,11 @@ def main(smk) -> None:
             manifest,
             smk.output.frames,
             smk.output.index,
+            secret=smk.params.secret,
+            key_map=smk.output.key_map,
+            dataset=smk.wildcards.dataset,
             modalities=list(smk.params.modalities) or None,
+            frames=dict(smk.params.frames),
         )
 
 
