@@ -15,13 +15,13 @@ rule extract:
         "logs/extract/{dataset}.log",
     benchmark:
         "benchmarks/extract/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=config["compute"]["mem_mb"],
     params:
         modalities=lambda wildcards: get_dataset(wildcards)["modalities"],
         frames=lambda wildcards: get_dataset(wildcards)["frames"],
         secret=config["deid"]["secret"],
-    resources:
-        mem_mb=config["compute"]["mem_mb"],
-    conda:
-        "../envs/data.yaml"
     script:
         "../scripts/extract.py"

@@ -82,3 +82,25 @@ def read_key_map_roundtrip(ids: Pseudonymizer, folder: Path):
 
     write_key_map(ids.table(), folder / "keys.tsv")
     return read_key_map(folder / "keys.tsv")
+
+
+def test_reader_warnings_quoting_header_values_stay_out_of_the_log(tmp_path: Path, monkeypatch) -> None:
+    import scisr.extract as extract
+    from pydicom.misc import warn_and_log
+
+    real = extract.read_frames
+
+    def chatty(path, **kwargs):
+        warn_and_log("Invalid value for VR PN: 'DOE^JOHN'")  # pydicom warns and logs like this
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(extract, "read_frames", chatty)
+    write_series(tmp_path / "scans", 3)
+    raw = tmp_path / "raw"
+    from scisr.sources import fetch
+
+    fetch({"kind": "local", "path": str(tmp_path / "scans")}, raw, raw / "MANIFEST.tsv")
+    with log_to(tmp_path / "x.log"):
+        extract.extract_dataset(raw, raw / "MANIFEST.tsv", tmp_path / "f", tmp_path / "i.tsv", secret=bytes(32))
+    text = (tmp_path / "x.log").read_text()
+    assert "DOE" not in text and "6 reader warning(s) and log line(s) not shown" in text  # 3 warnings, 3 log lines

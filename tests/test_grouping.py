@@ -10,8 +10,7 @@ import pytest
 from study_data import run_chain, write_fits, write_series
 
 from scisr.index import read_index
-from scisr.io.sky import angular_distance
-from scisr.prepare.grouping import slab_sizes, subject_groups
+from scisr.prepare.grouping import angular_distance, slab_sizes, subject_groups
 from scisr.prepare.split import read_split_table
 
 

@@ -28,10 +28,12 @@ pseudonym instead. `key_map` (outside results/) maps every pseudonym back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -148,9 +150,12 @@ def extract_dataset(
 
     frames_dir.mkdir(parents=True, exist_ok=True)
     seen, rows = _Seen(frames_dir, ids, rules, dataset), []
-    for rel, subject_hint in order:
-        for row in _extract_file(raw_dir / rel, rel, subject_hint, wanted, seen, max_bytes):
-            rows.append(row)
+    with _quiet_readers() as muted:
+        for rel, subject_hint in order:
+            for row in _extract_file(raw_dir / rel, rel, subject_hint, wanted, seen, max_bytes):
+                rows.append(row)
+    if muted:
+        log.info("%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted))
     kinds = Counter(row["kind"] for row in rows)
 
     index = write_index(rows, index_path)
@@ -160,6 +165,35 @@ def extract_dataset(
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
     log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
     return index
+
+
+class _Drop(logging.Filter):
+    def __init__(self, sink: list) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.sink.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_readers() -> Iterator[list]:
+    """Keep pydicom's and astropy's warnings and log lines (which quote header values, e.g. an
+    invalid PatientName) out of the job's log; yield the list that collects them."""
+    muted: list = []
+    loggers = [logging.getLogger(name) for name in ("pydicom", "astropy")]
+    drop = _Drop(muted)
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield muted
+        muted.extend(caught)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 def scrub(text: str, rel: str, token: str) -> str:

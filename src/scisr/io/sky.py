@@ -14,26 +14,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # astropy is imported only when a header is read, so splitting stays light
-    from astropy.io import fits
+from astropy.io import fits
 
 _POINTING_KEYS = (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC"), ("RA_OBJ", "DEC_OBJ"))
 
 
-def angular_distance(ra1: float, dec1: float, ra2: np.ndarray | float, dec2: np.ndarray | float) -> np.ndarray:
-    """Great-circle distance in degrees (Vincenty's formula, stable at every distance)."""
-    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (ra1, dec1, ra2, dec2))
-    d_ra = ra2 - ra1
-    num = np.hypot(np.cos(dec2) * np.sin(d_ra), np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(d_ra))
-    den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(d_ra)
-    return np.degrees(np.arctan2(num, den))
-
-
-def sky_footprint(header: "fits.Header", shape: tuple[int, int]) -> tuple[float, float, float] | None:
+def sky_footprint(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float] | None:
     """(RA, Dec, radius) in degrees of an image of `shape` (rows, cols) with `header` (module doc)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FITSFixedWarning and friends: non-standard but usable headers
@@ -43,7 +31,7 @@ def sky_footprint(header: "fits.Header", shape: tuple[int, int]) -> tuple[float,
             return None
 
 
-def _from_wcs(header: "fits.Header", shape: tuple[int, int]) -> tuple[float, float, float] | None:
+def _from_wcs(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float] | None:
     from astropy.wcs import WCS
     from astropy.wcs.utils import pixel_to_skycoord
 
@@ -58,11 +46,11 @@ def _from_wcs(header: "fits.Header", shape: tuple[int, int]) -> tuple[float, flo
     ra, dec = coords.ra.deg, coords.dec.deg
     if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
         return None
-    radius = float(angular_distance(ra[0], dec[0], ra[1:], dec[1:]).max())
+    radius = float(coords[0].separation(coords[1:]).deg.max())
     return float(ra[0]), float(dec[0]), radius
 
 
-def _from_pointing(header: "fits.Header") -> tuple[float, float, float] | None:
+def _from_pointing(header: fits.Header) -> tuple[float, float, float] | None:
     for ra_key, dec_key in _POINTING_KEYS:
         ra, dec = header.get(ra_key), header.get(dec_key)
         if ra is None or dec is None:

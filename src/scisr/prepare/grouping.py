@@ -28,8 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scisr.io.sky import angular_distance
-
 N_SPLITS = 3
 _SUBJECT_RULES = {"patient", "study", "object", "source", "file"}
 
@@ -48,6 +46,15 @@ class Piece:
     left: int
     rows: int
     cols: int
+
+
+def angular_distance(ra1: float, dec1: float, ra2: np.ndarray | float, dec2: np.ndarray | float) -> np.ndarray:
+    """Great-circle distance in degrees (Vincenty's formula, stable at every distance)."""
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (ra1, dec1, ra2, dec2))
+    d_ra = ra2 - ra1
+    num = np.hypot(np.cos(dec2) * np.sin(d_ra), np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(d_ra))
+    den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(d_ra)
+    return np.degrees(np.arctan2(num, den))
 
 
 class _UnionFind:
