@@ -12,6 +12,7 @@ from study_data import run_chain, write_fits, write_series
 from scisr.index import read_index
 from scisr.prepare.grouping import angular_distance, slab_sizes, subject_groups
 from scisr.prepare.split import read_split_table
+from scisr.report.stats import subjects_from_split
 
 
 def _positions(paths: dict[str, Path]) -> pd.DataFrame:
@@ -43,6 +44,10 @@ def test_single_subject_series_is_cut_into_slabs(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         names = {p.stem for p in (paths["split"] / split / "HR").glob("*.png")}
         assert names == set(used.loc[used["split"] == split, "id"])
+    # the report's view: every test slice shares its subject with training
+    subjects = subjects_from_split({"mri": paths["table"]})
+    test = subjects[subjects["split"] == "test"]
+    assert len(test) == ranges.loc["test", "count"] and test["in_train"].all() and test["subject_id"].nunique() == 1
 
 
 def test_too_large_a_slab_gap_is_named_in_the_error(tmp_path: Path) -> None:
@@ -86,6 +91,8 @@ def test_overlapping_fits_frames_stay_in_one_split(tmp_path: Path) -> None:
     far = table[source >= 199]
     assert far["group"].nunique() == 6 and (far["group_rule"] == "file").all()
     assert table["split"].nunique() == 3  # distant fields are free to go anywhere
+    subjects = subjects_from_split({"astro": paths["table"]})
+    assert not subjects.loc[subjects["split"] == "test", "in_train"].any()  # no test sky is in training
 
 
 def test_subject_groups_join_transitively_and_by_tolerance() -> None:
