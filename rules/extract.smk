@@ -1,4 +1,6 @@
 # Phase 2: DICOM/FITS/PNG/JPEG/TIFF -> one float32 TIFF per frame in physical units + index.tsv.
+# Ids are pseudonyms keyed by the study's secret; the key map that traces them back stays
+# outside results/ (config deid).
 
 
 rule extract:
@@ -8,6 +10,7 @@ rule extract:
     output:
         index="results/extract/{dataset}/index.tsv",
         frames=directory("results/extract/{dataset}/frames"),
+        key_map=f"{config['deid']['key_map_dir']}/{{dataset}}.tsv",
     log:
         "logs/extract/{dataset}.log",
     benchmark:
@@ -19,5 +22,7 @@ rule extract:
     params:
         modalities=lambda wildcards: get_dataset(wildcards)["modalities"],
         max_bytes=config["extract"]["max_image_bytes"],
+        frames=lambda wildcards: get_dataset(wildcards)["frames"],
+        secret=config["deid"]["secret"],
     script:
         "../scripts/extract.py"

@@ -14,8 +14,12 @@ def main(smk) -> None:
             manifest,
             smk.output.frames,
             smk.output.index,
+            secret=smk.params.secret,
+            key_map=smk.output.key_map,
+            dataset=smk.wildcards.dataset,
             modalities=list(smk.params.modalities) or None,
             max_bytes=smk.params.max_bytes,
+            frames=dict(smk.params.frames),
         )
 
 

@@ -19,6 +19,9 @@ def main(smk) -> None:
             degradation=settings["degradation"],
             degradation_options=dict(settings["degradation_options"]),
             min_foreground=settings["min_foreground"],
+            slab_gap=settings["slab_gap"],
+            pointing_tolerance=settings["pointing_tolerance"],
+            dataset=smk.wildcards.dataset,
         )
 
 

@@ -75,7 +75,7 @@ def _dicom_cases(out: Path) -> list[Case]:
         cases.append(Case(kind, name, status, reason))
 
     copy(mr, "mr_intact.dcm", "ok", "", "intact MR (reference for same-instance copies)")
-    copy(j2k, "mr_same_instance_j2k.dcm", "skipped", "duplicate of mr_intact_f000 (same SOP instance, another encoding",
+    copy(j2k, "mr_same_instance_j2k.dcm", "skipped", "(same SOP instance, another encoding",
          "same SOP instance, lossless J2K copy (pixels equal)")
 
     def repeat_runs(frame: bytes) -> bytes:
@@ -329,6 +329,7 @@ if __name__ == "__main__":  # print the corpus table (kind -> outcome) from a re
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from scisr.deid import reidentify
     from scisr.extract import extract_dataset
     from scisr.sources.manifest import Entry, build_manifest
 
@@ -336,7 +337,11 @@ if __name__ == "__main__":  # print the corpus table (kind -> outcome) from a re
         raw = Path(tmp) / "raw"
         corpus = build_corpus(raw)
         table = build_manifest(raw, [Entry(path=c.name, source="corpus", subject="") for c in corpus])
-        index = extract_dataset(raw, table, Path(tmp) / "frames", Path(tmp) / "index.tsv", max_bytes=LIMIT)
+        index = extract_dataset(
+            raw, table, Path(tmp) / "frames", Path(tmp) / "index.tsv", secret=bytes(32),
+            key_map=Path(tmp) / "keys.tsv", frames={"pixel_data": []}, max_bytes=LIMIT,
+        )
+        index = reidentify(index, Path(tmp) / "keys.tsv")
         first = index.sort_values("frame").drop_duplicates("source_path").set_index("source_path")
         print("| kind | file | outcome | reason |\n|---|---|---|---|")
         for c in corpus:

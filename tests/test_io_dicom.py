@@ -260,3 +260,29 @@ def test_shared_single_files(shared_data: Path) -> None:
     np.testing.assert_array_equal(unc.image, j2k.image)
     assert len(read_frames(single / "emri_small_jpeg_ls_lossless.dcm")) == 10
     assert read_frames(single / "JPGLosslessP14SV1_1s_1f_8b.dcm")[0].original_dtype == "uint8"
+
+
+def test_frame_type_and_slice_position_per_frame(shared_data: Path) -> None:
+    """Enhanced MR: per-frame FrameType / ComplexImageComponent and plane positions along the normal."""
+    frames = read_frames(shared_data / "dicom" / "enhanced" / "philips_IM_0027_fMAP.dcm")
+    assert [f.image_type[-1] for f in frames] == ["M"] * 32 + ["FIELD_MAP"] * 32
+    assert [f.complex_component for f in frames] == ["MAGNITUDE"] * 32 + ["REAL"] * 32
+    positions = [f.slice_position for f in frames]
+    assert positions[:32] == positions[32:] and len(set(positions)) == 32
+    assert frames[0].subject_rule == "patient"
+
+
+def test_classic_image_type_component_and_position(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "P", "ND"]  # Siemens' phase image code
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # sagittal: the normal is -x
+    ds.ImagePositionPatient = [12.5, -3, 40]
+    ds.save_as(tmp_path / "phase.dcm")
+    frame = read_frames(tmp_path / "phase.dcm")[0]
+    assert frame.image_type == ("ORIGINAL", "PRIMARY", "P", "ND") and frame.complex_component == "PHASE"
+    assert frame.slice_position == pytest.approx(-12.5)
+    del ds.ImagePositionPatient  # no geometry: no position (frames may be time points)
+    del ds.PatientID
+    ds.save_as(tmp_path / "nogeo.dcm")
+    frame = read_frames(tmp_path / "nogeo.dcm")[0]
+    assert frame.slice_position is None and frame.subject_rule == "study"

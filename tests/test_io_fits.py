@@ -111,3 +111,19 @@ def test_shared_fits(shared_data: Path) -> None:
     (m13,) = read_frames(shared_data / "fits" / "M13_blue_0001.fits")
     assert m13.image.shape == (1040, 1392) and m13.original_dtype == "uint16"
     assert m13.image.max() > 255
+
+
+def test_sky_footprint_from_wcs_and_pointing(tmp_path: Path) -> None:
+    from study_data import write_fits
+
+    write_fits(tmp_path / "wcs.fits", 150.0, 2.0, size=64, pixel_arcsec=1.0, obj="M 101")
+    frame = read_frames(tmp_path / "wcs.fits")[0]
+    ra, dec, radius = frame.sky
+    assert (ra, dec) == (pytest.approx(150.0, abs=1e-6), pytest.approx(2.0, abs=1e-6))
+    assert radius * 3600 == pytest.approx(32 * 2**0.5, rel=1e-3)  # centre to a corner of a 64" square
+    assert frame.subject_id == "M 101" and frame.subject_rule == "object"
+    write_fits(tmp_path / "point.fits", 30.0, -10.0, wcs=False)
+    frame = read_frames(tmp_path / "point.fits")[0]
+    assert frame.sky == (30.0, -10.0, 0.0) and frame.subject_rule == "file"
+    fits.PrimaryHDU(np.ones((20, 20), np.float32)).writeto(tmp_path / "bare.fits")
+    assert read_frames(tmp_path / "bare.fits")[0].sky is None

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from scisr.io.files import write_tiff
+from scisr.index import INDEX_COLUMNS, write_index
 from scisr.prepare.split import split_dataset
 from test_report import report_paths
 from scisr.report import build_report, figures, stats
@@ -142,7 +143,8 @@ def _split_study(root) -> dict:
             rows.append({"image_id": f"sub{s}_f{f}", "subject_id": f"sub{s}", "status": "ok"})
     write_tiff(norm / "big.tif", 0.2 + 0.6 * rng.random((128, 128)))
     rows.append({"image_id": "big", "subject_id": "bigsubject", "status": "ok"})
-    pd.DataFrame(rows).to_csv(root / "index.tsv", sep="\t", index=False)
+    defaults = dict.fromkeys(INDEX_COLUMNS, "") | {"frame": 0, "rows": 0, "cols": 0}
+    write_index([defaults | row for row in rows], root / "index.tsv")
     table = split_dataset(root / "index.tsv", norm, {p: root / "split" / p for p in ("train", "val", "test")},
                           root / "split.tsv", scale=4,
                           fractions={"train": 0.5, "val": 0.1, "test": 0.4}, seed=1, tile_size=32)

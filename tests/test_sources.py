@@ -78,7 +78,7 @@ def test_local_copies_with_subfolders(tmp_path: Path) -> None:
     out = tmp_path / "raw"
     table = fetch({"kind": "local", "path": str(src)}, out, out / "MANIFEST.tsv")
     assert list(table["path"]) == ["img.fits", "notes.txt", "series1/1.dcm", "series1/2.DCM"]
-    assert table.loc[table["path"] == "img.fits", "source"].item() == str(src / "img.fits")
+    assert table.loc[table["path"] == "img.fits", "source"].item() == "local:img.fits"  # no absolute path
     check_manifest(table, out, out / "MANIFEST.tsv")
 
     picked = fetch({"kind": "local", "path": str(src), "patterns": ["*.dcm", "*.fits"]}, out, out / "MANIFEST.tsv")

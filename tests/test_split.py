@@ -5,10 +5,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_png16, write_tiff
-from scisr.prepare.split import assign_units, split_dataset, tile_grid
+from scisr.prepare.split import SPLIT_COLUMNS, assign_units, read_split_table, split_dataset, tile_grid
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+def index_rows(rows: list[dict], path) -> None:
+    """Write index.tsv through the real writer; unnamed columns empty (frame, rows, cols 0)."""
+    defaults = dict.fromkeys(INDEX_COLUMNS, "") | {"frame": 0, "rows": 0, "cols": 0}
+    write_index([defaults | row for row in rows], path)
 
 
 def _dataset(root, n_subjects=8, big=(96, 136)):
@@ -25,7 +32,7 @@ def _dataset(root, n_subjects=8, big=(96, 136)):
     rows.append({"image_id": "big", "subject_id": "bigsubject", "status": "ok"})
     rows.append({"image_id": "failed", "subject_id": "sub0", "status": "failed"})
     rows.append({"image_id": "not_normalized", "subject_id": "sub1", "status": "ok"})
-    pd.DataFrame(rows).to_csv(root / "index.tsv", sep="\t", index=False)
+    index_rows(rows, root / "index.tsv")
     return norm
 
 
@@ -47,7 +54,8 @@ def test_split_outputs(tmp_path):
     (tmp_path / "split" / "val" / "HR" / "stale.png").write_bytes(b"x")
     table = _run(tmp_path, norm)
     saved = pd.read_csv(tmp_path / "split.tsv", sep="\t", dtype={"id": str, "image_id": str})
-    assert list(saved.columns) == ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols", "reason"]
+    assert list(saved.columns) == SPLIT_COLUMNS
+    assert SPLIT_COLUMNS[:4] == ["id", "image_id", "subject_id", "group"] and "group_rule" in SPLIT_COLUMNS
     assert len(saved) == len(table)
     assert "not_normalized" not in set(table["image_id"]) and "failed" not in set(table["image_id"])
     # no subject in two splits, except the tiled big image
@@ -56,7 +64,9 @@ def test_split_outputs(tmp_path):
     assert set(table["split"]) == {"train", "val", "test"}
     # tiles: 3 x 4 grid of 32 px, disjoint and within the 96 x 136 image
     tiles = table[table["image_id"] == "big"]
-    assert len(tiles) == 12 and set(tiles["unit"]) == set(tiles["id"])
+    assert len(tiles) == 12 and set(tiles["unit"]) == set(tiles["id"]) and (tiles["group_rule"] == "tile").all()
+    assert (table.loc[table["image_id"] != "big", "group_rule"] == "file").all()
+    assert (table["group"] == table["subject_id"]).all()  # no sky, so every group is one subject
     assert "big_t0203" in set(tiles["id"])
     mask = np.zeros((96, 136), dtype=int)
     for t in tiles.itertuples():
@@ -114,15 +124,19 @@ def test_deterministic_per_seed_and_varies_across_seeds(tmp_path):
     assert any(not other.equals(first["split"]) for other in others)
 
 
-def test_too_few_units_names_the_folder(tmp_path):
+def test_too_few_units_names_the_folder_and_the_settings(tmp_path):
     norm = tmp_path / "mri_norm"
     for i in range(2):
-        write_tiff(norm / f"x{i}.tif", np.zeros((16, 16)))
-    pd.DataFrame({"image_id": ["x0", "x1"], "subject_id": ["s", "t"], "status": ["ok", "ok"]}).to_csv(
-        tmp_path / "index.tsv", sep="\t", index=False
-    )
-    with pytest.raises(ValueError, match="mri_norm"):
-        _run(tmp_path, norm)
+        write_tiff(norm / f"x{i}.tif", np.zeros((48, 48)))
+    index_rows([{"image_id": f"x{i}", "subject_id": s, "status": "ok"} for i, s in enumerate("st")], tmp_path / "index.tsv")
+    with pytest.raises(ValueError, match="mri_norm.*lower datasets.mri.split.tile_size .now 32.*48x48.*add subjects"):
+        split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
+                      fractions=FRACTIONS, seed=0, tile_size=32, dataset="mri")
+
+
+def test_old_split_tables_read_with_subject_as_group(tmp_path):
+    pd.DataFrame({"id": ["a"], "subject_id": ["s"], "split": ["test"]}).to_csv(tmp_path / "s.tsv", sep="\t", index=False)
+    assert read_split_table(tmp_path / "s.tsv")["group"].tolist() == ["s"]
 
 
 def test_bad_fractions_and_tile_size(tmp_path):

@@ -16,6 +16,9 @@ from snakemake.utils import validate
 from conftest import BIN, ROOT
 from scisr.card import ModelCard
 
+from scisr.deid import reidentify
+from scisr.index import read_index
+
 DATASETS = ["astro", "generic", "mri"]
 MODELS = ["bicubic", "generic", "mri", "astro"]
 TRAINED = ["generic", "mri", "astro"]
@@ -170,13 +173,18 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
         assert (work / f"results/normalize/{name}/params.tsv").is_file()
         split = pd.read_csv(work / f"results/split/{name}/split.tsv", sep="\t")
         assert {"train", "val", "test"} <= set(split["split"]) <= {"train", "val", "test", "excluded"}
-        whole_subjects = split[split["unit"] == split["subject_id"]]
-        assert whole_subjects.groupby("subject_id")["split"].nunique().le(1).all(), "a subject crossed splits"
-    # The broken MRI files are recorded, not lost and not fatal.
-    mri = pd.read_csv(work / "results/extract/mri/index.tsv", sep="\t")
+        whole_groups = split[~split["group_rule"].isin(["tile", "slab"])]
+        assert whole_groups.groupby("group")["split"].nunique().le(1).all(), "a subject group crossed splits"
+    # The broken MRI files are recorded, not lost and not fatal; the key map names them.
+    mri = reidentify(read_index(work / "results/extract/mri/index.tsv"), work / "resources/deid/mri.tsv")
     skipped = mri[mri["status"] == "skipped"]
     assert skipped["reason"].str.len().gt(0).all()
     assert skipped["source_path"].str.contains("truncated|too_short").any()
+    # ... and no file under results/ or logs/ names a source file or a patient
+    names = [b"MR_small", b"emri_small", b"4MR1", b"021234567", b"astronaut", b"hubble", b"m13.fits"]
+    leaks = [f"{p.relative_to(work)}: {n.decode()}" for folder in ("results", "logs") for p in (work / folder).rglob("*")
+             if p.is_file() for n in names if n in p.read_bytes() or n.decode() in p.name]
+    assert not leaks, leaks[:10]
 
     for model in TRAINED:
         folder = work / "results/models" / model

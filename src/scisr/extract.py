@@ -3,6 +3,9 @@
 Rules (the index records one row per frame, or one per unreadable file with frame -1):
 - a file that cannot be decoded is skipped with the reader's message as the reason;
 - DICOM frames whose Modality is not in `modalities` (when given) are skipped;
+- DICOM frames whose image type the dataset's frame rules (`FrameRules`, config
+  `datasets.<name>.frames`) refuse are skipped naming the value: by default only ORIGINAL,
+  magnitude frames that are not localizers, phase, field or parameter maps are kept;
 - frames smaller than `MIN_SIZE` px in a dimension, constant, or without a finite pixel are skipped;
 - DICOM files that hold no image (SEG, RT, SR, presentation states, KOS...) are skipped naming
   their SOP class; files over `max_bytes` of declared pixels are skipped naming the limit;
@@ -16,22 +19,30 @@ Rules (the index records one row per frame, or one per unreadable file with fram
   a reason naming the other file (a garbled copy that decodes "ok" never wins silently).
 Which copy is kept does not depend on the manifest's row order: files are processed lossless
 first, then by manifest path, and the first copy seen wins. The index is sorted by path, frame.
+
+De-identification (`scisr.deid`): subject, series and source path are written as keyed
+pseudonyms, image ids are `<dataset>-<subject digest>-<n>` (n counts the subject's frames in
+processing order), and reasons that would name a source file or a SOP instance UID name its
+pseudonym instead. `key_map` (outside results/) maps every pseudonym back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
+import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
+from scisr.deid import Pseudonymizer, load_secret, write_key_map
 from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
 from scisr.io.readers import is_lossy, read_frames
 from scisr.index import write_index
@@ -43,7 +54,48 @@ log = logging.getLogger("scisr.extract")
 MIN_SIZE = 16
 # Lossy copies of one SOP instance must match the kept copy to this PSNR (over its value range).
 LOSSY_PSNR_DB = 30.0
-_STRIP_SUFFIXES = (".gz", ".fz", ".bz2")
+# Image type values that mark a frame as no anatomical magnitude image (config frames.exclude default).
+DEFAULT_EXCLUDE = (
+    "LOCALIZER", "SCOUT", "PHASE", "FIELD_MAP", "B0_MAP", "B1_MAP", "PHASE_MAP", "PHASE_SUBTRACT",
+    "T1_MAP", "T2_MAP", "T2_STAR_MAP", "PROTON_DENSITY_MAP", "ADC", "FA", "TRACEW", "VELOCITY",
+)
+
+
+@dataclass(frozen=True)
+class FrameRules:
+    """Which DICOM frames to keep by image type (config `datasets.<name>.frames`, schema defaults).
+
+    `pixel_data`: allowed first ImageType/FrameType values (ORIGINAL, DERIVED); empty allows any.
+    `exclude`: values (3rd onward) that skip a frame, e.g. LOCALIZER, FIELD_MAP.
+    `components`: allowed complex components (MAGNITUDE, PHASE, REAL, IMAGINARY, MIXED), tested
+    only when the header tells the component; empty allows any.
+    """
+
+    pixel_data: tuple[str, ...] = ("ORIGINAL",)
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    components: tuple[str, ...] = ("MAGNITUDE",)
+
+    @classmethod
+    def from_config(cls, config: Mapping | None) -> FrameRules:
+        """Rules from a config block (missing keys: the defaults above)."""
+        config = dict(config or {})
+        upper = {k: tuple(str(v).strip().upper() for v in config[k]) for k in ("pixel_data", "exclude", "components") if k in config}
+        return cls(**upper)
+
+    def refuse(self, fr: Frame) -> str:
+        """Why a frame is skipped ('' to keep it); frames without an image type are kept."""
+        types, component = fr.image_type, fr.complex_component
+        if not types and not component:
+            return ""
+        shown = "\\".join(types) or "(none)"
+        if self.pixel_data and types and types[0] not in self.pixel_data:
+            return f"image type {shown}: {types[0]} not in frames.pixel_data {list(self.pixel_data)}"
+        hit = [v for v in types[2:] if v in self.exclude]
+        if hit:
+            return f"image type {shown}: {hit[0]} is in frames.exclude"
+        if self.components and component and component not in self.components:
+            return f"image type {shown}: complex component {component} not in frames.components {list(self.components)}"
+        return ""
 
 
 @dataclass
@@ -51,10 +103,21 @@ class _Seen:
     """What has been kept so far: duplicate keys -> the kept image_id; kept rows by image_id."""
 
     frames_dir: Path
+    ids: Pseudonymizer
+    rules: FrameRules = field(default_factory=FrameRules)
+    dataset: str = ""
     instances: dict[tuple[str, int], str] = field(default_factory=dict)
     pixels: dict[str, str] = field(default_factory=dict)
     rows: dict[str, dict] = field(default_factory=dict)
     conflicts: set[tuple[str, int]] = field(default_factory=set)
+    counts: Counter = field(default_factory=Counter)
+
+    def image_id(self, subject: str) -> str:
+        """The next image id of a (pseudonymous) subject: `<dataset>-<digest>-<n>`."""
+        n = self.counts[subject]
+        self.counts[subject] += 1
+        stem = subject.removeprefix("sub-") or "nosubject"
+        return f"{self.dataset}-{stem}-{n:03d}" if self.dataset else f"{stem}-{n:03d}"
 
 
 def extract_dataset(
@@ -63,48 +126,83 @@ def extract_dataset(
     frames_dir: str | os.PathLike,
     index_path: str | os.PathLike,
     *,
+    secret: str | os.PathLike | bytes,
+    key_map: str | os.PathLike | None = None,
+    dataset: str = "",
     modalities: list[str] | None = None,
+    frames: Mapping | FrameRules | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> pd.DataFrame:
     """Write `frames_dir/<image_id>.tif` for every usable frame and `index_path`; return the index.
 
-    `max_bytes` caps the decoded pixel bytes one file may declare (config `extract.max_image_bytes`).
+    `secret` is the study's secret file (created when absent, `scisr.deid.load_secret`) or its
+    bytes; `key_map` (optional) receives the pseudonym -> original table. `frames` holds the
+    frame rules (`FrameRules` or its config block). `max_bytes` caps the decoded pixel bytes one
+    file may declare (config `extract.max_image_bytes`).
     """
     raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
     table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
-    bases = image_bases([path for path, _ in files])
     order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0], max_bytes=max_bytes), item[0]))
     wanted = set(modalities) if modalities else None
+    rules = frames if isinstance(frames, FrameRules) else FrameRules.from_config(frames)
+    ids = Pseudonymizer(secret if isinstance(secret, bytes) else load_secret(secret))
 
     frames_dir.mkdir(parents=True, exist_ok=True)
-    seen, rows = _Seen(frames_dir), []
-    for rel, subject_hint in order:
-        for row in _extract_file(raw_dir / rel, rel, bases[rel], subject_hint, wanted, seen, max_bytes):
-            rows.append(row)
+    seen, rows = _Seen(frames_dir, ids, rules, dataset), []
+    with _quiet_readers() as muted:
+        for rel, subject_hint in order:
+            for row in _extract_file(raw_dir / rel, rel, subject_hint, wanted, seen, max_bytes):
+                rows.append(row)
+    if muted:
+        log.info("%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted))
     kinds = Counter(row["kind"] for row in rows)
 
     index = write_index(rows, index_path)
+    if key_map is not None:
+        write_key_map(ids.table(), key_map)
     remove_stale(frames_dir, "*.tif", {f"{i}.tif" for i in index.loc[index["status"] == "ok", "image_id"]})
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
     log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
     return index
 
 
-def image_bases(paths: list[str]) -> dict[str, str]:
-    """A filesystem-safe, stable id stem per relative path (a short hash added where stems clash)."""
-    stems = {}
-    for rel in paths:
-        name = rel
-        while name.lower().endswith(_STRIP_SUFFIXES):
-            name = name[: name.rfind(".")]
-        stem, _ = os.path.splitext(name)
-        stems[rel] = re.sub(r"[^A-Za-z0-9-]+", "_", stem).strip("_") or "image"
-    counts = Counter(stems.values())
-    return {
-        rel: stem if counts[stem] == 1 else f"{stem}_{hashlib.sha1(rel.encode()).hexdigest()[:6]}"
-        for rel, stem in stems.items()
-    }
+class _Drop(logging.Filter):
+    def __init__(self, sink: list) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.sink.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_readers() -> Iterator[list]:
+    """Keep pydicom's and astropy's warnings and log lines (which quote header values, e.g. an
+    invalid PatientName) out of the job's log; yield the list that collects them."""
+    muted: list = []
+    loggers = [logging.getLogger(name) for name in ("pydicom", "astropy")]
+    drop = _Drop(muted)
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield muted
+        muted.extend(caught)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
+def scrub(text: str, rel: str, token: str) -> str:
+    """`text` with the relative path `rel` and each of its folder and file names (3+ characters,
+    as whole words) replaced by `token`: reader messages name the file, and names can be names."""
+    parts = {rel, *PurePosixPath(rel).parts}
+    for part in sorted((p for p in parts if len(p) >= 3), key=len, reverse=True):
+        text = re.sub(rf"(?<![\w^]){re.escape(part)}(?![\w^])", lambda _: token, text)
+    return text
 
 
 def pixel_hash(image: np.ndarray) -> str:
@@ -117,38 +215,48 @@ def pixel_hash(image: np.ndarray) -> str:
 
 
 def _extract_file(
-    path: Path, rel: str, base: str, subject_hint: str, wanted: set[str] | None, seen: _Seen, max_bytes: int
+    path: Path, rel: str, subject_hint: str, wanted: set[str] | None, seen: _Seen, max_bytes: int
 ) -> Iterator[dict]:
     """Yield the index row (plus its reason kind under "kind") for every frame of one file; never raises."""
+    source = seen.ids.source(rel)
     try:
         frames = read_frames(path, max_bytes=max_bytes)
     except NotAnImageError as exc:
-        yield _unread_row(rel, subject_hint, str(exc), "not an image")
+        yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "not an image")
         return
     except ReadError as exc:
-        yield _unread_row(rel, subject_hint, str(exc), "unreadable")
+        yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "unreadable")
         return
     except Exception as exc:  # a reader bug must not stop the run
-        log.exception("unexpected error reading %s", rel)
-        yield _unread_row(rel, subject_hint, f"{Path(rel).name}: unexpected {type(exc).__name__}: {exc}", "unreadable")
+        log.exception("unexpected %s reading %s", type(exc).__name__, source)
+        reason = scrub(f"{source}: unexpected {type(exc).__name__}: {exc}", rel, source)
+        yield _unread_row(source, seen.ids.subject(subject_hint), reason, "unreadable")
         return
     for fr in frames:
-        image_id = f"{base}_f{fr.frame:03d}"
-        status, reason, kind = _judge(fr, image_id, rel, wanted, seen)
+        subject = seen.ids.subject(subject_hint or fr.subject_id)
+        image_id = seen.image_id(subject)
+        status, reason, kind = _judge(fr, image_id, source, wanted, seen)
         if status == "ok":
             write_tiff(seen.frames_dir / f"{image_id}.tif", fr.image)
+        sky = fr.sky or ("", "", "")
         row = {
             "image_id": image_id,
-            "subject_id": subject_hint or fr.subject_id,
-            "series_id": fr.series_id,
-            "source_path": rel,
+            "subject_id": subject,
+            "series_id": seen.ids.series(fr.series_id),
+            "source_path": source,
             "frame": fr.frame,
             "rows": fr.image.shape[0],
             "cols": fr.image.shape[1],
             "original_dtype": fr.original_dtype,
             "modality": fr.modality,
             "status": status,
-            "reason": reason,
+            "reason": scrub(reason, rel, source),
+            "subject_rule": "source" if subject_hint else fr.subject_rule,
+            "image_type": _image_type(fr),
+            "slice_position": "" if fr.slice_position is None else fr.slice_position,
+            "sky_ra": _round(sky[0]),
+            "sky_dec": _round(sky[1]),
+            "sky_radius": _round(sky[2]),
             "kind": kind,
             "lossy": fr.lossy,
         }
@@ -157,11 +265,26 @@ def _extract_file(
         yield row
 
 
+def _image_type(fr: Frame) -> str:
+    text = "\\".join(fr.image_type)
+    return f"{text}/{fr.complex_component}" if fr.complex_component else text
+
+
+def _round(value: float | str) -> str:
+    return "" if value == "" else f"{float(value):.6f}"
+
+
 def _judge(fr: Frame, image_id: str, rel: str, wanted: set[str] | None, seen: _Seen) -> tuple[str, str, str]:
-    """(status, reason, reason kind) for one frame; registers kept frames in `seen`."""
+    """(status, reason, reason kind) for one frame; registers kept frames in `seen`.
+
+    `rel` is the source file's pseudonym (reasons name it, never the path).
+    """
     is_dicom = fr.meta.get("format") == "dicom"
     if wanted is not None and is_dicom and fr.modality not in wanted:
         return "skipped", f"modality {fr.modality or '(none)'} not in {sorted(wanted)}", "modality"
+    refused = seen.rules.refuse(fr) if is_dicom else ""
+    if refused:
+        return "skipped", refused, "frame type"
     rows, cols = fr.image.shape
     if min(rows, cols) < MIN_SIZE:
         return "skipped", f"too small: {rows}x{cols} (< {MIN_SIZE} px)", "too small"
@@ -176,7 +299,8 @@ def _judge(fr: Frame, image_id: str, rel: str, wanted: set[str] | None, seen: _S
     digest = pixel_hash(fr.image)
     for key in instance_keys:
         if key in seen.conflicts:
-            return "skipped", f"conflict: SOP instance {key[0]} frame {key[1]} has copies with different pixels", "conflict"
+            why = f"conflict: SOP instance {seen.ids.uid(key[0])} frame {key[1]} has copies with different pixels"
+            return "skipped", why, "conflict"
         if key in seen.instances:
             kept = seen.instances[key]
             agree, detail = _agrees(fr, digest, seen.rows[kept], seen)
@@ -188,7 +312,7 @@ def _judge(fr: Frame, image_id: str, rel: str, wanted: set[str] | None, seen: _S
         if (uid, fr.frame) in seen.instances:
             copy = "lossy re-encoding" if fr.lossy else "re-encoding"
             return _duplicate(
-                seen, instance_keys, seen.instances[(uid, fr.frame)], f"{copy} of SOP instance {uid}", "re-encoding"
+                seen, instance_keys, seen.instances[(uid, fr.frame)], f"{copy} of SOP instance {seen.ids.uid(uid)}", "re-encoding"
             )
     if digest in seen.pixels:
         return _duplicate(seen, instance_keys, seen.pixels[digest], "identical pixels", "identical pixels")
@@ -227,8 +351,9 @@ def _conflict(seen: _Seen, key: tuple[str, int], kept: str, rel: str, detail: st
     row = seen.rows.pop(kept)
     seen.pixels = {d: i for d, i in seen.pixels.items() if i != kept}
     row.update(status="skipped", kind="conflict")
-    row["reason"] = f"conflict: SOP instance {key[0]} frame {key[1]} also in {rel} with different pixels ({detail})"
-    why = f"conflict: SOP instance {key[0]} frame {key[1]} also in {row['source_path']} with different pixels ({detail})"
+    uid = seen.ids.uid(key[0])
+    row["reason"] = f"conflict: SOP instance {uid} frame {key[1]} also in {rel} with different pixels ({detail})"
+    why = f"conflict: SOP instance {uid} frame {key[1]} also in {row['source_path']} with different pixels ({detail})"
     return "skipped", why, "conflict"
 
 
@@ -241,12 +366,12 @@ def _duplicate(
     return "skipped", f"duplicate of {kept} ({why})", f"duplicate ({kind})"
 
 
-def _unread_row(rel: str, subject_hint: str, reason: str, kind: str) -> dict:
+def _unread_row(source: str, subject: str, reason: str, kind: str) -> dict:
     return {
         "image_id": "",
-        "subject_id": subject_hint,
+        "subject_id": subject,
         "series_id": "",
-        "source_path": rel,
+        "source_path": source,
         "frame": -1,
         "rows": 0,
         "cols": 0,
@@ -254,6 +379,7 @@ def _unread_row(rel: str, subject_hint: str, reason: str, kind: str) -> dict:
         "modality": "",
         "status": "skipped",
         "reason": reason,
+        "subject_rule": "source" if subject else "",
         "kind": kind,
     }
 

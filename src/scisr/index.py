@@ -2,6 +2,15 @@
 
 Kept apart from `scisr.extract` (which decodes files and so loads the DICOM/FITS readers) so that
 normalize, split and the report read the index without the reader stack in their environments.
+
+Columns: image_id (`<dataset>-<subject digest>-<n>`), subject_id (pseudonym `sub-...`),
+series_id (`ser-...`), source_path (`src-...`, a keyed hash of the path in the raw folder; the
+key map beside the secret traces it back), frame, rows, cols, original_dtype, modality, status
+(ok / skipped), reason; and what grouping needs: subject_rule (where the subject came from:
+patient, study, object, source, file), image_type (DICOM ImageType / FrameType values joined by
+backslash, then '/' and the complex component when known), slice_position (mm along the slice
+normal, DICOM), sky_ra, sky_dec, sky_radius (degrees, ICRS: a FITS footprint's centre and
+radius). Empty cells where a format has no such fact.
 """
 
 from __future__ import annotations
@@ -24,6 +33,12 @@ INDEX_COLUMNS = [
     "modality",
     "status",
     "reason",
+    "subject_rule",
+    "image_type",
+    "slice_position",
+    "sky_ra",
+    "sky_dec",
+    "sky_radius",
 ]
 
 

@@ -33,6 +33,7 @@ from pydicom.pixels import apply_color_lut
 
 from scisr.io.hashing import file_sha256
 from scisr.io.codestream import Geometry, check_frames
+from scisr.io.dicom_frames import frame_type, slice_position
 from scisr.io.frame import Frame, NotAnImageError, ReadError, luma, native_dtype_name
 from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
 
@@ -139,9 +140,10 @@ def _read(path: Path, force: bool, max_bytes: int) -> list[Frame]:
         frames = stored.reshape((n_frames, *stored.shape[-3 if colour else -2 :]))
     except ValueError as exc:
         raise ReadError(f"{path.name}: decoded pixels {stored.shape} do not match NumberOfFrames {n_frames}") from exc
-    subject = _subject_id(ds, path)
+    subject, rule = _subject_id(ds, path)
     common = dict(
         subject_id=subject,
+        subject_rule=rule,
         series_id=str(ds.get("SeriesInstanceUID", "") or "") or subject,
         instance_id=str(ds.get("SOPInstanceUID", "") or ""),
         modality=str(ds.get("Modality", "") or ""),
@@ -169,7 +171,18 @@ def _read(path: Path, force: bool, max_bytes: int) -> list[Frame]:
             rescale = _rescale(ds, i, path)
             image = image * rescale[0] + rescale[1]
         meta = {**meta_common, "rescale": rescale}
-        out.append(Frame(image=image.astype(np.float32), frame=i, meta=meta, **common))
+        types, component = frame_type(ds, i)
+        out.append(
+            Frame(
+                image=image.astype(np.float32),
+                frame=i,
+                meta=meta,
+                image_type=types,
+                complex_component=component,
+                slice_position=slice_position(ds, i),
+                **common,
+            )
+        )
     return out
 
 
@@ -353,13 +366,13 @@ def _predecessors(ds: Dataset) -> list[str]:
     return out
 
 
-def _subject_id(ds: Dataset, path: Path) -> str:
-    """PatientID, else StudyInstanceUID, else a hash of the file's bytes."""
-    for keyword in ("PatientID", "StudyInstanceUID"):
+def _subject_id(ds: Dataset, path: Path) -> tuple[str, str]:
+    """(subject, rule): PatientID ("patient"), else StudyInstanceUID ("study"), else a hash of the file ("file")."""
+    for keyword, rule in (("PatientID", "patient"), ("StudyInstanceUID", "study")):
         value = str(ds.get(keyword, "") or "").strip()
         if value:
-            return value
-    return "file-" + file_sha256(path)[:16]
+            return value, rule
+    return "file-" + file_sha256(path)[:16], "file"
 
 
 def _transfer_syntax(ds: Dataset) -> uids.UID | None:

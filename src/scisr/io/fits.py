@@ -25,6 +25,7 @@ from astropy.io import fits
 
 from scisr.io.frame import Frame, ReadError
 from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
+from scisr.io.sky import sky_footprint
 
 _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
 # astropy pads a short data section with zeros and only warns; SciSR refuses it.
@@ -62,7 +63,9 @@ def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     image[~np.isfinite(image)] = np.nan
     planes = image.reshape(-1, *image.shape[-2:])
 
-    subject = str(header.get("OBJECT", "") or "").strip() or _stem(path)
+    obj = str(header.get("OBJECT", "") or "").strip()
+    subject, rule = (obj, "object") if obj else (_stem(path), "file")
+    sky = sky_footprint(header, planes.shape[-2:])
     bitpix = int(header.get("BITPIX", 0))
     meta = {"format": "fits", "bitpix": bitpix, "hdu": hdu.name, "header": header_text}
     return [
@@ -76,6 +79,8 @@ def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
             original_dtype=_original_dtype(header),
             lossy=quantized,
             meta=meta,
+            subject_rule=rule,
+            sky=sky,
         )
         for i, plane in enumerate(planes)
     ]

@@ -30,6 +30,17 @@ class Frame:
     file format (PNG, JPEG, TIFF, GIF, ...) for raster images. `instance_id` is the DICOM
     SOPInstanceUID ('' when the format has none). `lossy` is True when the stored pixels went
     through lossy compression. `meta` holds format-specific extras (transfer syntax, rescale, ...).
+
+    What grouping and frame selection need, filled where the format has it:
+    `subject_rule` says where `subject_id` came from ("patient": DICOM PatientID, "study":
+    StudyInstanceUID, "object": FITS OBJECT, "file": the file itself). `image_type` is the
+    frame's DICOM ImageType, or FrameType of an enhanced object's per-frame groups (values in
+    order, e.g. ("ORIGINAL", "PRIMARY", "M", "ND")); `complex_component` is MAGNITUDE, PHASE,
+    REAL, IMAGINARY or MIXED when the header says which ('' when unknown). `slice_position` is
+    the DICOM slice's position in mm along its normal (ImagePositionPatient projected on the
+    cross product of ImageOrientationPatient's row and column directions), None without that
+    geometry. `sky` is (RA, Dec, radius) in degrees of a FITS frame's footprint: its centre
+    and the largest distance from it to a corner (radius 0 when only a pointing is known).
     """
 
     image: np.ndarray
@@ -41,6 +52,11 @@ class Frame:
     original_dtype: str
     lossy: bool
     meta: dict[str, Any] = field(default_factory=dict)
+    subject_rule: str = "file"
+    image_type: tuple[str, ...] = ()
+    complex_component: str = ""
+    slice_position: float | None = None
+    sky: tuple[float, float, float] | None = None
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

@@ -1,14 +1,19 @@
-"""Leakage-free train/val/test split by subject, with HR/LR pairs written as 16-bit PNGs.
+"""Leakage-free train/val/test split by subject group, with HR/LR pairs written as 16-bit PNGs.
 
-Units of assignment are subjects: all frames and series of one subject land in one split.
-Exception: a subject made of a single image whose both sides are >= 2 * tile_size is cut into
-spatially disjoint tile_size x tile_size tiles (a grid from the top-left corner, the remainder
-discarded), and each tile is its own unit. Caveat: tiles of one image share the object, the
-instrument and the noise, so scores on such tiles measure generalisation within that image, not
-to new subjects; the split table says which rows are tiles (unit != subject_id).
+Units of assignment (`scisr.prepare.grouping`): groups of subjects that must not cross splits
+(DICOM PatientID; FITS frames of one sky field, by overlapping footprints, OBJECT or pointing);
+a group made of a single image whose both sides are >= 2 * tile_size is cut into spatially
+disjoint tile_size x tile_size tiles (a grid from the top-left corner, the remainder discarded);
+and when fewer units than splits remain, the largest volume is cut into slabs of contiguous
+slices with `slab_gap` slices left out between them. Caveat: tiles and slabs of one subject
+share the subject, the instrument and the noise, so scores on them measure generalisation
+within that subject, not to new subjects; split.tsv says which rule made each unit
+(`group_rule`) and which group (`group`) each row belongs to, so the report can count test
+images whose group also has training images.
 Tiles that are almost all background (less than `min_foreground` of their pixels above
 FOREGROUND_LEVEL, e.g. the air around a head in MRI) carry no signal to learn or to score;
-they are left out and listed in split.tsv with split "excluded" and the reason.
+they are left out and listed in split.tsv with split "excluded" and the reason (as are slab
+gaps and the other series of a volume cut into slabs).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,30 +32,23 @@ from scisr.checks import split_problems
 from scisr.index import read_index
 from scisr.io.files import atomic_path, read_tiff, remove_stale, write_png16
 from scisr.prepare.degrade import degrade
+from scisr.prepare.grouping import Piece, build_units, cut_slabs, largest_volume, tile_grid
+
+__all__ = ["SPLITS", "SPLIT_COLUMNS", "Piece", "assign_units", "read_split_table", "split_dataset", "tile_grid"]
 
 SPLITS = ("train", "val", "test")
 HR_DIR, LR_DIR = "HR", "LR"  # the two folders of a split part: the layout's one owner is `pair_dirs`
-SPLIT_COLUMNS = ["id", "image_id", "subject_id", "unit", "split", "top", "left", "rows", "cols", "reason"]
+SPLIT_COLUMNS = [
+    "id", "image_id", "subject_id", "group", "unit", "group_rule", "split", "top", "left", "rows", "cols", "reason",
+]
 FOREGROUND_LEVEL = 0.05  # normalized intensity above which a pixel counts as signal, not background
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One HR image or tile: where it comes from and its id in the output folders."""
-
-    id: str
-    image_id: str
-    subject_id: str
-    unit: str
-    top: int
-    left: int
-    rows: int
-    cols: int
 
 
 def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a split.tsv written by `split_dataset` (ids as text, empty reasons as '')."""
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if "group" not in table.columns and "subject_id" in table.columns:
+        table["group"] = table["subject_id"]  # split tables written before groups: one subject, one group
     missing = [c for c in ("id", "subject_id", "split") if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; rerun the split phase")
@@ -64,37 +62,6 @@ def pair_dirs(part_dir: str | os.PathLike) -> tuple[Path, Path]:
     """The (HR, LR) image folders of one split part (`<split>/train`, `val` or `test`), same names in each."""
     part_dir = Path(part_dir)
     return part_dir / HR_DIR, part_dir / LR_DIR
-
-
-def tile_grid(rows: int, cols: int, tile_size: int) -> list[tuple[int, int, int, int]]:
-    """Disjoint (grid_row, grid_col, top, left) tiles covering a rows x cols image from its corner."""
-    return [
-        (r, c, r * tile_size, c * tile_size)
-        for r in range(rows // tile_size)
-        for c in range(cols // tile_size)
-    ]
-
-
-def _pieces(
-    images: pd.DataFrame, shapes: dict[str, tuple[int, int]], tile_size: int | None
-) -> dict[str, list[Piece]]:
-    """Group images into units: one per subject, or one per tile for a lone big image."""
-    units: dict[str, list[Piece]] = {}
-    for subject_id, group in images.groupby("subject_id", sort=True):
-        ids = sorted(group["image_id"])
-        rows, cols = shapes[ids[0]]
-        if tile_size and len(ids) == 1 and min(rows, cols) >= 2 * tile_size:
-            for r, c, top, left in tile_grid(rows, cols, tile_size):
-                piece_id = f"{ids[0]}_t{r:02d}{c:02d}"
-                units[piece_id] = [
-                    Piece(piece_id, ids[0], subject_id, piece_id, top, left, tile_size, tile_size)
-                ]
-        else:
-            units[subject_id] = [
-                Piece(image_id, image_id, subject_id, subject_id, 0, 0, *shapes[image_id])
-                for image_id in ids
-            ]
-    return units
 
 
 def piece_rng(seed: int, piece_id: str) -> np.random.Generator:
@@ -140,7 +107,7 @@ def _background_tiles(
     excluded: dict[str, tuple[Piece, str]] = {}
     if min_foreground <= 0:
         return excluded
-    tiles = sorted((p for unit in units.values() for p in unit if p.unit != p.subject_id), key=lambda p: p.image_id)
+    tiles = sorted((p for unit in units.values() for p in unit if p.group_rule == "tile"), key=lambda p: p.image_id)
     cache_id, cache = None, None
     for piece in tiles:
         if piece.image_id != cache_id:
@@ -165,9 +132,16 @@ def split_dataset(
     degradation: str = "bicubic",
     degradation_options: Mapping | None = None,
     min_foreground: float = 0.0,
+    slab_gap: int = 2,
+    pointing_tolerance: float = 0.1,
+    dataset: str = "",
 ) -> pd.DataFrame:
-    """Split normalized images by subject into the `part_dirs` {train, val, test: folder}; write HR/LR 16-bit
-    PNGs into each part's `pair_dirs`, and split.tsv."""
+    """Split normalized images by subject group into the `part_dirs` {train, val, test: folder}; write HR/LR
+    16-bit PNGs into each part's `pair_dirs`, and split.tsv.
+
+    `slab_gap` (slice positions between slabs) and `pointing_tolerance` (degrees) are the
+    grouping settings of `scisr.prepare.grouping`; `dataset` names the config block in errors.
+    """
     norm_dir = Path(norm_dir)
     if set(part_dirs) != set(SPLITS):
         raise ValueError(f"part_dirs must name exactly {', '.join(SPLITS)}; got {', '.join(part_dirs)}")
@@ -187,14 +161,20 @@ def split_dataset(
                 f"{norm_dir / image_id}.tif: {shapes[image_id]} is not a multiple of the scale {scale}; "
                 "rerun normalize with the same scale"
             )
-    units = _pieces(images, shapes, tile_size)
+    if slab_gap < 0:
+        raise ValueError(f"slab_gap must be >= 0, got {slab_gap}")
+    units = build_units(images, shapes, tile_size, pointing_tolerance)
     excluded = _background_tiles(units, norm_dir, min_foreground)
     units = {name: pieces for name, pieces in units.items() if name not in excluded}
-    if len(units) < 3:
-        raise ValueError(
-            f"{norm_dir}: only {len(units)} unit(s) (subjects or tiles) to split; train, val and test "
-            "need at least 3 - add subjects or lower tile_size"
-        )
+    left_out = list(excluded.values())
+    volume = largest_volume(units, images) if 0 < len(units) < len(SPLITS) else None
+    if volume is not None:
+        count = len(SPLITS) - len(units) + 1
+        if len(volume.positions) >= count + (count - 1) * slab_gap:
+            units, gaps = cut_slabs(units, volume, count, slab_gap, fractions)
+            left_out += gaps
+    if len(units) < len(SPLITS):
+        raise ValueError(_too_few(norm_dir, dataset, units, volume, excluded, shapes, tile_size, slab_gap, min_foreground))
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
     assignment = assign_units(areas, fractions, seed)
 
@@ -220,8 +200,44 @@ def split_dataset(
     for folder, keep in written.items():
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder, "*.png", keep)
-    records += [{**asdict(piece), "split": "excluded", "reason": reason} for piece, reason in excluded.values()]
+    records += [{**asdict(piece), "split": "excluded", "reason": reason} for piece, reason in left_out]
     table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values("id", ignore_index=True)
     with atomic_path(split_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     return table
+
+
+def _too_few(
+    norm_dir: Path,
+    dataset: str,
+    units: Mapping[str, list[Piece]],
+    volume: object,
+    excluded: Mapping[str, tuple[Piece, str]],
+    shapes: Mapping[str, tuple[int, int]],
+    tile_size: int | None,
+    slab_gap: int,
+    min_foreground: float,
+) -> str:
+    """The error for fewer units than splits, naming the settings that would help here."""
+    key = f"datasets.{dataset or '<name>'}.split"
+    hints = []
+    if volume is not None:
+        count = len(SPLITS) - len(units) + 1
+        hints.append(
+            f"lower {key}.slab_gap (now {slab_gap}): the largest series has {len(volume.positions)} slice "
+            f"positions, {count} slabs need {count} + {count - 1} x slab_gap"
+        )
+    lone = [shapes[p.image_id] for pieces in units.values() if len(pieces) == 1 for p in pieces]
+    if tile_size and lone:
+        rows, cols = max(lone, key=min)
+        hints.append(
+            f"lower {key}.tile_size (now {tile_size}): a lone image is tiled when both sides are >= 2 x tile_size, "
+            f"the largest here is {rows}x{cols}"
+        )
+    if excluded:
+        hints.append(f"lower {key}.min_foreground (now {min_foreground}): {len(excluded)} tile(s) were left out as background")
+    hints.append("or add subjects (another PatientID, another sky field)")
+    return (
+        f"{norm_dir}: only {len(units)} unit(s) (subject groups, tiles or slabs) to split; train, val and test "
+        f"need at least {len(SPLITS)}: " + "; ".join(hints)
+    )

@@ -202,8 +202,8 @@ def what_this_means(stats: pd.DataFrame, models: Sequence[str], datasets: Sequen
             if shared:
                 advice.caveats.append(
                     f"{shared} of the {n_sub} test subject(s) also have images in {dataset}'s training split "
-                    "(tiles of one image): scores of models trained on it measure generalisation within those "
-                    "images, not to new subjects.")
+                    "(tiles of one image or slabs of one volume): scores of models trained on it measure "
+                    "generalisation within those subjects, not to new subjects.")
             elif how.startswith("each image"):
                 advice.caveats.append("No split table was given, so each image counts as its own subject; if "
                                       "images share subjects, the confidence intervals and p-values are too "

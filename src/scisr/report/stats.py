@@ -56,17 +56,19 @@ SUBJECT_COLUMNS = ["dataset", "image_id", "subject_id", "split", "in_train"]
 def subjects_from_split(split_tables: Mapping[str, PathLike]) -> pd.DataFrame:
     """Image -> subject mapping of every dataset from split.tsv files: dataset, image_id, subject_id, split, in_train.
 
-    `in_train` is True when the image's subject also has images in that dataset's training split
-    (tiles of one big image are split apart, so their subject is shared between train and test).
+    The subject of an image is its split group (split.tsv `group`: subjects joined because they
+    must not be told apart, e.g. FITS frames of one sky field). `in_train` is True when that group
+    also has images in that dataset's training split (tiles of one big image and slabs of one
+    volume are split apart, so their group is shared between train and test).
     """
     frames = []
     for dataset, path in split_tables.items():
         table = read_split_table(path)
         table = table[table["split"] != "excluded"]
-        train = set(table.loc[table["split"] == "train", "subject_id"])
+        train = set(table.loc[table["split"] == "train", "group"])
         frames.append(pd.DataFrame({
-            "dataset": dataset, "image_id": table["id"], "subject_id": table["subject_id"],
-            "split": table["split"], "in_train": table["subject_id"].isin(train),
+            "dataset": dataset, "image_id": table["id"], "subject_id": table["group"],
+            "split": table["split"], "in_train": table["group"].isin(train),
         }))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="bool" if c == "in_train" else "str") for c in SUBJECT_COLUMNS})

@@ -3,7 +3,9 @@
 Files are copied with their paths relative to the folder. `patterns` (optional) are shell
 wildcards matched case-insensitively against the file name or the relative path; without
 them every file is taken. Hidden files and folders (name starting with '.') are skipped.
-Symbolic links are followed (a link loop is visited once).
+Symbolic links are followed (a link loop is visited once). The manifest's `source` is
+`local:<relative path>`, never the folder's absolute path, and log lines name no file: folder
+and file names often hold patient names.
 """
 
 from __future__ import annotations
@@ -28,16 +30,22 @@ def fetch_local(source: dict, dest: Path, cache: Path | None = None) -> list[Ent
     patterns = source.get("patterns") or ["*"]
     if isinstance(patterns, str):
         patterns = [patterns]
-    entries = []
+    entries, odd = [], 0
     for path in _walk(root):
         rel = path.relative_to(root).as_posix()
         if not matches(rel, patterns):
             continue
         if not path.is_file():
-            log.warning("local source %s: %s is a broken link or not a regular file; left out", root, rel)
+            odd += 1
             continue
         copy_into(path, dest, rel)
-        entries.append(Entry(path=rel, source=str(path)))
+        entries.append(Entry(path=rel, source=f"local:{rel}"))
+    if odd:
+        log.warning(
+            "local source: %d matching path(s) are broken links or not regular files; left out "
+            "(broken links are listed by `find PATH -xtype l`)",
+            odd,
+        )
     if not entries:
         raise ValueError(f"local source {root}: no files match {patterns}; check 'path' and 'patterns'")
     return entries
