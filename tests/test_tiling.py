@@ -100,6 +100,6 @@ def test_memmap_output_matches_memory_and_is_removed(tmp_path):
 def test_default_overlap_is_derived_and_progress_counts_tiles():
     model, image = small("srresnet"), smooth((50, 50))
     seen = []
-    out = upscale_tiled(model, image, 4, tile=32, progress=seen.append)
+    out = upscale_tiled(model, image, 4, tile=32, progress=lambda done, total: seen.append((done, total)))
     overlap, _ = default_overlap(model, 32)
-    assert out.shape == (200, 200) and seen[-1] == tile_count(50, 32, overlap) ** 2
+    assert out.shape == (200, 200) and seen[-1] == (tile_count(50, 32, overlap) ** 2,) * 2

@@ -243,12 +243,12 @@ def upscale_tiled(
     batch: int = 1,
     device: str | torch.device = "cpu",
     out: np.ndarray | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Upscale a (H, W) or (C, H, W) image in blended LR tiles; float32, unclipped, written into `out` if given.
 
     `overlap` None picks `default_overlap` (margin = effective radius); else `margin` None is a quarter of the overlap (the zero-weight band
-    at each inner tile edge, LR px). `progress` is called with the number of tiles done after each batch.
+    at each inner tile edge, LR px). `progress(done, total)` is called with tile counts after each batch.
     """
     array = np.asarray(image, dtype=np.float32)
     chw = array if array.ndim == 3 else array[None]
@@ -294,7 +294,7 @@ def upscale_tiled(
         if first + len(group) < len(jobs):  # rows above the next tile row's start are final
             release_rows(view, ys[jobs[first + len(group)][0]] * scale)
         if progress is not None:
-            progress(done)
+            progress(done, len(jobs))
     return out
 
 
