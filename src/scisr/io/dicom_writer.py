@@ -279,7 +279,7 @@ def deidentify(ds: Dataset, uid_map: dict[str, str]) -> None:
         if keyword not in ds:
             setattr(ds, keyword, "")
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "SciSR: DICOM PS3.15 basic application level confidentiality profile"
+    ds.DeidentificationMethod = "SciSR: PS3.15 basic confidentiality profile"
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113100", "DCM", "Basic Application Confidentiality Profile"
     ds.DeidentificationMethodCodeSequence = DicomSequence([code])
