@@ -112,7 +112,7 @@ def write_upscaled_fits(
                                  + ("; values / scale^2, total flux conserved" if factor != 1 else "; values kept"))
             for line in history:
                 header["HISTORY"] = f"SciSR: {line}"[:72]
-            stream = fits.StreamingHDU(tmp, header)
+            stream = fits.StreamingHDU(str(tmp), header)
             for plane in planes:
                 for row in range(0, plane.shape[0], _ROWS):
                     stream.write(np.asarray(plane[row : row + _ROWS], dtype=np.float32) * np.float32(factor))
