@@ -5,7 +5,9 @@ rule infer:
     input:
         model=get_model_files,
         test="results/split/{dataset}/test",
-        code=get_code("infer.py", "models", "prepare/resize.py", "io/files.py"),
+        code=get_code(
+            "infer.py", "tiling.py", "models", "prepare/resize.py", "io/files.py"
+        ),
     output:
         predictions=directory("results/infer/{model}/{dataset}"),
     log:

@@ -244,11 +244,13 @@ def upscale_tiled(
     device: str | torch.device = "cpu",
     out: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    channels_last: bool | None = None,
 ) -> np.ndarray:
     """Upscale a (H, W) or (C, H, W) image in blended LR tiles; float32, unclipped, written into `out` if given.
 
     `overlap` None picks `default_overlap` (margin = effective radius); else `margin` None is a quarter of the overlap (the zero-weight band
-    at each inner tile edge, LR px). `progress(done, total)` is called with tile counts after each batch.
+    at each inner tile edge, LR px). `progress(done, total)` is called with tile counts after each batch. `channels_last` None
+    feeds NHWC tensors where `channels_last_pays`.
     """
     array = np.asarray(image, dtype=np.float32)
     chw = array if array.ndim == 3 else array[None]
@@ -261,7 +263,9 @@ def upscale_tiled(
         margin = overlap / 4
     plan = TilePlan(height, width, scale, tile, overlap, margin)
     dev = torch.device(device)
-    memory_format = torch.channels_last if channels_last_pays(model, dev) else torch.contiguous_format
+    if channels_last is None:
+        channels_last = channels_last_pays(model, dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     shape = (channels, height * scale, width * scale)
     if out is None:
         out = np.zeros(shape if array.ndim == 3 else shape[1:], np.float32)
