@@ -5,9 +5,9 @@ neighbours overlap by at least `overlap`: n = ceil((L - overlap) / (tile - overl
 the image fits), all of the same size t = ceil((L + (n - 1) * overlap) / n) <= tile, starts spread
 evenly. Every tile has the same shape, so tiles are batched and the network sees one input shape.
 
-Blend. Per axis the tile weights form a partition of unity: in each overlap, the outer `margin`
-LR pixels next to a tile's inner edge get weight 0 from that tile, a raised-cosine ramp crosses the
-rest. The 2-D weight is the outer product, so the output is a plain weighted sum (no weight map, no
+Blend. Per axis the tile weights form a partition of unity: each seam is a raised-cosine ramp
+centred in its overlap that stays `margin` LR pixels away from both tiles' edges (and out of the
+next seam's ramp), so a tile gives weight 0 within `margin` of its inner edges. The 2-D weight is the outer product, so the output is a plain weighted sum (no weight map, no
 division). A pixel's value only comes from tiles in which it lies at least `margin` LR pixels from
 an inner edge; when `margin` >= the network's receptive radius the tiled output equals the
 whole-image output up to float rounding.
