@@ -181,8 +181,9 @@ def default_overlap(model: nn.Module, tile: int, channels: int = 1) -> tuple[int
 
 
 def channels_last_pays(model: nn.Module, device: torch.device) -> bool:
-    """Whether to feed the model NHWC tensors: measured faster for SRResNet and RRDBNet on CPU (bench/upscale.py)."""
-    return device.type == "cpu"
+    """Whether to feed the model NHWC tensors: on CPU, except RRDBNet (its dense concatenations; bench/upscale.py)."""
+    inner = getattr(model, "model", model)  # through a ChannelAdapter
+    return device.type == "cpu" and type(inner).__name__ != "RRDBNet"
 
 
 @contextlib.contextmanager
@@ -266,6 +267,8 @@ def upscale_tiled(
     if channels_last is None:
         channels_last = channels_last_pays(model, dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if dev.type == "cpu":
+        model.to(memory_format=memory_format)  # weights in the same layout as the tiles (in place, once)
     shape = (channels, height * scale, width * scale)
     if out is None:
         out = np.zeros(shape if array.ndim == 3 else shape[1:], np.float32)
