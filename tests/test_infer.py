@@ -8,7 +8,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from conftest import train_settings
-from scisr.infer import blend_window, infer_folder, load_model, tile_starts, upscale
+from scisr.infer import infer_folder, load_model, upscale
 from scisr.io.files import read_png16, write_png16
 from scisr.models import build_generator
 from scisr.prepare.resize import imresize
@@ -28,13 +28,6 @@ def random_model(seed: int = 0) -> torch.nn.Module:
 def smooth(shape, seed=0) -> np.ndarray:
     image = gaussian_filter(np.random.default_rng(seed).random(shape), 1.5)
     return ((image - image.min()) / (image.max() - image.min())).astype(np.float32)
-
-
-def test_tile_starts_cover_with_overlap():
-    assert tile_starts(50, 64, 16) == [0]
-    starts = tile_starts(100, 40, 16)
-    assert starts[0] == 0 and starts[-1] == 60
-    assert all(b - a <= 40 - 16 for a, b in zip(starts, starts[1:]))
 
 
 def test_single_tile_is_the_model_output():
@@ -74,12 +67,6 @@ def test_blending_has_no_seams():
     offset = tiled - whole  # a blend of per-tile constants in [-1, 1]
     steps = max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max())
     assert steps < 0.1  # a pasted seam would jump by up to 2; the cosine ramp spreads it over 32 px
-
-
-def test_blend_window_shape():
-    w = blend_window(32, 4, 16, first=False, last=False)
-    assert w.shape == (128,) and w[0] == 0 and w[-1] == 0 and w[64] == 1
-    assert np.all(blend_window(32, 4, 16, first=True, last=True) == 1)
 
 
 def make_lr_folder(folder, shapes):

@@ -1,4 +1,5 @@
-"""The `scisr` command: inspect scientific image files, score predictions, import published weights."""
+"""The `scisr` command: inspect scientific image files, score predictions, import published weights, upscale
+files with a model."""
 
 from __future__ import annotations
 
@@ -77,6 +78,51 @@ def _import_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upscale(args: argparse.Namespace) -> int:
+    """Upscale DICOM/FITS/PNG/TIFF files with a trained model, back in their formats and units."""
+    from pathlib import Path
+
+    from scisr.upscale import EXIT_ERROR, Options, upscale_paths
+
+    options = Options(model=Path(args.model), out=Path(args.out), scale=args.scale, tile=args.tile,
+                      overlap=args.overlap, batch=args.batch, device=args.device, threads=args.threads,
+                      hdu=args.hdu, flux=args.flux, range_mode=args.range, anonymize=args.anonymize,
+                      progress=not args.quiet)
+    try:
+        return upscale_paths(args.inputs, options)
+    except Exception as error:  # one line for the shell, the traceback only on request
+        if args.debug:
+            raise
+        print(f"scisr upscale: unexpected error: {type(error).__name__}: {error} (rerun with --debug)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _add_upscale(commands: argparse._SubParsersAction) -> None:
+    up = commands.add_parser(
+        "upscale", help="upscale DICOM/FITS/PNG/TIFF files with a trained model, in their own formats and units",
+        description="Exit codes: 0 all written; 2 bad command line or colliding outputs; 3 model missing, unreadable "
+                    "or mismatched (scale, channels); 4 some inputs unreadable or unwritable (the rest written); "
+                    "1 unexpected error.")
+    up.add_argument("inputs", nargs="+", help="files, or folders (a DICOM series folder: every file in it)")
+    up.add_argument("--model", required=True, help="a trained model folder (model.yaml + generator.pt)")
+    up.add_argument("--out", required=True, help="output folder (files keep their names; folders become subfolders)")
+    up.add_argument("--scale", type=int, help="expected scale; an error if the model's differs")
+    up.add_argument("--tile", type=int, default=256, help="largest LR tile side in pixels (default 256)")
+    up.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: from the receptive field)")
+    up.add_argument("--batch", type=int, default=1, help="tiles per forward pass (raise it on GPUs)")
+    up.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    up.add_argument("--threads", type=int, help="CPU threads for torch")
+    up.add_argument("--hdu", help="FITS HDU name or number (default: the first image HDU)")
+    up.add_argument("--flux", choices=("surface-brightness", "conserve"), default="surface-brightness",
+                    help="FITS: keep pixel values (surface brightness) or divide by scale^2 (conserve total flux)")
+    up.add_argument("--range", choices=("extrapolate", "clip"), default="extrapolate",
+                    help="values outside the training percentiles: map linearly beyond [0,1] (default) or clip")
+    up.add_argument("--anonymize", action="store_true", help="DICOM: apply the PS3.15 basic de-identification profile")
+    up.add_argument("--quiet", action="store_true", help="no progress bars")
+    up.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    up.set_defaults(func=_upscale)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="scisr", description=__doc__)
@@ -106,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--name", help="the model's name on its card (default: the folder's name)")
     imp.add_argument("--licence", help="licence of the weights, recorded on the card (known for packaged models)")
     imp.set_defaults(func=_import_weights)
+    _add_upscale(commands)
     return parser
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -18,9 +17,9 @@ from scisr.io.files import read_png16, remove_stale, write_png16
 from scisr.models import build_generator
 from scisr.models.device import resolve_device
 from scisr.prepare.resize import imresize
+from scisr.tiling import upscale_tiled
 
 log = logging.getLogger(__name__)
-
 
 
 def load_model(generator: str | os.PathLike, card: str | os.PathLike | ModelCard,
@@ -40,67 +39,22 @@ def load_model(generator: str | os.PathLike, card: str | os.PathLike | ModelCard
     return model.to(dev, memory_format=memory_format).eval()
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of `tile`-long tiles covering `length`; neighbours overlap by at least `overlap`."""
-    if length <= tile:
-        return [0]
-    return list(range(0, length - tile, tile - overlap)) + [length - tile]
-
-
-def blend_window(length: int, scale: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """1-D weights over one tile axis in output pixels: a cosine ramp across the middle half of the overlap.
-
-    The weight is zero within overlap/4 LR pixels of an inner tile edge, so where the network's receptive
-    field radius is at most overlap/4, blended tiles equal whole-image inference. Image borders
-    (`first`, `last`) get full weight.
-    """
-    d = (np.arange(length * scale) + 0.5) / scale  # distance from the tile's start, in LR pixels
-    if overlap == 0:
-        return np.ones_like(d)
-    margin = overlap / 4
-
-    def ramp(x: np.ndarray) -> np.ndarray:
-        t = np.clip((x - margin) / (overlap - 2 * margin), 0.0, 1.0)
-        return 0.5 - 0.5 * np.cos(math.pi * t)
-
-    return (np.ones_like(d) if first else ramp(d)) * (np.ones_like(d) if last else ramp(length - d))
-
-
-@torch.inference_mode()
 def upscale(
     model: nn.Module,
     image: np.ndarray,
     scale: int,
     tile: int,
-    overlap: int,
+    overlap: int | None,
     device: str | torch.device,
 ) -> np.ndarray:
-    """Upscale a (H, W) or (C, H, W) image in overlapping LR tiles of `tile` px; float32, unclipped."""
-    if not 0 <= overlap < tile:
+    """Upscale a (H, W) or (C, H, W) image in blended LR tiles of at most `tile` px; float32, unclipped.
+
+    Delegates to `scisr.tiling.upscale_tiled` (fewest tiles, partition-of-unity blending); overlap None
+    derives it from the model's receptive field.
+    """
+    if overlap is not None and not 0 <= overlap < tile:
         raise ValueError(f"need 0 <= overlap < tile, got overlap {overlap}, tile {tile}")
-    array = np.asarray(image, dtype=np.float32)
-    chw = array if array.ndim == 3 else array[None]
-    channels, height, width = chw.shape
-    dev = torch.device(device)
-    memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
-    source = torch.from_numpy(np.ascontiguousarray(chw))[None]
-    out = np.zeros((channels, height * scale, width * scale), dtype=np.float64)
-    weight = np.zeros((height * scale, width * scale), dtype=np.float64)
-    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    for y in ys:
-        th = min(tile, height)
-        wy = blend_window(th, scale, overlap, y == 0, y + th == height)
-        for x in xs:
-            tw = min(tile, width)
-            wx = blend_window(tw, scale, overlap, x == 0, x + tw == width)
-            patch = source[..., y : y + th, x : x + tw].to(dev).contiguous(memory_format=memory_format)
-            result = model(patch)[0].float().cpu().numpy()
-            w = np.outer(wy, wx)
-            region = np.s_[y * scale : (y + th) * scale, x * scale : (x + tw) * scale]
-            out[(slice(None), *region)] += result * w
-            weight[region] += w
-    out = (out / weight).astype(np.float32)
-    return out if array.ndim == 3 else out[0]
+    return upscale_tiled(model, image, scale, tile=tile, overlap=overlap, device=device)
 
 
 def infer_folder(

@@ -26,8 +26,13 @@ def normalize_image(
     high_percentile: float = 99.5,
     stretch: str = "none",
     asinh_a: float = 0.1,
+    clip: bool = True,
 ) -> tuple[np.ndarray, dict]:
-    """Map an image to [0,1] between two percentiles (optionally asinh-stretched); NaN -> 0."""
+    """Map an image to [0,1] between two percentiles (optionally asinh-stretched); NaN -> 0.
+
+    With ``clip=False`` values outside the percentiles are mapped by the same formula (below 0, above 1),
+    so `denormalize` inverts every pixel exactly.
+    """
     if stretch not in STRETCHES:
         raise ValueError(f"unknown stretch {stretch!r}; choose one of {', '.join(STRETCHES)}")
     if not 0 <= low_percentile < high_percentile <= 100:
@@ -47,7 +52,9 @@ def normalize_image(
             f"image is constant between the {low_percentile} and {high_percentile} percentiles "
             f"(both {low:g}); it cannot be normalized"
         )
-    scaled = np.clip((np.where(nan_mask, low, values) - low) / (high - low), 0.0, 1.0)
+    scaled = (np.where(nan_mask, low, values) - low) / (high - low)
+    if clip:
+        scaled = np.clip(scaled, 0.0, 1.0)
     if stretch == "asinh":
         scaled = np.arcsinh(scaled / asinh_a) / np.arcsinh(1.0 / asinh_a)
     scaled[nan_mask] = 0.0
