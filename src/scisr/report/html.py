@@ -204,8 +204,14 @@ def render(
     footnotes: Sequence[str],
     baseline: str,
     generic: str,
+    sections: Sequence[str] = (),
+    costs: str = "",
 ) -> str:
-    """The whole report page; `figures` holds (heading, caption, PNG bytes)."""
+    """The whole report page; `figures` holds (heading, caption, PNG bytes).
+
+    `sections` are ready HTML sections placed after the statistics (field metrics, training budget); `costs`, when
+    given, is the cost section that replaces the card-only training-cost table.
+    """
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -249,6 +255,7 @@ def render(
             if (stats["dataset"] == dataset).any():
                 parts.append(f"<h3>{escape(dataset)}</h3>")
                 parts.append(stats_table(stats, dataset))
+    parts += [s for s in sections if s]
     parts.append("<h2>Figures</h2>")
     for heading, caption, png in figures:
         parts += [
@@ -258,7 +265,9 @@ def render(
             f"<figcaption>{escape(caption)}</figcaption>",
             "</figure>",
         ]
-    if cost is not None and not cost.empty:
+    if costs:
+        parts.append(costs)
+    elif cost is not None and not cost.empty:
         parts.append("<h2>Training cost</h2>")
         parts.append(cost_table(cost))
     if footnotes:
