@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from skimage.metrics import structural_similarity
 
 from scisr.io.files import atomic_path, read_png16
 from scisr.prepare.normalize import denormalize, read_params
@@ -111,8 +112,6 @@ def foreground_scores(pred: np.ndarray, hr: np.ndarray, *, crop_border: int, dat
         return {"fg_fraction": 0.0, "rmse_fg": math.nan, "psnr_fg": math.nan, "ssim_fg": math.nan}
     mse = float(np.mean((pred[mask] - hr[mask]) ** 2))
     psnr = math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
-    from skimage.metrics import structural_similarity  # the score phase's: the report reads tables only
-
     _, ssim_map = structural_similarity(hr, pred, data_range=data_range, gaussian_weights=True, sigma=1.5,
                                         use_sample_covariance=False, full=True)
     return {"fg_fraction": float(mask.mean()), "rmse_fg": math.sqrt(mse), "psnr_fg": psnr,

@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.ticker  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -311,6 +313,9 @@ def budget_figure(points: pd.DataFrame, path: str | os.PathLike, *, dataset: str
                     ax.annotate(f"{int(budget)}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7,
                                 color=palette.get(model))
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.set_xlabel(label)
         axes[0].set_ylabel(METRIC_LABELS.get(metric, metric) + "\nmean over subjects, 95% CI")
         axes[1].legend(title="model", fontsize=8, loc="best")

@@ -20,8 +20,9 @@ h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding
 h3 { font-size: 1.05em; margin-bottom: 0.3em; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; display: block; max-width: 100%;
         overflow-x: auto; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; }
+th, td { padding: 0.25em 0.55em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; white-space: normal; vertical-align: bottom; }
+td.stack { white-space: normal; line-height: 1.25; }
 td:first-child, th:first-child { text-align: left; }
 ul.answers li { margin-bottom: 0.4em; }
 figure { margin: 1em 0 2em; }

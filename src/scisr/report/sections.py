@@ -13,10 +13,13 @@ from scisr.report import field as fieldmod
 from scisr.report.html import VERDICT_CSS, data_uri, fmt
 
 
-def _table(heads: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """An HTML table of already escaped cells."""
+def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], stacked: int | None = None) -> str:
+    """An HTML table of already escaped cells; cells from column `stacked` on may wrap onto several lines."""
+    def cell(i: int, c: str) -> str:
+        return f'<td class="stack">{c}</td>' if stacked is not None and i >= stacked else f"<td>{c}</td>"
+
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
+    out += ["<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows]
     return "\n".join(out + ["</table>"])
 
 
@@ -70,16 +73,16 @@ def field_section(long: pd.DataFrame, fstats: pd.DataFrame, fields: Mapping[str,
                     continue
                 r = by_metric.loc[metric]
                 d = _digits(metric)
-                text = (f"{fmt(r['mean_diff'], d, signed=True)} [{fmt(r['ci_low'], d, signed=True)}, "
-                        f"{fmt(r['ci_high'], d, signed=True)}]")
+                ci = f"[{fmt(r['ci_low'], d, signed=True)}, {fmt(r['ci_high'], d, signed=True)}]"
                 css = VERDICT_CSS.get(str(r["verdict"]), "")
-                cells.append(f'{escape(text)} <span class="{css}">{escape(str(r["verdict"]))}</span>')
+                cells.append(f"{escape(fmt(r['mean_diff'], d, signed=True))}<br>{escape(ci)}<br>"
+                             f'<span class="{css}">{escape(str(r["verdict"]))}</span>')
             rows.append(cells)
         parts.append('<p class="note">Paired differences (model \u2212 reference), mean of per-subject means with '
                      "the 95% bootstrap CI over subjects and the verdict (Wilcoxon on subject means, Holm over the "
                      "comparisons of each field metric), as in the Statistics section; rows in field_stats.tsv.</p>")
         parts.append(_table(["comparison", "model", "reference", "subjects",
-                             *(f"\u0394 {fieldmod.LABELS[m]}" for m in metrics)], rows))
+                             *(f"\u0394 {fieldmod.LABELS[m]}" for m in metrics)], rows, stacked=4))
     return "\n".join(parts) if len(parts) > 1 else ""
 
 
@@ -102,22 +105,26 @@ def costs_section(training: pd.DataFrame, inference: pd.DataFrame, note: str) ->
         return ""
     parts = ["<h2>Costs</h2>", f'<p class="note">{escape(note)}</p>']
     if not training.empty:
-        rows = []
+        rows, devices = [], []
+        units = sorted(set(training["device_hours_unit"]))
         for _, r in training.iterrows():
             total = r["stage"] == "total"
-            device = f"{r['device_name'] or r['device']} ({r['device']}, {int(r['threads'])} thr" + (
-                f", {int(r['gpus'])} proc)" if int(r["gpus"]) > 1 else ")")
+            hours = f"{r['device_hours']:.3g}" + ("" if len(units) == 1 else f" {r['device_hours_unit']}")
             cells = [str(r["model"]) if total else "", f"{int(r['parameters']):,}".replace(",", "\u2009") if total
                      else "", str(r["stage"]), f"{int(r['iterations']):,}".replace(",", "\u2009"),
-                     _seconds(r["seconds"]), f"{fmt(r['device_hours'], 4)} {r['device_hours_unit']}",
-                     fmt(r["iterations_per_s"], 2), fmt(r["patches_per_s"], 1),
+                     _seconds(r["seconds"]), hours, fmt(r["iterations_per_s"], 2), fmt(r["patches_per_s"], 1),
                      _seconds(r["cumulative_seconds"]) if total else "", _seconds(r["job_seconds"]) if total else "",
-                     fmt(r["max_rss_mb"], 0) if total else "", device if total else ""]
+                     fmt(r["max_rss_mb"], 0) if total else ""]
             rows.append([escape(c) for c in cells])
+            if total:
+                devices.append(f"{r['model']}: {r['device_name'] or r['device']} ({r['device']}, "
+                               f"{int(r['threads'])} thread(s)" + (f", {int(r['gpus'])} processes)"
+                                                                    if int(r["gpus"]) > 1 else ")"))
         parts.append("<h3>Training</h3>")
-        parts.append(_table(["model", "parameters", "stage", "iterations", "wall time", "device-hours", "it/s",
-                             "patches/s", "cumulative (with init)", "job (benchmark)", "peak RSS MB", "device"],
-                            rows))
+        parts.append(_table(["model", "parameters", "stage", "iterations", "wall time",
+                             units[0] if len(units) == 1 else "device-hours", "it/s", "patches/s",
+                             "cumulative (with init)", "job wall time (benchmark)", "peak RSS MB"], rows))
+        parts.append(f'<p class="note">Trained on: {escape("; ".join(devices))}.</p>')
     if not inference.empty:
         rows = []
         for _, r in inference.iterrows():
