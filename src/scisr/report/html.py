@@ -22,7 +22,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; displ
         overflow-x: auto; }
 th, td { padding: 0.25em 0.55em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; white-space: normal; vertical-align: bottom; }
-td.stack { white-space: normal; line-height: 1.25; }
+td.stack { white-space: normal; line-height: 1.25; min-width: 7em; }
 td:first-child, th:first-child { text-align: left; }
 ul.answers li { margin-bottom: 0.4em; }
 figure { margin: 1em 0 2em; }
@@ -79,7 +79,9 @@ def stats_table(stats: pd.DataFrame, dataset: str) -> str:
             cells.append(escape(_pvalue(row["p_holm"])))
             css = VERDICT_CSS.get(str(row["verdict"]), "")
             cells.append(f'<span class="{css}">{escape(str(row["verdict"]))}</span>')
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        # verdict cells may wrap, so the table fits a 1200-px page
+        out.append("<tr>" + "".join(f"<td class=\"stack\">{c}</td>" if c.startswith("<span") else f"<td>{c}</td>"
+                                    for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
