@@ -19,6 +19,7 @@ include: "rules/split.smk"
 include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/score.smk"
+include: "rules/budget.smk"
 include: "rules/report.smk"
 
 

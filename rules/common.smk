@@ -230,3 +230,147 @@ def get_report_inputs():
 def get_final_output():
     """The default target: the report (which pulls in every phase)."""
     return ["results/report/index.html", "results/report/summary.tsv"]
+
+
+# --- the budget crossover, field metrics and the report's cost inputs ------------------------------
+
+BUDGETS = sorted(config["study"]["budgets"])
+
+
+def _model_iterations(model):
+    """Training iterations of a model's schedule (both stages)."""
+    settings = TRAIN_SETTINGS[model]
+    return settings["pixel"]["iterations"] + settings["gan"]["iterations"]
+
+
+def _note_capped_budgets():
+    """Say which budgets a model's schedule caps (its snapshot is then the final model)."""
+    for model in MODELS:
+        total = _model_iterations(model)
+        capped = [b for b in BUDGETS if b > total]
+        if capped:
+            print(
+                f"note: study.budgets {capped} exceed models.{model}'s schedule of {total} iterations "
+                "(train.pixel.iterations + train.gan.iterations): those snapshots are its final model",
+                file=sys.stderr,
+            )
+
+
+_note_capped_budgets()
+
+
+wildcard_constraints:
+    iterations=r"\d+",
+
+
+def get_budget_snapshots():
+    """The train rule's snapshot outputs, one per budget (the {trained} wildcard left open)."""
+    return expand(
+        "results/models/{{trained}}/budget/{iterations}.pt", iterations=BUDGETS
+    )
+
+
+def get_budget_models():
+    """Models of the budget crossover per domain dataset: {dataset: [generic, its own models]}."""
+    if GENERIC not in MODELS:
+        return {}
+    out = {}
+    for dataset in EVALUATE:
+        own = [
+            m for m in MODELS if m != GENERIC and config["models"][m]["data"] == dataset
+        ]
+        if own:
+            out[dataset] = [GENERIC] + own
+    return out
+
+
+def get_report_budget_scores():
+    """Score table of every budget snapshot in the crossover: {dataset: {model: {budget: path}}}."""
+    return {
+        dataset: {
+            model: {
+                budget: f"results/budget/score/{model}/{budget}/{dataset}.tsv"
+                for budget in BUDGETS
+            }
+            for model in models
+        }
+        for dataset, models in get_budget_models().items()
+    }
+
+
+def get_report_budget_tables():
+    """budgets.tsv (iteration and training seconds per snapshot) of every crossover model: {model: path}."""
+    models = sorted({m for ms in get_budget_models().values() for m in ms})
+    return {m: f"results/models/{m}/budgets.tsv" for m in models} if BUDGETS else {}
+
+
+def get_field(wildcards):
+    """The field whose metrics apply to a dataset (none, mri, astronomy)."""
+    return config["datasets"][wildcards.dataset]["field"]
+
+
+def get_field_inputs(wildcards):
+    """What a field score needs besides predictions and HR: astronomy maps tiles back to normalization params."""
+    if get_field(wildcards) != "astronomy":
+        return {}
+    return {
+        "params": f"results/normalize/{wildcards.dataset}/params.tsv",
+        "split": f"results/split/{wildcards.dataset}/split.tsv",
+    }
+
+
+def get_field_datasets():
+    """Evaluated datasets with field metrics: {dataset: field}."""
+    fields = {d: config["datasets"][d]["field"] for d in EVALUATE}
+    return {d: f for d, f in fields.items() if f != "none"}
+
+
+def get_report_field_scores():
+    """Field-metric table of every model on every field dataset: {dataset: {model: path}}."""
+    return {
+        dataset: {
+            model: f"results/score/{model}/{dataset}.field.tsv" for model in ALL_MODELS
+        }
+        for dataset in get_field_datasets()
+    }
+
+
+def get_report_benchmarks():
+    """Benchmark files of training and of inference on the evaluated test sets: {train|infer: {...}}."""
+    return {
+        "train": {m: f"benchmarks/train/{m}.tsv" for m in MODELS},
+        "infer": {
+            m: {d: f"benchmarks/infer/{m}/{d}.tsv" for d in EVALUATE}
+            for m in ALL_MODELS
+        },
+    }
+
+
+def get_report_extra_inputs():
+    """The report's inputs for the crossover, the field metrics and the cost table, as flat lists."""
+    bench = get_report_benchmarks()
+    return {
+        "budget_scores": [
+            p
+            for by_model in get_report_budget_scores().values()
+            for by_budget in by_model.values()
+            for p in by_budget.values()
+        ],
+        "budget_tables": list(get_report_budget_tables().values()),
+        "field_scores": [
+            p
+            for by_model in get_report_field_scores().values()
+            for p in by_model.values()
+        ],
+        "train_benchmarks": list(bench["train"].values()),
+        "infer_benchmarks": [
+            p for by_d in bench["infer"].values() for p in by_d.values()
+        ],
+    }
+
+
+def get_report_budget_figures():
+    """The budget-curve figure of every crossover domain: {dataset: path} (none without study.budgets)."""
+    if not BUDGETS:
+        return {}
+    return {d: f"results/report/budget_{d}.png" for d in get_budget_models()}

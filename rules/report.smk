@@ -4,6 +4,7 @@
 rule report:
     input:
         **get_report_inputs(),
+        **get_report_extra_inputs(),
         code=get_code("scripts/report.py"),
     output:
         html=report(
@@ -41,6 +42,31 @@ rule report:
             caption="../report/panel.rst",
             category="Figures",
         ),
+        field_stats=report(
+            "results/report/field_stats.tsv",
+            caption="../report/field_stats.rst",
+            category="Report",
+        ),
+        budget=report(
+            "results/report/budget.tsv",
+            caption="../report/budget.rst",
+            category="Report",
+        ),
+        costs=report(
+            "results/report/costs.tsv",
+            caption="../report/costs.rst",
+            category="Report",
+        ),
+        infer_costs=report(
+            "results/report/infer_costs.tsv",
+            caption="../report/costs.rst",
+            category="Report",
+        ),
+        budget_figures=report(
+            list(get_report_budget_figures().values()),
+            caption="../report/budget.rst",
+            category="Figures",
+        ),
     log:
         "logs/report/report.log",
     benchmark:
@@ -58,6 +84,12 @@ rule report:
         splits=get_report_splits(),
         degradations=get_report_degradations(),
         panels=get_report_panels(),
+        field_scores=get_report_field_scores(),
+        fields=get_field_datasets(),
+        budget_scores=get_report_budget_scores(),
+        budget_tables=get_report_budget_tables(),
+        budget_figures=get_report_budget_figures(),
+        benchmarks=get_report_benchmarks(),
         baseline=BASELINE,
         generic=GENERIC,
         scale=config["scale"],

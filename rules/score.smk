@@ -1,4 +1,5 @@
-# Phase 7: per-image RMSE, PSNR, SSIM on float [0,1] data, border of `scale` cropped.
+# Phase 7: per-image RMSE, PSNR, SSIM on float [0,1] data, border of `scale` cropped; and, where a
+# dataset sets `field`, the field's own metrics (MRI head mask; astronomy physical units and flux).
 
 
 rule score:
@@ -7,7 +8,12 @@ rule score:
         test="results/split/{dataset}/test",
         code=get_code("scripts/score.py"),
     output:
-        scores="results/score/{model}/{dataset}.tsv",
+        scores=report(
+            "results/score/{model}/{dataset}.tsv",
+            caption="../report/score.rst",
+            category="Score",
+            subcategory="{dataset}",
+        ),
     log:
         "logs/score/{model}/{dataset}.log",
     benchmark:
@@ -20,3 +26,31 @@ rule score:
         border=config["scale"],
     script:
         "../scripts/score.py"
+
+
+rule score_field:
+    input:
+        unpack(get_field_inputs),
+        predictions="results/infer/{model}/{dataset}",
+        test="results/split/{dataset}/test",
+        code=get_code("scripts/score_field.py"),
+    output:
+        scores=report(
+            "results/score/{model}/{dataset}.field.tsv",
+            caption="../report/score_field.rst",
+            category="Score",
+            subcategory="{dataset} field metrics",
+        ),
+    log:
+        "logs/score/{model}/{dataset}.field.log",
+    benchmark:
+        "benchmarks/score/{model}/{dataset}.field.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=config["compute"]["mem_mb"],
+    params:
+        border=config["scale"],
+        field=get_field,
+    script:
+        "../scripts/score_field.py"

@@ -11,8 +11,14 @@ rule train:
         code=get_code("scripts/train.py"),
     output:
         generator="results/models/{trained}/generator.pt",
-        history="results/models/{trained}/history.tsv",
+        history=report(
+            "results/models/{trained}/history.tsv",
+            caption="../report/history.rst",
+            category="Train",
+        ),
         card="results/models/{trained}/model.yaml",
+        budget=get_budget_snapshots(),
+        budgets="results/models/{trained}/budgets.tsv",
     log:
         "logs/train/{trained}.log",
     benchmark:
@@ -29,5 +35,6 @@ rule train:
         data=get_train_data,
         normalization=get_train_normalization,
         device=config["compute"]["device"],
+        budgets=BUDGETS,
     script:
         "../scripts/train.py"

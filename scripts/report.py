@@ -26,6 +26,17 @@ def main(smk) -> None:
             title=p.title,
             scale=p.scale,
             degradations=p.degradations,
+            field_scores=p.field_scores,
+            fields=p.fields,
+            field_stats_path=smk.output.field_stats,
+            budget_scores=p.budget_scores,
+            budget_tables=p.budget_tables,
+            budget_path=smk.output.budget,
+            budget_paths=p.budget_figures,
+            train_benchmarks=p.benchmarks["train"],
+            infer_benchmarks=p.benchmarks["infer"],
+            costs_path=smk.output.costs,
+            infer_costs_path=smk.output.infer_costs,
         )
 
 

@@ -20,6 +20,9 @@ def main(smk) -> None:
                 normalization=dict(smk.params.normalization),
                 device=smk.params.device,
                 threads=smk.threads,
+                budgets=tuple(smk.params.budgets),
+                budget_weights=tuple(smk.output.budget),
+                budget_table=smk.output.budgets,
             )
         )
 

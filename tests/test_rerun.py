@@ -21,7 +21,8 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.workflow
 COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
-PHASES = ["download", "extract", "normalize", "split", "train", "infer", "score", "report"]
+PHASES = ["download", "extract", "normalize", "split", "train", "infer", "score", "score_field", "infer_budget",
+          "score_budget", "report"]
 
 
 class Study:
@@ -85,22 +86,27 @@ def test_a_second_run_schedules_nothing(study: Study) -> None:
 
 def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study: Study) -> None:
     plan = study.planned({"models": {"mri": {"data": "mri", "train": {"pixel": {"iterations": 21}}}}})
-    # one model retrained, then its predictions and scores on the 3 datasets, then the report
-    assert plan == {"train": 1, "infer": 3, "score": 3, "report": 1}
+    # one model retrained, then its predictions and scores on the 3 datasets (field metrics on the 2 field
+    # datasets), its 2 budget snapshots on its own dataset, then the report
+    assert plan == {"train": 1, "infer": 3, "score": 3, "score_field": 2, "infer_budget": 2, "score_budget": 2,
+                    "report": 1}
 
 
 def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> None:
     plan = study.planned({"datasets": {"astro": {"normalize": {"high_percentile": 99.8}}}})
     # astro normalized and split again; the astro model retrained; every model on astro's
-    # test set (4) plus the retrained astro model on the two other datasets (2)
-    assert plan == {"normalize": 1, "split": 1, "train": 1, "infer": 6, "score": 6, "report": 1}
+    # test set (4) plus the retrained astro model on the two other datasets (2); field metrics of every model on
+    # astro (4) and of the astro model on mri (1); the astro crossover's 2 budgets of astro and generic (4)
+    assert plan == {"normalize": 1, "split": 1, "train": 1, "infer": 6, "score": 6, "score_field": 5,
+                    "infer_budget": 4, "score_budget": 4, "report": 1}
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
     with edited(study.folder / "src" / "scisr" / "train" / "trainer.py"):
         plan = study.planned()
-    # 3 trained models on 3 datasets; bicubic predictions stay
-    assert plan == {"train": 3, "infer": 9, "score": 9, "report": 1}
+    # 3 trained models on 3 datasets (field metrics on 2); bicubic predictions stay; every budget snapshot
+    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "infer_budget": 8, "score_budget": 8,
+                    "report": 1}
 
 
 def test_editing_the_report_code_reruns_only_the_report(study: Study) -> None:

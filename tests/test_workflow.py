@@ -14,6 +14,7 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import BIN, ROOT
+from scisr.budgets import read_budget_table
 from scisr.card import ModelCard
 
 from scisr.deid import reidentify
@@ -154,7 +155,9 @@ def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
     result = snakemake(snakemake_exe, make_workdir(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
     for rule, count in [("download", 3), ("extract", 3), ("normalize", 3), ("split", 3),
-                        ("train", 3), ("infer", 12), ("score", 12), ("report", 1)]:
+                        ("train", 3), ("infer", 12), ("score", 12), ("report", 1),
+                        # field metrics: 4 models x (mri, astro); budgets 10 and 20 of (generic, own) x 2 domains
+                        ("score_field", 8), ("infer_budget", 8), ("score_budget", 8)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in result.stdout.splitlines()), (
             f"{rule} x{count} not planned:\n{result.stdout}"
         )
@@ -205,7 +208,35 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
         card = ModelCard.read(work / "results/models" / model / "model.yaml")
         assert card.training_data["dataset"] == model and card.normalization["high_percentile"] > 0
         assert min(card.wall_seconds.values()) > 0
-        assert re.search(rf"<td>{model}</td>.*<td>pixel 20 it / [0-9.]+ s; gan 6 it / [0-9.]+ s</td>", html)
+        assert re.search(rf"<td>{model}</td><td>[0-9\u2009]+</td><td>total</td><td>26</td>", html)
+        assert re.search(r"<td></td><td></td><td>pixel</td><td>20</td><td>[0-9.]+ s</td>", html)
+
+    # the budget crossover: snapshots at 10 and 20 iterations, scored; points, statements and figures
+    for model in TRAINED:
+        budgets = read_budget_table(work / "results/models" / model / "budgets.tsv")
+        assert budgets["iteration"].tolist() == [10, 20] and budgets["seconds"].is_monotonic_increasing
+        assert all((work / "results/models" / model / "budget" / f"{b}.pt").is_file() for b in (10, 20))
+    points = pd.read_csv(work / "results/report/budget.tsv", sep="\t")
+    assert set(points["budget"]) == {10, 20, 26} and set(points["dataset"]) == {"mri", "astro"}
+    assert {"generic", "mri"} == set(points.loc[points["dataset"] == "mri", "model"])
+    for dataset in ("mri", "astro"):
+        assert (work / f"results/report/budget_{dataset}.png").stat().st_size > 10_000
+        assert re.search(rf"{dataset}: (crossover at \d+ iterations|no crossover in the range|too few test subjects)",
+                         html)
+    # field metrics: a table per (model, field dataset), their statistics and their section
+    mri_field = pd.read_csv(work / "results/score/mri/mri.field.tsv", sep="\t")
+    assert {"rmse_fg", "psnr_fg", "ssim_fg"} <= set(mri_field.columns) and (mri_field["fg_fraction"] > 0).all()
+    astro_field = pd.read_csv(work / "results/score/generic/astro.field.tsv", sep="\t")
+    assert astro_field[["rmse_phys", "total_flux_rel_err"]].map(math.isfinite).all().all()
+    field_stats = pd.read_csv(work / "results/report/field_stats.tsv", sep="\t")
+    assert set(field_stats["field"]) == {"mri", "astronomy"}
+    assert "<h2>Field metrics</h2>" in html and "<h2>Training budget</h2>" in html
+    # costs from model cards and benchmark files
+    cost = pd.read_csv(work / "results/report/costs.tsv", sep="\t")
+    totals = cost[cost["stage"] == "total"].set_index("model")
+    assert (totals["job_seconds"] > 0).all() and (totals["max_rss_mb"] > 0).all()
+    infer_cost = pd.read_csv(work / "results/report/infer_costs.tsv", sep="\t")
+    assert len(infer_cost) == len(MODELS) * len(DATASETS) and (infer_cost["s_per_megapixel"] > 0).all()
 
     again = snakemake(snakemake_exe, work, "--dry-run")
     assert again.returncode == 0

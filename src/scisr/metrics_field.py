@@ -39,7 +39,8 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from scisr.io.files import atomic_path, read_png16
-from scisr.prepare.normalize import denormalize
+from scisr.prepare.normalize import denormalize, read_params
+from scisr.prepare.split import read_split_table
 
 MASK_CLOSING = 2
 APERTURE_RADIUS = 6
@@ -48,6 +49,8 @@ N_SOURCES = 5
 FOREGROUND_COLUMNS = ["image_id", "fg_fraction", "rmse_fg", "psnr_fg", "ssim_fg"]
 PHYSICAL_COLUMNS = ["image_id", "rmse_phys", "psnr_phys", "total_flux_rel_err", "aperture_flux_rel_err",
                     "aperture_flux_bias", "n_sources"]
+FIELDS = ("mri", "astronomy")
+FIELD_COLUMNS = {"mri": FOREGROUND_COLUMNS, "astronomy": PHYSICAL_COLUMNS}
 
 
 def _crop(image: np.ndarray, border: int) -> np.ndarray:
@@ -200,8 +203,32 @@ def score_folder_field(pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, o
                                  "params.tsv; rerun normalize and split together")
             values = physical_scores(pred, hr, params[source], crop_border=border)
         records.append({"image_id": hr_path.stem, **values})
-    columns = FOREGROUND_COLUMNS if field == "mri" else PHYSICAL_COLUMNS
+    columns = FIELD_COLUMNS[field]
     table = pd.DataFrame(records, columns=columns).sort_values("image_id", ignore_index=True)
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     return table
+
+
+def score_field(pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, out_tsv: str | os.PathLike, *, border: int,
+                field: str, params_path: str | os.PathLike | None = None,
+                split_path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """`score_folder_field` from the phases' files: params.tsv (normalize) and split.tsv (test tile -> source)."""
+    params = read_params(params_path) if params_path else None
+    source_of = None
+    if split_path:
+        table = read_split_table(split_path)
+        source_of = dict(zip(table["id"], table["image_id"], strict=True))
+    return score_folder_field(pred_dir, hr_dir, out_tsv, border=border, field=field, params=params,
+                              source_of=source_of)
+
+
+def read_field_table(path: str | os.PathLike, field: str) -> pd.DataFrame:
+    """Read a field-metrics TSV written by `score_folder_field` for `field`, checking its columns."""
+    if field not in FIELDS:
+        raise ValueError(f"unknown field {field!r}; choose one of {', '.join(FIELDS)}")
+    table = pd.read_csv(path, sep="\t", dtype={"image_id": str})
+    missing = set(FIELD_COLUMNS[field]) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)} of {field} field metrics; rerun score_field")
+    return table[FIELD_COLUMNS[field]]

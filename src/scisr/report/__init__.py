@@ -11,7 +11,7 @@ from PIL import Image
 
 from scisr.io.files import atomic_path, read_png16, write_text_atomic
 from scisr.prepare.split import pair_dirs
-from scisr.report import figures, html, meaning, stats, tables
+from scisr.report import budget, costs, field, figures, html, meaning, sections, stats, tables
 
 __all__ = ["build_report", "default_conventions", "stats_note"]
 
@@ -132,6 +132,65 @@ def _build_panel(
     )
 
 
+def budget_note() -> str:
+    """How the budget curves and the crossover are computed, for the page."""
+    return (
+        "Each model is trained once; its exported (EMA) generator is saved at each budget of study.budgets and "
+        "scored on the domain's test set, and the final model is the last point. Points: mean over subjects of "
+        "the per-subject mean RMSE with a 95% bootstrap CI over subjects. Cost: training wall seconds up to the "
+        "snapshot (validation included), plus, for a fine-tuned model, all training seconds of the model it "
+        "started from; device-hours are CPU-hours (seconds × threads × processes / 3600) or GPU-hours "
+        "(seconds × GPUs / 3600). Crossover: the smallest budget at which the paired difference own model "
+        "− generic at that budget (same test images, averaged per subject) has a 95% bootstrap CI entirely "
+        f"below zero, with at least {stats.MIN_SUBJECTS} test subjects. All points are in budget.tsv."
+    )
+
+
+def costs_note() -> str:
+    """The cost table's conventions."""
+    return (
+        "Training: wall time per stage from the model card (validation included, summed over resumed runs); "
+        "device-hours are CPU-hours (seconds × threads × processes / 3600) or GPU-hours (seconds "
+        "× GPUs / 3600); it/s and patches/s (batch size × it/s) per stage; cumulative adds the "
+        "training of the model a fine-tuned one started from; job and peak RSS from Snakemake's benchmark file "
+        "of the train job's last run (start-up and export included). Inference: the infer job's benchmark wall "
+        "time (start-up and PNG writing included) per megapixel of predicted HR images, and its peak RSS. "
+        "All numbers are in costs.tsv and infer_costs.tsv."
+    )
+
+
+def _budget_part(budget_scores, budget_tables, cards, long, subjects, *, generic, palette, models, budget_path,
+                 figure_paths) -> tuple[str, list]:
+    """Budget points and crossover statements: budget.tsv, one figure per domain, the section's HTML."""
+    points, diffs = budget.budget_points(budget_scores, budget_tables, cards, long, subjects)
+    with atomic_path(budget_path) as tmp:
+        points.merge(diffs.rename(columns={"mean_diff": "diff_vs_reference", "ci_low": "diff_ci_low",
+                                           "ci_high": "diff_ci_high", "n_subjects": "diff_subjects"}),
+                     on=["dataset", "model", "budget", "metric"], how="left"
+                     ).to_csv(tmp, sep="\t", index=False, na_rep="NaN")
+    statements, shown = [], []
+    for dataset, by_model in budget_scores.items():
+        own = [m for m in by_model if m != generic]
+        lines = [budget.crossover_statement(dataset, m, generic, diffs, points) for m in own]
+        statements += lines
+        path = Path(figure_paths[dataset])
+        figures.budget_figure(points, path, dataset=dataset, models=[m for m in models if m in by_model],
+                              palette=palette, statement=" ".join(lines))
+        shown.append((f"Budget curve: {dataset}", f"{dataset} test set: mean RMSE over subjects (95% bootstrap CI) "
+                      "of the generic model's and the domain model(s)' snapshots against cumulative training wall "
+                      "time (left) and device-hours (right), both on log scales; labels give the budget in "
+                      "iterations, the last point of each line is the final model. Lower is better.",
+                      path.read_bytes()))
+    return sections.budget_section(statements, shown, budget_note()), statements
+
+
+def _with_crossover(advice: list[meaning.Advice], statements: list[str]) -> list[meaning.Advice]:
+    """Add each domain's crossover statement to its caveats (the budget the answer holds at)."""
+    for item in advice:
+        item.caveats += [f"Budget crossover: {s}" for s in statements if s.startswith(f"{item.dataset}: ")]
+    return advice
+
+
 def build_report(
     *,
     scores: Mapping[str, Mapping[str, PathLike]],
@@ -153,6 +212,17 @@ def build_report(
     scale: int,
     degradations: Mapping[str, str] | None = None,
     conventions: str | None = None,
+    field_scores: Mapping[str, Mapping[str, PathLike]] | None = None,
+    fields: Mapping[str, str] | None = None,
+    field_stats_path: PathLike | None = None,
+    budget_scores: Mapping[str, Mapping[str, Mapping[int, PathLike]]] | None = None,
+    budget_tables: Mapping[str, PathLike] | None = None,
+    budget_path: PathLike | None = None,
+    budget_paths: Mapping[str, PathLike] | None = None,
+    train_benchmarks: Mapping[str, PathLike] | None = None,
+    infer_benchmarks: Mapping[str, Mapping[str, PathLike]] | None = None,
+    costs_path: PathLike | None = None,
+    infer_costs_path: PathLike | None = None,
 ) -> None:
     """Write the summary and statistics tables, the figures and the self-contained HTML page to the paths given.
 
@@ -160,6 +230,11 @@ def build_report(
     `cards` {model: history.tsv / model.yaml}, `test_dirs` {dataset: test split part}, `split_tables` {dataset:
     split.tsv} (image -> subject, for subject-level statistics; None: each image counts as its own subject),
     `degradations` {dataset: degradation name} for the caveats. Outputs: `panel_paths` is {dataset: PNG}.
+
+    Optional parts: `field_scores` {dataset: {model: field TSV}} with `fields` {dataset: mri|astronomy} ->
+    field_stats_path; `budget_scores` {dataset: {model (generic first): {budget: score TSV}}} with `budget_tables`
+    {model: budgets.tsv} -> budget_path (points) and `budget_paths` {dataset: figure}; `train_benchmarks` {model:
+    TSV} and `infer_benchmarks` {model: {dataset: TSV}} (Snakemake benchmark files) -> costs_path, infer_costs_path.
     """
     long = tables.read_scores(scores)
     summary = tables.summarize(long, baseline=baseline, generic=generic)
@@ -206,6 +281,31 @@ def build_report(
         if caption is not None:
             figure_list.append((f"Example: {dataset}", caption, path))
 
+    extra = []
+    if field_scores and fields:
+        field_long = field.read_field_scores(field_scores, fields)
+        fstats = field.field_stats(field_long, fields, subjects, models=scored, baseline=baseline, generic=generic)
+        if field_stats_path is not None:
+            with atomic_path(field_stats_path) as tmp:
+                fstats.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
+        extra.append(sections.field_section(field_long, fstats, fields, scored))
+    crossover: list[str] = []
+    if budget_path is not None:
+        part, crossover = _budget_part(budget_scores or {}, budget_tables or {}, cards, long, subjects, generic=generic,
+                                       palette=palette, models=models, budget_path=budget_path,
+                                       figure_paths=budget_paths or {})
+        extra.append(part)
+    cost_html = ""
+    if costs_path is not None:
+        train_cost = costs.training_costs(cards, train_benchmarks)
+        infer_cost = costs.inference_costs(infer_benchmarks or {}, test_dirs)
+        with atomic_path(costs_path) as tmp:
+            train_cost.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
+        if infer_costs_path is not None:
+            with atomic_path(infer_costs_path) as tmp:
+                infer_cost.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
+        cost_html = sections.costs_section(train_cost, infer_cost, costs_note())
+
     n_inf = int(summary["n_psnr_inf"].sum()) if not summary.empty else 0
     footnotes = [
         "PSNR is infinite for an image reproduced exactly. Such images are left out of the PSNR mean, sd and "
@@ -223,8 +323,9 @@ def build_report(
         datasets=datasets,
         best=tables.best_models(summary),
         answers=meaning.answers(table, scored, datasets, baseline=baseline, generic=generic),
-        advice=meaning.what_this_means(table, scored, datasets, baseline=baseline, generic=generic,
-                                       subjects=subjects, histories=history_frames, degradations=degradations),
+        advice=_with_crossover(meaning.what_this_means(table, scored, datasets, baseline=baseline, generic=generic,
+                                                       subjects=subjects, histories=history_frames,
+                                                       degradations=degradations), crossover),
         stats=table,
         stats_note=stats_note(),
         figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
@@ -232,5 +333,7 @@ def build_report(
         footnotes=footnotes,
         baseline=baseline,
         generic=generic,
+        sections=extra,
+        costs=cost_html,
     )
     write_text_atomic(html_path, page)

@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.ticker  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -284,3 +286,38 @@ def heatmap_figure(
                  "(* significant after Holm, ns not significant, ? too few subjects)", fontsize=10)
     save_figure(fig, path)
 
+
+
+def budget_figure(points: pd.DataFrame, path: str | os.PathLike, *, dataset: str, models: Sequence[str],
+                  palette: Mapping[str, tuple[float, float, float]], statement: str, metric: str = "rmse") -> None:
+    """Test score (mean over subjects, 95% CI) against training cost for each model's budget snapshots.
+
+    Left: cumulative training wall seconds; right: device-hours (CPU- or GPU-hours). Points are labelled with
+    their budget in iterations; `statement` (the crossover sentence) is the title.
+    """
+    sel = points[(points["dataset"] == dataset) & (points["metric"] == metric)]
+    units = sorted(set(sel["device_hours_unit"])) or ["device-hours"]
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 3.9), layout="constrained", sharey=True)
+        for ax, column, label in ((axes[0], "cumulative_seconds", "training wall time, s (log)"),
+                                  (axes[1], "device_hours", f"training {' / '.join(units)} (log)")):
+            for model in models:
+                rows = sel[sel["model"] == model].sort_values("budget")
+                if rows.empty:
+                    continue
+                x, y = rows[column].to_numpy(), rows["mean"].to_numpy()
+                err = np.vstack([y - rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy() - y])
+                ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0), color=palette.get(model), marker="o",
+                            capsize=3, label=model, lw=1.5)
+                for xi, yi, budget in zip(x, y, rows["budget"]):
+                    ax.annotate(f"{int(budget)}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                                color=palette.get(model))
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
+            ax.set_xlabel(label)
+        axes[0].set_ylabel(METRIC_LABELS.get(metric, metric) + "\nmean over subjects, 95% CI")
+        axes[1].legend(title="model", fontsize=8, loc="best")
+        fig.suptitle(statement, fontsize=9, wrap=True)
+    save_figure(fig, path)

@@ -20,8 +20,9 @@ h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding
 h3 { font-size: 1.05em; margin-bottom: 0.3em; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; display: block; max-width: 100%;
         overflow-x: auto; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; }
+th, td { padding: 0.25em 0.55em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; white-space: normal; vertical-align: bottom; }
+td.stack { white-space: normal; line-height: 1.25; min-width: 7em; }
 td:first-child, th:first-child { text-align: left; }
 ul.answers li { margin-bottom: 0.4em; }
 figure { margin: 1em 0 2em; }
@@ -78,7 +79,9 @@ def stats_table(stats: pd.DataFrame, dataset: str) -> str:
             cells.append(escape(_pvalue(row["p_holm"])))
             css = VERDICT_CSS.get(str(row["verdict"]), "")
             cells.append(f'<span class="{css}">{escape(str(row["verdict"]))}</span>')
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        # verdict cells may wrap, so the table fits a 1200-px page
+        out.append("<tr>" + "".join(f"<td class=\"stack\">{c}</td>" if c.startswith("<span") else f"<td>{c}</td>"
+                                    for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -204,8 +207,14 @@ def render(
     footnotes: Sequence[str],
     baseline: str,
     generic: str,
+    sections: Sequence[str] = (),
+    costs: str = "",
 ) -> str:
-    """The whole report page; `figures` holds (heading, caption, PNG bytes)."""
+    """The whole report page; `figures` holds (heading, caption, PNG bytes).
+
+    `sections` are ready HTML sections placed after the statistics (field metrics, training budget); `costs`, when
+    given, is the cost section that replaces the card-only training-cost table.
+    """
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -249,6 +258,7 @@ def render(
             if (stats["dataset"] == dataset).any():
                 parts.append(f"<h3>{escape(dataset)}</h3>")
                 parts.append(stats_table(stats, dataset))
+    parts += [s for s in sections if s]
     parts.append("<h2>Figures</h2>")
     for heading, caption, png in figures:
         parts += [
@@ -258,7 +268,9 @@ def render(
             f"<figcaption>{escape(caption)}</figcaption>",
             "</figure>",
         ]
-    if cost is not None and not cost.empty:
+    if costs:
+        parts.append(costs)
+    elif cost is not None and not cost.empty:
         parts.append("<h2>Training cost</h2>")
         parts.append(cost_table(cost))
     if footnotes:

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 from scisr.prepare.split import read_split_table
-from scisr.report.tables import LOWER_IS_BETTER, METRICS
+from scisr.report.tables import LOWER_IS_BETTER
 
 PathLike = str | os.PathLike
 N_BOOT = 10_000
@@ -146,14 +146,15 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _verdict(n_subjects: int, mean_diff: float, p_holm: float, metric: str) -> str:
+def _verdict(n_subjects: int, mean_diff: float, p_holm: float, metric: str,
+             lower_is_better: Mapping[str, bool] = LOWER_IS_BETTER) -> str:
     """The verdict word of one row (see the module docstring)."""
     if n_subjects < MIN_SUBJECTS:
         return "too few subjects to tell"
     if math.isnan(p_holm) or p_holm >= ALPHA or mean_diff == 0:
         return "no significant difference"
     lower = mean_diff < 0
-    return "better" if lower == LOWER_IS_BETTER[metric] else "worse"
+    return "better" if lower == lower_is_better[metric] else "worse"
 
 
 def _subject_lookup(subjects: pd.DataFrame | None, dataset: str, image_ids: pd.Series) -> tuple[pd.Series, str]:
@@ -202,8 +203,13 @@ def compare(long: pd.DataFrame, subjects: pd.DataFrame | None, dataset: str, mod
 
 def paired_stats(long: pd.DataFrame, subjects: pd.DataFrame | None = None, *, baseline: str = "bicubic",
                  generic: str = "generic", models: Sequence[str] | None = None,
-                 datasets: Sequence[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """Every comparison of `comparisons` on every metric, Holm-corrected per metric, with verdicts."""
+                 datasets: Sequence[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED,
+                 metrics: Mapping[str, bool] | None = None) -> pd.DataFrame:
+    """Every comparison of `comparisons` on every metric, Holm-corrected per metric, with verdicts.
+
+    `metrics` maps the score columns to compare to whether lower is better (default RMSE, PSNR, SSIM).
+    """
+    directions = dict(metrics) if metrics is not None else dict(LOWER_IS_BETTER)
     models = list(models) if models is not None else list(dict.fromkeys(long["model"]))
     datasets = list(datasets) if datasets is not None else list(dict.fromkeys(long["dataset"]))
     present = set(zip(long["model"], long["dataset"]))
@@ -211,7 +217,7 @@ def paired_stats(long: pd.DataFrame, subjects: pd.DataFrame | None = None, *, ba
     for dataset, kind, model, reference in comparisons(models, datasets, baseline=baseline, generic=generic):
         if (model, dataset) not in present or (reference, dataset) not in present:
             continue
-        for metric in METRICS:
+        for metric in directions:
             row = compare(long, subjects, dataset, model, reference, metric, n_boot=n_boot, seed=seed)
             rows.append({"comparison": kind, **row})
     table = pd.DataFrame(rows, columns=STATS_COLUMNS)
@@ -219,13 +225,13 @@ def paired_stats(long: pd.DataFrame, subjects: pd.DataFrame | None = None, *, ba
         return table
     table["p_holm"] = np.nan
     table["correction"] = ""
-    for metric in METRICS:
+    for metric in directions:
         sel = (table["metric"] == metric) & (table["n_subjects"] >= MIN_SUBJECTS)
         table.loc[sel, "p_holm"] = holm(table.loc[sel, "p_value"].to_numpy())
         table.loc[table["metric"] == metric, "correction"] = (
             f"Holm over the {int(sel.sum())} comparisons of {metric} with >= {MIN_SUBJECTS} subjects, "
             f"alpha {ALPHA}")
-    table["verdict"] = [_verdict(int(r.n_subjects), r.mean_diff, r.p_holm, r.metric)
+    table["verdict"] = [_verdict(int(r.n_subjects), r.mean_diff, r.p_holm, r.metric, directions)
                         for r in table.itertuples()]
     return table[STATS_COLUMNS]
 

@@ -25,6 +25,8 @@ import torch.distributed as dist
 from scisr.models.device import resolve_device
 from scisr.prepare.split import pair_dirs
 from scisr.io.hashing import folder_sha256
+from scisr.budgets import snapshot_plan
+from scisr.train.budget import BudgetSnapshots
 from scisr.train.export import training_card, write_outputs
 from scisr.train.launcher import launch
 from scisr.train.settings import Settings
@@ -46,6 +48,8 @@ class TrainJob:
     name, dataset        the model's name and the name of the dataset it learns from (for the model card)
     normalization        the normalize settings of that dataset (for the model card)
     device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
+    budgets, budget_weights, budget_table   study.budgets (iterations), the snapshot output path of each (same
+                         order) and budgets.tsv (scisr.train.budget; none when budget_table is empty)
     """
 
     train_dir: PathLike
@@ -60,6 +64,9 @@ class TrainJob:
     normalization: dict
     device: str
     threads: int
+    budgets: tuple[int, ...] = ()
+    budget_weights: tuple[str, ...] = ()
+    budget_table: str = ""
 
     @classmethod
     def read(cls, path: PathLike) -> TrainJob:
@@ -106,10 +113,16 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
         hr_dir, lr_dir = pair_dirs(job.train_dir)
         hr_sha, lr_sha = folder_sha256(hr_dir), folder_sha256(lr_dir)
+        total = sum(s.iterations for s in cfg.stages)
+        snapshots = BudgetSnapshots(job.checkpoint_dir, set(snapshot_plan(job.budgets, total).values()))
+        # snapshots are taken while training: other budgets need a fresh run, so they are part of the fingerprint
+        hashed = {**job.settings, "budget_snapshots": sorted(snapshots.iterations)} if job.budgets else job.settings
         trainer = Trainer(job.train_dir, job.val_dir, job.checkpoint_dir, cfg,
-                          fingerprint(job.settings, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
+                          fingerprint(hashed, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
                           rank=rank, world_size=world_size)
         trainer.try_resume()
+        snapshots.start(trainer.progress.iteration)
+        trainer.hooks = (snapshots,)
         if world_size > 1:
             check_same_start(trainer)
         trainer.run()
@@ -117,6 +130,8 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
             card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
                                  threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings)
             write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
+            if job.budget_table:
+                snapshots.export(list(job.budgets), total, list(job.budget_weights), job.budget_table)
         trainer.barrier()
 
 

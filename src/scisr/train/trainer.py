@@ -96,6 +96,7 @@ class Trainer:
     barriers. EMA, checkpoints and exports use the unwrapped modules (state-dict keys as single-process);
     batch-norm statistics are rank 0's (DDP hands them to every process at the start of each forward pass).
     """
+    hooks: tuple = ()  # callables run with the trainer after every iteration (e.g. scisr.train.budget snapshots)
 
     def __init__(self, train_dir: str | Path, val_dir: str | Path, checkpoint_dir: str | Path, cfg: Settings,
                  fingerprint: str, device: torch.device, name: str,
@@ -438,6 +439,8 @@ class Trainer:
                     p.sums[k] += v
                 if p.iteration % self.cfg.val_every == 0 or p.iteration == end:
                     self.record(stage.name)
+                for hook in self.hooks:
+                    hook(self)
                 if p.iteration % self.cfg.checkpoint_every == 0 or p.iteration == end:
                     self.save()
                 bar.set_postfix_str(f"{stage.name} pixel {numbers['pixel']:.4f}", refresh=False)

@@ -1,0 +1,89 @@
+"""Budget snapshots of one training run: the exported (EMA) weights at chosen iterations, with their cost."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from scisr.budgets import read_budget_table, snapshot_plan
+from scisr.train import train
+from test_train import ESRGAN, job, make_split
+
+BUDGETS = (5, 25, 40, 100)  # 100 is past the 20 + 20 iterations: capped at 40
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    return make_split(tmp_path_factory.mktemp("split"))
+
+
+def snapshot_job(split: Path, work: Path, settings: dict, budgets=BUDGETS):
+    weights = [str(work / "out" / "budget" / f"{b}.pt") for b in budgets]
+    return dataclasses.replace(job(split, work / "out", work / "ckpt", settings), budgets=tuple(budgets),
+                               budget_weights=tuple(weights), budget_table=str(work / "out" / "budgets.tsv"))
+
+
+def load(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def run(split, tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    work = tmp_path_factory.mktemp("budget")
+    train(snapshot_job(split, work, ESRGAN))
+    return work
+
+
+def test_plan_caps_budgets_at_the_schedule():
+    assert snapshot_plan([5, 25, 40, 100], 40) == {5: 5, 25: 25, 40: 40, 100: 40}
+    with pytest.raises(ValueError, match="positive"):
+        snapshot_plan([0], 40)
+
+
+def test_final_snapshot_is_the_exported_generator_and_the_table_records_cost(run):
+    out = run / "out"
+    final = load(out / "generator.pt")
+    for budget in (40, 100):
+        snap = load(out / "budget" / f"{budget}.pt")
+        assert snap.keys() == final.keys()
+        assert all(torch.equal(snap[k], final[k]) for k in final), budget
+    early = load(out / "budget" / "5.pt")
+    assert not all(torch.equal(early[k], final[k]) for k in final)
+    table = read_budget_table(out / "budgets.tsv")
+    assert table["budget"].tolist() == [5, 25, 40, 100]
+    assert table["iteration"].tolist() == [5, 25, 40, 40]
+    assert table["stage"].tolist() == ["pixel", "gan", "gan", "gan"]
+    seconds = table["seconds"].tolist()
+    assert 0 < seconds[0] < seconds[1] < seconds[2] == seconds[3]
+    history = json.loads((run / "ckpt" / "budget" / "snapshots.json").read_text())
+    assert sorted(int(k) for k in history) == [5, 25, 40]
+
+
+def test_snapshot_is_the_ema_a_shorter_run_would_export(run, split, tmp_path):
+    """The snapshot at iteration 5 equals generator.pt of the same training stopped after 5 iterations."""
+    short = copy.deepcopy(ESRGAN)
+    short["pixel"] = short["pixel"] | {"iterations": 5, "milestones": []}
+    short["gan"] = short["gan"] | {"iterations": 0}
+    train(job(split, tmp_path / "out", tmp_path / "ckpt", short))
+    expected = load(tmp_path / "out" / "generator.pt")
+    snap = load(run / "out" / "budget" / "5.pt")
+    for key, value in expected.items():
+        torch.testing.assert_close(snap[key], value, rtol=1e-6, atol=1e-7, msg=key)
+
+
+def test_other_budgets_retrain_from_scratch(run, split, tmp_path, caplog):
+    """A checkpoint of a run without a snapshot at a budget it passed is not resumed (the snapshot can't be taken)."""
+    shutil.copytree(run / "ckpt", tmp_path / "ckpt")
+    with caplog.at_level(logging.INFO, logger="scisr.train.trainer"):
+        train(snapshot_job(split, tmp_path, ESRGAN, budgets=(10,)))
+    assert "starting fresh" in caplog.text
+    assert read_budget_table(tmp_path / "out" / "budgets.tsv")["iteration"].tolist() == [10]
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "budget").glob("*.pt")) == ["10.pt"]
