@@ -167,9 +167,15 @@ def _rss_child(side: str, model: str, split: str, device: str, threads: int, que
         run = scisr_side(model, Path(split), dev, fast=side == "scisr")[1]
     run()
     sync(dev)
-    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put(peak)
+    queue.put(torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _vm_hwm())
+
+
+def _vm_hwm() -> int:
+    """This process's peak RSS in bytes: VmHWM (ru_maxrss would carry the parent's peak across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _args(model: str) -> dict:
