@@ -5,10 +5,10 @@ perceptual loss) against a discriminator. Both stages use Adam (betas 0.9, 0.999
 multistep learning-rate decay; the GAN stage starts fresh optimizers from the pretrained generator (the EMA
 carries on across stages). Generator loss of the GAN stage: pixel_weight * pixel + adv_weight * adversarial +
 perceptual.weight * perceptual. Validation runs every val_every iterations and at the end of each stage.
-Networks run in channels_last memory format. A checkpoint resumes only when it was written for the same
-settings (gpus included), the same training data (HR and LR bytes), the same VGG19 weights file and the same
-checkpoint format (`fingerprint`). Wall-clock seconds are kept per stage in the progress (and so in
-checkpoints), so a resumed run reports the time of all its runs.
+Memory format, Adam implementation and gradient guard are chosen for speed in scisr.train.speed. A checkpoint
+resumes only when it was written for the same settings (gpus included), the same training data (HR and LR
+bytes), the same VGG19 weights file and the same checkpoint format (`fingerprint`). Wall-clock seconds are kept
+per stage in the progress (and so in checkpoints), so a resumed run reports the time of all its runs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,9 @@ from scisr.train import losses
 from scisr.train.checkpoint import load_checkpoint, save_checkpoint, settings_hash
 from scisr.train.data import PatchSampler, load_pairs
 from scisr.train.ema import EMA
+from scisr.train.progress import Progress
 from scisr.train.settings import Settings, StageSettings
+from scisr.train.speed import adam, format_name, generator_memory_format, gradient_norm
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +60,6 @@ def fingerprint(settings: dict, train_hr_sha256: str, train_lr_sha256: str,
     return settings_hash(hashed, data_sha)
 
 
-@dataclass
-class Progress:
-    """Everything that changes while training, saved in checkpoints."""
-
-    iteration: int = 0
-    stage: str = "pixel"
-    history: list[dict] = field(default_factory=list)
-    sums: dict[str, float] = field(
-        # loss sums since the last history row; "clipped" of "steps" optimizer steps had their gradient clipped
-        default_factory=lambda: dict.fromkeys(["pixel", "adv", "perceptual", "d", "clipped", "steps"], 0.0)
-    )
-    count: int = 0
-    elapsed: float = 0.0  # wall-clock seconds of all runs so far, up to the last `Trainer.tick`
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # the same, per stage
-
-    def to_dict(self) -> dict:
-        """Plain values for a checkpoint."""
-        return {"iteration": self.iteration, "stage": self.stage, "history": self.history, "sums": self.sums,
-                "count": self.count, "elapsed": self.elapsed, "stage_seconds": self.stage_seconds}
-
-    @classmethod
-    def from_dict(cls, p: dict) -> Progress:
-        """The progress of a checkpoint."""
-        return cls(p["iteration"], p["stage"], list(p["history"]), dict(p["sums"]), p["count"], p["elapsed"],
-                   dict(p["stage_seconds"]))
-
-
 class Trainer:
     """One training run: the models, the data, the progress, and the two stages.
 
@@ -100,12 +74,13 @@ class Trainer:
 
     def __init__(self, train_dir: str | Path, val_dir: str | Path, checkpoint_dir: str | Path, cfg: Settings,
                  fingerprint: str, device: torch.device, name: str,
-                 perceptual: losses.PerceptualLoss | None = None, *, rank: int = 0, world_size: int = 1) -> None:
+                 perceptual: losses.PerceptualLoss | None = None, *, rank: int = 0, world_size: int = 1,
+                 fast: bool = True) -> None:
         if cfg.uses_perceptual and perceptual is None:
             raise ValueError("training settings ask for a perceptual loss: pass perceptual_loss(cfg)")
         if world_size != cfg.gpus or not 0 <= rank < world_size:
             raise ValueError(f"training settings ask for gpus {cfg.gpus}: got process {rank} of {world_size}")
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.fast = rank, world_size, fast  # fast=False: scisr.train.speed
         self.is_main = rank == 0
         self.cfg = cfg
         self.device = device
@@ -125,11 +100,11 @@ class Trainer:
         disc_settings = {k: v for k, v in cfg.discriminator.items() if k != "arch"}
         self.discriminator = build_discriminator(cfg.discriminator["arch"], in_channels=channels,
                                                  **disc_settings)
-        # channels_last: measured faster on CPU, and the layout tensor cores want on CUDA
-        self.memory_format = torch.channels_last
+        # the generator's (and its input's) format by architecture; the other networks run channels_last
+        self.memory_format = generator_memory_format(cfg.generator["arch"], device, fast)
         self.generator.to(device, memory_format=self.memory_format)
-        self.discriminator.to(device, memory_format=self.memory_format)
-        self.ema = EMA(self.generator, cfg.ema) if cfg.ema > 0 else None
+        self.discriminator.to(device, memory_format=torch.channels_last)
+        self.ema = EMA(self.generator, cfg.ema, foreach=fast) if cfg.ema > 0 else None
         # what a training step calls: DDP wrappers (gradients averaged over the processes) or the models themselves
         self.train_generator: nn.Module = self.generator
         self.train_discriminator: nn.Module = self.discriminator
@@ -137,7 +112,7 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.train_generator = DistributedDataParallel(self.generator, device_ids=ids)
             self.train_discriminator = DistributedDataParallel(self.discriminator, device_ids=ids)
-        self.perceptual = perceptual.to(device, memory_format=self.memory_format) if perceptual else None
+        self.perceptual = perceptual.to(device, memory_format=torch.channels_last) if perceptual else None
         # bf16 autocast only where it pays: CUDA with native bf16 (no GradScaler needed for bf16)
         self.amp_dtype = (
             torch.bfloat16
@@ -154,9 +129,9 @@ class Trainer:
         self.resumed: dict | None = None
         self.last_lr = math.nan  # the generator learning rate of the latest iteration
         self.clock = time.perf_counter()  # time since then is not yet in progress.elapsed (see tick)
-        log.info("training %s on %s: precision %s, channels_last, ema %s, grad_clip %s, gan.loss %s, "
-                 "perceptual weight %g", name, device, self.precision, cfg.ema or "off", cfg.grad_clip or "off",
-                 cfg.stages[1].adversarial_loss, cfg.perceptual.weight if perceptual else 0.0)
+        log.info("training %s on %s: precision %s, generator %s, ema %s, grad_clip %s, gan.loss %s, perceptual "
+                 "weight %g", name, device, self.precision, format_name(self.memory_format), cfg.ema or "off",
+                 cfg.grad_clip or "off", cfg.stages[1].adversarial_loss, cfg.perceptual.weight if perceptual else 0.0)
         if world_size > 1:
             log.info("%s: process %d of %d (DistributedDataParallel, backend %s), %d of the %d patches per step",
                      name, rank, world_size, dist.get_backend(), self.local_batch, cfg.batch_size)
@@ -258,7 +233,7 @@ class Trainer:
         models = {"g": self.generator}
         if stage.name == "gan":
             models["d"] = self.discriminator
-        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=stage.lr, betas=ADAM_BETAS)
+        self.optimizers = {k: adam(m.parameters(), stage.lr, ADAM_BETAS, self.device, self.fast)
                            for k, m in models.items()}
         self.schedulers = {
             k: torch.optim.lr_scheduler.MultiStepLR(o, milestones=stage.milestones, gamma=stage.gamma)
@@ -272,8 +247,10 @@ class Trainer:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         lr, hr = self.sampler.sample(self.local_batch)
+        if self.device.type == "cuda":  # pinned: the copies do not block
+            lr, hr = lr.pin_memory(), hr.pin_memory()
         lr = lr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return lr, hr.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return lr, hr.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
     def _guard(self, what: str) -> RuntimeError:
         return RuntimeError(
@@ -298,11 +275,8 @@ class Trainer:
         optimizer = self.optimizers[key]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if self.cfg.grad_clip is None:
-            norm = float(torch.nn.utils.get_total_norm(grads))
-        else:
-            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip))
+        norm = gradient_norm(model, self.cfg.grad_clip, self.fast)  # every step, before the update
+        if self.cfg.grad_clip is not None:
             self.progress.sums["clipped"] += float(norm > self.cfg.grad_clip)
             self.progress.sums["steps"] += 1.0
         if not math.isfinite(norm):
