@@ -57,6 +57,7 @@ rule report:
         tests=get_report_tests(),
         splits=get_report_splits(),
         degradations=get_report_degradations(),
+        skipped=get_report_skipped(),
         panels=get_report_panels(),
         baseline=BASELINE,
         generic=GENERIC,

@@ -26,6 +26,7 @@ def main(smk) -> None:
             title=p.title,
             scale=p.scale,
             degradations=p.degradations,
+            skipped=p.skipped,
         )
 
 

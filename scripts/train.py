@@ -20,6 +20,8 @@ def main(smk) -> None:
                 normalization=dict(smk.params.normalization),
                 device=smk.params.device,
                 threads=smk.threads,
+                init_generator=smk.input.get("init_generator"),  # absent when training from scratch
+                init_card=smk.input.get("init_card"),
             )
         )
 

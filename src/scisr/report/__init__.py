@@ -29,16 +29,29 @@ def default_conventions(scale: int) -> str:
     )
 
 
-def _compared(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int) -> str:
-    """A sentence saying what was compared, built from the names present."""
-    others = [m for m in models if m not in (baseline, generic)]
+def _compared(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int,
+              cost: pd.DataFrame | None = None) -> str:
+    """A sentence saying what was compared, built from the names present and their model cards (`cost`)."""
+    cards = cost.set_index("model") if cost is not None and not cost.empty else None
+    imported, tuned, own = [], [], []
+    for model in models:
+        if model in (baseline, generic):
+            continue
+        row = cards.loc[model] if cards is not None and model in cards.index else None
+        if row is not None and row["source"] == "imported":
+            imported.append(f"{model} (imported from {row['origin']}, not trained here)")
+        elif row is not None and isinstance(row["init_from"], str):
+            tuned.append(f"{model} ({row['init_from']} fine-tuned on {row['dataset']})")
+        else:
+            own.append(model)
     bits = []
     if baseline in models:
         bits.append(f"{baseline} (the baseline)")
     if generic in models:
         bits.append(f"{generic} (trained on natural photos)")
-    if others:
-        bits.append(", ".join(others) + " (each trained on its own kind of scientific image)")
+    if own:
+        bits.append(", ".join(own) + " (each trained on its own kind of scientific image)")
+    bits += imported + tuned
     return (
         f"\u00d7{scale} super-resolution: {len(models)} models \u2014 " + "; ".join(bits)
         + f" \u2014 scored on the held-out test images of {len(datasets)} dataset(s): {', '.join(datasets)}."
@@ -153,13 +166,16 @@ def build_report(
     scale: int,
     degradations: Mapping[str, str] | None = None,
     conventions: str | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> None:
     """Write the summary and statistics tables, the figures and the self-contained HTML page to the paths given.
 
     Inputs: `scores` and `predictions` are {model: {dataset: score TSV / prediction folder}}, `histories` and
     `cards` {model: history.tsv / model.yaml}, `test_dirs` {dataset: test split part}, `split_tables` {dataset:
     split.tsv} (image -> subject, for subject-level statistics; None: each image counts as its own subject),
-    `degradations` {dataset: degradation name} for the caveats. Outputs: `panel_paths` is {dataset: PNG}.
+    `degradations` {dataset: degradation name} for the caveats, `skipped` {model: why the workflow left it out}.
+    `cards` holds every model's card (trained and imported); `histories` only trained models'. Outputs:
+    `panel_paths` is {dataset: PNG}.
     """
     long = tables.read_scores(scores)
     summary = tables.summarize(long, baseline=baseline, generic=generic)
@@ -206,6 +222,7 @@ def build_report(
         if caption is not None:
             figure_list.append((f"Example: {dataset}", caption, path))
 
+    cost = tables.read_model_cards(cards) if cards else None
     n_inf = int(summary["n_psnr_inf"].sum()) if not summary.empty else 0
     footnotes = [
         "PSNR is infinite for an image reproduced exactly. Such images are left out of the PSNR mean, sd and "
@@ -218,7 +235,7 @@ def build_report(
     page = html.render(
         title=title,
         conventions=conventions if conventions is not None else default_conventions(scale),
-        compared=_compared(scored, datasets, baseline=baseline, generic=generic, scale=scale),
+        compared=_compared(scored, datasets, baseline=baseline, generic=generic, scale=scale, cost=cost),
         summary=summary,
         datasets=datasets,
         best=tables.best_models(summary),
@@ -228,9 +245,10 @@ def build_report(
         stats=table,
         stats_note=stats_note(),
         figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
-        cost=tables.read_model_cards(cards) if cards else None,
+        cost=cost,
         footnotes=footnotes,
         baseline=baseline,
         generic=generic,
+        skipped=skipped,
     )
     write_text_atomic(html_path, page)

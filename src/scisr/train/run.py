@@ -28,6 +28,7 @@ from scisr.io.hashing import folder_sha256
 from scisr.train.export import training_card, write_outputs
 from scisr.train.launcher import launch
 from scisr.train.settings import Settings
+from scisr.train.start import InitWeights
 from scisr.train.trainer import Trainer, fingerprint, perceptual_loss
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class TrainJob:
     name, dataset        the model's name and the name of the dataset it learns from (for the model card)
     normalization        the normalize settings of that dataset (for the model card)
     device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
+    init_generator, init_card   fine-tuning: the generator.pt and model.yaml of the model training starts from
+                         (scisr.train.start); None trains from scratch
     """
 
     train_dir: PathLike
@@ -60,6 +63,8 @@ class TrainJob:
     normalization: dict
     device: str
     threads: int
+    init_generator: PathLike | None = None
+    init_card: PathLike | None = None
 
     @classmethod
     def read(cls, path: PathLike) -> TrainJob:
@@ -106,18 +111,29 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
         hr_dir, lr_dir = pair_dirs(job.train_dir)
         hr_sha, lr_sha = folder_sha256(hr_dir), folder_sha256(lr_dir)
+        init = read_init(job)
+        # a checkpoint resumes only from the same init weights
+        hashed = job.settings if init is None else {**job.settings, "init_sha256": init.sha256}
         trainer = Trainer(job.train_dir, job.val_dir, job.checkpoint_dir, cfg,
-                          fingerprint(job.settings, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
-                          rank=rank, world_size=world_size)
+                          fingerprint(hashed, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
+                          rank=rank, world_size=world_size, init=init)
         trainer.try_resume()
         if world_size > 1:
             check_same_start(trainer)
         trainer.run()
         if trainer.is_main:
             card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
-                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings)
+                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings, init=init)
             write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
         trainer.barrier()
+
+
+def read_init(job: TrainJob) -> InitWeights | None:
+    """The weights a fine-tuning job starts from (its init model's generator.pt and card), or None."""
+    if (job.init_generator is None) != (job.init_card is None):
+        raise ValueError(f"training {job.name}: give both init_generator ({job.init_generator}) and init_card "
+                         f"({job.init_card}), or neither to train from scratch")
+    return None if job.init_generator is None else InitWeights.read(job.init_generator, job.init_card)
 
 
 def check_same_start(trainer: Trainer) -> None:
