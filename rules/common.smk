@@ -71,16 +71,23 @@ _check_names()
 def _conda_deploys():
     """Whether jobs run in the rules' conda envs (envs/torch.yaml installs the packaged weights there)."""
     methods = getattr(workflow.deployment_settings, "deployment_method", ())
-    return any(getattr(method, "name", str(method)).upper() == "CONDA" for method in methods)
+    return any(
+        getattr(method, "name", str(method)).upper() == "CONDA" for method in methods
+    )
 
 
 def _skipped_models():
     """Models left out, with the reason: packaged weights whose package is not installed, and models
-    fine-tuned from a model left out. Checked without importing the package (scisr.packaged)."""
+    fine-tuned from a model left out. Checked without importing the package (scisr.packaged).
+    """
     skipped = {}
     for name, spec in config["models"].items():
         source = spec.get("import")
-        if isinstance(source, str) and source in packaged.PACKAGED and not _conda_deploys():
+        if (
+            isinstance(source, str)
+            and source in packaged.PACKAGED
+            and not _conda_deploys()
+        ):
             reason = packaged.unavailable(source)
             if reason:
                 skipped[name] = reason
@@ -139,12 +146,16 @@ TRAIN_SETTINGS = {model: _train_settings(model) for model in TRAINED}
 def _check_inits():
     """Fine-tuning: `finetune` is valid, and each model's generator settings equal those of its init model
     (an imported init model's card is checked when training starts)."""
-    validate(_deep_merge(config["train"], config["finetune"]), "../config/train.schema.yaml")
+    validate(
+        _deep_merge(config["train"], config["finetune"]), "../config/train.schema.yaml"
+    )
     problems = []
     for model in TRAINED:
         init = config["models"][model].get("init")
         if init:
-            init_generator = TRAIN_SETTINGS[init]["generator"] if init in TRAIN_SETTINGS else None
+            init_generator = (
+                TRAIN_SETTINGS[init]["generator"] if init in TRAIN_SETTINGS else None
+            )
             problems += checks.init_problems(
                 model, TRAIN_SETTINGS[model]["generator"], init, init_generator
             )
@@ -241,7 +252,8 @@ def get_import_source(wildcards):
 
 def get_import_files(wildcards):
     """The weight files an imported model reads (inputs, so a changed file reimports); none for a packaged
-    model, whose files are found in its installed package and checked against their pinned sha256."""
+    model, whose files are found in its installed package and checked against their pinned sha256.
+    """
     source = get_import_source(wildcards)
     if isinstance(source, str):
         return [] if source in packaged.PACKAGED else [source]

@@ -14,12 +14,12 @@ rule import_weights:
         "logs/import/{imported}.log",
     benchmark:
         "benchmarks/import/{imported}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=config["compute"]["mem_mb"],
     params:
         source=get_import_source,
         licence=get_import_licence,
-    resources:
-        mem_mb=config["compute"]["mem_mb"],
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/import_weights.py"

@@ -13,7 +13,7 @@ from scisr.io.files import atomic_path, read_png16, write_text_atomic
 from scisr.prepare.split import pair_dirs
 from scisr.report import figures, html, meaning, stats, tables
 
-__all__ = ["build_report", "default_conventions", "stats_note"]
+__all__ = ["build_report", "compared_sentence", "default_conventions", "stats_note"]
 
 PathLike = str | os.PathLike
 PANEL_CROP = 128
@@ -29,7 +29,7 @@ def default_conventions(scale: int) -> str:
     )
 
 
-def _compared(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int,
+def compared_sentence(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int,
               cost: pd.DataFrame | None = None) -> str:
     """A sentence saying what was compared, built from the names present and their model cards (`cost`)."""
     cards = cost.set_index("model") if cost is not None and not cost.empty else None
@@ -235,7 +235,7 @@ def build_report(
     page = html.render(
         title=title,
         conventions=conventions if conventions is not None else default_conventions(scale),
-        compared=_compared(scored, datasets, baseline=baseline, generic=generic, scale=scale, cost=cost),
+        compared=compared_sentence(scored, datasets, baseline=baseline, generic=generic, scale=scale, cost=cost),
         summary=summary,
         datasets=datasets,
         best=tables.best_models(summary),
