@@ -266,7 +266,7 @@ def get_import_licence(wildcards):
 
 
 def get_model_files(wildcards):
-    """The trained model a prediction needs (generator, card); nothing for the bicubic baseline."""
+    """The model a prediction needs (generator, card), trained or imported; nothing for the bicubic baseline."""
     if wildcards.model == BASELINE:
         return {}
     return {
