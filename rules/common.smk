@@ -49,13 +49,11 @@ SRC = Path(workflow.basedir) / "src"
 # the workflow's own library, not whichever scisr is installed: get_code reads its files
 sys.path.insert(0, str(SRC))
 
-from scisr import checks
+from scisr import checks, packaged
 from scisr.codeinputs import code_files
 
 DATASETS = sorted(config["datasets"])
-MODELS = sorted(config["models"])
 BASELINE = "bicubic"
-ALL_MODELS = [BASELINE] + MODELS
 EVALUATE = list(config["evaluate"])
 GENERIC = config["generic_model"]
 
@@ -70,6 +68,48 @@ def _check_names():
 _check_names()
 
 
+def _conda_deploys():
+    """Whether jobs run in the rules' conda envs (envs/torch.yaml installs the packaged weights there)."""
+    methods = getattr(workflow.deployment_settings, "deployment_method", ())
+    return any(
+        getattr(method, "name", str(method)).upper() == "CONDA" for method in methods
+    )
+
+
+def _skipped_models():
+    """Models left out, with the reason: packaged weights whose package is not installed, and models
+    fine-tuned from a model left out. Checked without importing the package (scisr.packaged).
+    """
+    skipped = {}
+    for name, spec in config["models"].items():
+        source = spec.get("import")
+        if (
+            isinstance(source, str)
+            and source in packaged.PACKAGED
+            and not _conda_deploys()
+        ):
+            reason = packaged.unavailable(source)
+            if reason:
+                skipped[name] = reason
+    added = True
+    while added:
+        added = False
+        for name, spec in config["models"].items():
+            if name not in skipped and spec.get("init") in skipped:
+                skipped[name] = f"its init model {spec['init']} is skipped"
+                added = True
+    for name, reason in sorted(skipped.items()):
+        print(f"note: {name}: skipped \u2014 {reason}", file=sys.stderr)
+    return skipped
+
+
+SKIPPED = _skipped_models()
+MODELS = sorted(m for m in config["models"] if m not in SKIPPED)
+IMPORTED = [m for m in MODELS if "import" in config["models"][m]]
+TRAINED = [m for m in MODELS if m not in IMPORTED]
+ALL_MODELS = [BASELINE] + MODELS
+
+
 def _deep_merge(base, override):
     """Return `base` updated recursively with `override` (neither is modified)."""
     merged = copy.deepcopy(base)
@@ -81,9 +121,16 @@ def _deep_merge(base, override):
     return merged
 
 
+def _train_base(model):
+    """The settings a model's own overrides merge over: `train`, with `finetune` merged in for a model with `init`."""
+    if config["models"][model].get("init"):
+        return _deep_merge(config["train"], config["finetune"])
+    return config["train"]
+
+
 def _train_settings(model):
     """Validated training settings of one model: global `train` + its overrides."""
-    settings = _deep_merge(config["train"], config["models"][model]["train"])
+    settings = _deep_merge(_train_base(model), config["models"][model]["train"])
     validate(settings, "../config/train.schema.yaml")
     problems = checks.train_problems(
         settings, config["scale"], prefix=f"models.{model}.train."
@@ -93,13 +140,42 @@ def _train_settings(model):
     return {**settings, "scale": config["scale"], "seed": config["seed"]}
 
 
-TRAIN_SETTINGS = {model: _train_settings(model) for model in MODELS}
+TRAIN_SETTINGS = {model: _train_settings(model) for model in TRAINED}
+
+
+def _check_inits():
+    """Fine-tuning: `finetune` is valid, and each model's generator settings equal those of its init model
+    (an imported init model's card is checked when training starts)."""
+    validate(
+        _deep_merge(config["train"], config["finetune"]), "../config/train.schema.yaml"
+    )
+    problems = []
+    for model in TRAINED:
+        init = config["models"][model].get("init")
+        if init:
+            init_generator = (
+                TRAIN_SETTINGS[init]["generator"] if init in TRAIN_SETTINGS else None
+            )
+            problems += checks.init_problems(
+                model, TRAIN_SETTINGS[model]["generator"], init, init_generator
+            )
+    if problems:
+        raise ValueError("config: " + "; ".join(problems))
+
+
+_check_inits()
+
+
+def _alternatives(names):
+    """A wildcard regex matching exactly these names (and nothing when there are none)."""
+    return "|".join(names) or "(?!)"
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(ALL_MODELS),
-    trained="|".join(MODELS),
+    trained=_alternatives(TRAINED),
+    imported=_alternatives(IMPORTED),
 
 
 def get_code(script):
@@ -157,8 +233,40 @@ def get_train_gpus(wildcards):
     return config["compute"]["gpus"] * TRAIN_SETTINGS[wildcards.trained]["gpus"]
 
 
+def get_train_init(wildcards):
+    """The generator and card a fine-tuned model starts from (its `init` model's); nothing for training from scratch."""
+    init = config["models"][wildcards.trained].get("init")
+    if not init:
+        return {}
+    return {
+        "init_generator": f"results/models/{init}/generator.pt",
+        "init_card": f"results/models/{init}/model.yaml",
+    }
+
+
+def get_import_source(wildcards):
+    """What an imported model is converted from: a packaged model name, or a list of weight file paths."""
+    source = config["models"][wildcards.imported]["import"]
+    return source if isinstance(source, str) else list(source)
+
+
+def get_import_files(wildcards):
+    """The weight files an imported model reads (inputs, so a changed file reimports); none for a packaged
+    model, whose files are found in its installed package and checked against their pinned sha256.
+    """
+    source = get_import_source(wildcards)
+    if isinstance(source, str):
+        return [] if source in packaged.PACKAGED else [source]
+    return source
+
+
+def get_import_licence(wildcards):
+    """The licence an imported model's card records (null: the packaged model's, or unknown)."""
+    return config["models"][wildcards.imported]["licence"]
+
+
 def get_model_files(wildcards):
-    """The trained model a prediction needs (generator, card); nothing for the bicubic baseline."""
+    """The model a prediction needs (generator, card), trained or imported; nothing for the bicubic baseline."""
     if wildcards.model == BASELINE:
         return {}
     return {
@@ -184,13 +292,18 @@ def get_report_predictions():
 
 
 def get_report_histories():
-    """Training history of every trained model: {model: path}."""
-    return {model: f"results/models/{model}/history.tsv" for model in MODELS}
+    """Training history of every trained model (imported ones have none): {model: path}."""
+    return {model: f"results/models/{model}/history.tsv" for model in TRAINED}
 
 
 def get_report_cards():
-    """Model card of every trained model: {model: path}."""
+    """Model card of every model, trained or imported: {model: path}."""
     return {model: f"results/models/{model}/model.yaml" for model in MODELS}
+
+
+def get_report_skipped():
+    """Models of the config left out of this run, with the reason: {model: reason}."""
+    return dict(SKIPPED)
 
 
 def get_report_tests():
@@ -245,7 +358,7 @@ def _model_iterations(model):
 
 def _note_capped_budgets():
     """Say which budgets a model's schedule caps (its snapshot is then the final model)."""
-    for model in MODELS:
+    for model in TRAINED:
         total = _model_iterations(model)
         capped = [b for b in BUDGETS if b > total]
         if capped:
@@ -272,12 +385,12 @@ def get_budget_snapshots():
 
 def get_budget_models():
     """Models of the budget crossover per domain dataset: {dataset: [generic, its own models]}."""
-    if GENERIC not in MODELS:
+    if GENERIC not in TRAINED:
         return {}
     out = {}
     for dataset in EVALUATE:
         own = [
-            m for m in MODELS if m != GENERIC and config["models"][m]["data"] == dataset
+            m for m in TRAINED if m != GENERIC and config["models"][m]["data"] == dataset
         ]
         if own:
             out[dataset] = [GENERIC] + own
@@ -338,7 +451,7 @@ def get_report_field_scores():
 def get_report_benchmarks():
     """Benchmark files of training and of inference on the evaluated test sets: {train|infer: {...}}."""
     return {
-        "train": {m: f"benchmarks/train/{m}.tsv" for m in MODELS},
+        "train": {m: f"benchmarks/train/{m}.tsv" for m in TRAINED},
         "infer": {
             m: {d: f"benchmarks/infer/{m}/{d}.tsv" for d in EVALUATE}
             for m in ALL_MODELS

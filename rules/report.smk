@@ -83,6 +83,7 @@ rule report:
         tests=get_report_tests(),
         splits=get_report_splits(),
         degradations=get_report_degradations(),
+        skipped=get_report_skipped(),
         panels=get_report_panels(),
         field_scores=get_report_field_scores(),
         fields=get_field_datasets(),

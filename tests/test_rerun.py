@@ -18,11 +18,12 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from ncnn_helpers import write_small_pretrained
 
 pytestmark = pytest.mark.workflow
 COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
-PHASES = ["download", "extract", "normalize", "split", "train", "infer", "score", "score_field", "infer_budget",
-          "score_budget", "report"]
+PHASES = ["download", "extract", "normalize", "split", "train", "import_weights", "infer", "score", "score_field",
+          "infer_budget", "score_budget", "report"]
 
 
 class Study:
@@ -31,10 +32,11 @@ class Study:
     def __init__(self, folder: Path, exe: str) -> None:
         self.folder, self.exe = folder, exe
         shutil.copy2(ROOT / "tests" / "data" / "tiny.yaml", folder / "tiny.yaml")
+        write_small_pretrained(folder)  # `pretrained` imported from a small ncnn pair: pretrained.yaml
 
     def run(self, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
         (self.folder / "override.yaml").write_text(yaml.safe_dump(config or {}))
-        configs = ["config/config.yaml", "tiny.yaml", "override.yaml"]
+        configs = ["config/config.yaml", "tiny.yaml", "pretrained.yaml", "override.yaml"]
         cmd = [self.exe, "--cores", "2", "--configfile", *configs, *args]
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         return subprocess.run(cmd, cwd=self.folder, capture_output=True, text=True, timeout=600, env=env)
@@ -94,19 +96,28 @@ def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study:
 
 def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> None:
     plan = study.planned({"datasets": {"astro": {"normalize": {"high_percentile": 99.8}}}})
-    # astro normalized and split again; the astro model retrained; every model on astro's
-    # test set (4) plus the retrained astro model on the two other datasets (2); field metrics of every model on
-    # astro (4) and of the astro model on mri (1); the astro crossover's 2 budgets of astro and generic (4)
-    assert plan == {"normalize": 1, "split": 1, "train": 1, "infer": 6, "score": 6, "score_field": 5,
-                    "infer_budget": 4, "score_budget": 4, "report": 1}
+    # astro normalized and split again; the astro and astro_ft models retrained; every model on astro's
+    # test set (bicubic, pretrained and 5 trained: 7) plus the 2 retrained models on the two other datasets (4)
+    assert plan == {"normalize": 1, "split": 1, "train": 2, "infer": 11, "score": 11, "report": 1}
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
     with edited(study.folder / "src" / "scisr" / "train" / "trainer.py"):
         plan = study.planned()
-    # 3 trained models on 3 datasets (field metrics on 2); bicubic predictions stay; every budget snapshot
-    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "infer_budget": 8, "score_budget": 8,
-                    "report": 1}
+    # 5 trained models on 3 datasets; bicubic and the imported model's predictions stay
+    assert plan == {"train": 5, "infer": 15, "score": 15, "report": 1}
+
+
+def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(study: Study) -> None:
+    plan = study.planned({"models": {"generic": {"data": "generic", "train": {"pixel": {"iterations": 21}}}}})
+    # generic, mri_ft and astro_ft (init: generic) retrained, each on the 3 datasets
+    assert plan == {"train": 3, "infer": 9, "score": 9, "report": 1}
+
+
+def test_editing_the_import_script_reimports_only_the_imported_model(study: Study) -> None:
+    with edited(study.folder / "scripts" / "import_weights.py"):
+        plan = study.planned()
+    assert plan == {"import_weights": 1, "infer": 3, "score": 3, "report": 1}
 
 
 def test_editing_the_report_code_reruns_only_the_report(study: Study) -> None:

@@ -112,7 +112,8 @@ def test_slurm_profile_plans_the_study(snakemake_exe: str, tmp_path: Path) -> No
     blocks = result.stdout.split("\nrule ")
     train = [b for b in blocks if b.startswith("train:")]
     assert train and all(re.search(r"resources: .*\bgpu=1\b.*\bcpus_per_gpu=8\b", b) for b in train), train[:1]
-    assert job_stats(result.stdout)["train"] == 3
+    # generic, mri, astro; mri_ft, astro_ft (from generic); mri_ftp, astro_ftp (from pretrained)
+    assert job_stats(result.stdout)["train"] == 7
 
 
 # --- opt-in: a real SLURM cluster -------------------------------------------------------------

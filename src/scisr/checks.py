@@ -9,6 +9,9 @@ workflow). Each function returns a list of problems, each naming the config key(
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePath
+
+from scisr.packaged import PACKAGED
 
 FRACTION_TOLERANCE = 1e-6
 
@@ -72,10 +75,7 @@ def infer_problems(tile: int, overlap: int, prefix: str = "") -> list[str]:
 def config_problems(config: Mapping) -> list[str]:
     """The workflow config: models and evaluate name known datasets; every dataset's split settings."""
     datasets = sorted(config["datasets"])
-    problems = []
-    for name, model in config["models"].items():
-        if model["data"] not in config["datasets"]:
-            problems.append(f"models.{name}.data: unknown dataset {model['data']!r} (known: {', '.join(datasets)})")
+    problems = model_problems(config["models"], config["datasets"])
     for name in config["evaluate"]:
         if name not in config["datasets"]:
             problems.append(f"evaluate: unknown dataset {name!r} (known: {', '.join(datasets)})")
@@ -86,3 +86,87 @@ def config_problems(config: Mapping) -> list[str]:
         problems += normalize_problems(dataset["normalize"], prefix=f"datasets.{name}.normalize.")
     problems += infer_problems(config["infer"]["tile"], config["infer"]["overlap"], prefix="infer.")
     return problems
+
+
+PRETRAINED = "pretrained"  # the imported generic model's name, compared with the generic model in the report
+
+
+def model_problems(models: Mapping[str, Mapping], datasets: Mapping) -> list[str]:
+    """The `models` block: known datasets, fine-tuning `init` chains, imported models' keys, `<dataset>_<suffix>` names."""
+    known = ", ".join(sorted(datasets))
+    problems = []
+    for name, model in models.items():
+        key = f"models.{name}"
+        if "import" in model:
+            problems += import_problems(name, model["import"])
+            extra = [k for k in ("init", "data") if k in model] + (["train"] if model.get("train") else [])
+            if extra:
+                problems.append(f"{key}: an imported model (import: ...) is not trained, so it takes no "
+                                f"{', '.join(extra)}; to fine-tune it, add another model with init: {name}")
+            continue
+        if name == PRETRAINED:
+            problems.append(f"{key}: the name {PRETRAINED!r} is kept for imported weights: give it `import:` "
+                            "(e.g. import: realesrgan-x4plus) or choose another name")
+        if model.get("licence") is not None:
+            problems.append(f"{key}.licence: only imported models take a licence")
+        data = model["data"]
+        if data not in datasets:
+            problems.append(f"{key}.data: unknown dataset {data!r} (known: {known})")
+        prefix = name.split("_", 1)[0]
+        if "_" in name and prefix != data:
+            problems.append(f"{key}: a name <dataset>_<suffix> marks a model of that dataset, but it learns from "
+                            f"{data!r}; rename it (e.g. {data}_{name.split('_', 1)[1]}) or set data: {prefix}")
+        init = model.get("init")
+        if init is None:
+            continue
+        if init not in models:
+            problems.append(f"{key}.init: unknown model {init!r} (known: {', '.join(sorted(models))})")
+            continue
+        seen, step = [name], init
+        while step is not None and step in models and step not in seen:
+            seen.append(step)
+            step = models[step].get("init")
+        if step in seen:
+            problems.append(f"{key}.init: the models start from each other in a loop "
+                            f"({' -> '.join([*seen, step])})")
+    return problems
+
+
+def init_problems(name: str, generator: Mapping, init: str, init_generator: Mapping | None) -> list[str]:
+    """Fine-tuning: model `name`'s generator settings against those of its `init` model.
+
+    `init_generator` is the init model's merged `train.generator` when it is trained (compared key by key) or
+    None when it is imported: then its card is checked when training starts, and only the architecture can be
+    checked here (imported weights are RRDBNets).
+    """
+    prefix = f"models.{name}.train.generator"
+    if init_generator is None:
+        if generator.get("arch") != "rrdbnet":
+            return [f"{prefix}.arch is {generator.get('arch')!r} but init model {init!r} is imported (an RRDBNet): "
+                    f"set {prefix} to its architecture, e.g. {{arch: rrdbnet, channels: 64, blocks: 23, growth: 32, "
+                    "global_skip: false}} for Real-ESRGAN x4plus"]
+        return []
+    if dict(generator) == dict(init_generator):
+        return []
+    differ = sorted(k for k in set(generator) | set(init_generator) if generator.get(k) != init_generator.get(k))
+    shown = "; ".join(f"{k}: {generator.get(k)!r} vs {init_generator.get(k)!r}" for k in differ)
+    return [f"{prefix} differs from that of its init model {init!r} ({shown}): fine-tuning needs the same "
+            f"architecture and sizes; set {prefix} to match models.{init}'s generator"]
+
+
+def import_problems(name: str, source: str | list[str]) -> list[str]:
+    """An imported model's `import`: a packaged model name, one PyTorch checkpoint, or an ncnn .param/.bin pair."""
+    key = f"models.{name}.import"
+    if isinstance(source, str):
+        if source in PACKAGED or PurePath(source).suffix not in ("", ".param", ".bin"):
+            return []
+        if PurePath(source).suffix:
+            return [f"{key}: {source!r} is one half of an ncnn model: give both files, [x.param, x.bin]"]
+        return [f"{key}: {source!r} is not a packaged model (known: {', '.join(sorted(PACKAGED))}) nor a weights "
+                "file (.pth, or an ncnn [.param, .bin] pair)"]
+    suffixes = sorted(PurePath(path).suffix for path in source)
+    if len(source) == 2 and suffixes != [".bin", ".param"]:
+        return [f"{key}: two files must be an ncnn .param and its .bin, got {', '.join(source)}"]
+    if len(source) == 1:
+        return import_problems(name, source[0])
+    return []

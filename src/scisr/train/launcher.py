@@ -60,7 +60,9 @@ def launch(job: TrainJob, gpus: int) -> None:
     job_file = checkpoint_dir / JOB_FILE
     worker_job = dataclasses.replace(job, threads=per_process, **{
         key: str(Path(getattr(job, key)).resolve())
-        for key in ("train_dir", "val_dir", "generator", "history", "card", "checkpoint_dir")
+        for key in ("train_dir", "val_dir", "generator", "history", "card", "checkpoint_dir", "init_generator",
+                    "init_card")
+        if getattr(job, key) is not None
     })
     write_text_atomic(job_file, json.dumps(dataclasses.asdict(worker_job), indent=1, sort_keys=True) + "\n")
     command = [

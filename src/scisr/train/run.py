@@ -30,6 +30,7 @@ from scisr.train.budget import BudgetSnapshots
 from scisr.train.export import training_card, write_outputs
 from scisr.train.launcher import launch
 from scisr.train.settings import Settings
+from scisr.train.start import InitWeights
 from scisr.train.trainer import Trainer, fingerprint, perceptual_loss
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class TrainJob:
     device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
     budgets, budget_weights, budget_table   study.budgets (iterations), the snapshot output path of each (same
                          order) and budgets.tsv (scisr.train.budget; none when budget_table is empty)
+    init_generator, init_card   fine-tuning: the generator.pt and model.yaml of the model training starts from
+                         (scisr.train.start); None trains from scratch
     """
 
     train_dir: PathLike
@@ -67,6 +70,8 @@ class TrainJob:
     budgets: tuple[int, ...] = ()
     budget_weights: tuple[str, ...] = ()
     budget_table: str = ""
+    init_generator: PathLike | None = None
+    init_card: PathLike | None = None
 
     @classmethod
     def read(cls, path: PathLike) -> TrainJob:
@@ -113,13 +118,19 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         perceptual = perceptual_loss(cfg)  # checks the VGG19 file's sha256 before any training
         hr_dir, lr_dir = pair_dirs(job.train_dir)
         hr_sha, lr_sha = folder_sha256(hr_dir), folder_sha256(lr_dir)
+        init = read_init(job)
         total = sum(s.iterations for s in cfg.stages)
         snapshots = BudgetSnapshots(job.checkpoint_dir, set(snapshot_plan(job.budgets, total).values()))
-        # snapshots are taken while training: other budgets need a fresh run, so they are part of the fingerprint
-        hashed = {**job.settings, "budget_snapshots": sorted(snapshots.iterations)} if job.budgets else job.settings
+        # a checkpoint resumes only from the same init weights; snapshots are taken while training, so other
+        # budgets need a fresh run: both are part of the fingerprint
+        hashed = dict(job.settings)
+        if job.budgets:
+            hashed["budget_snapshots"] = sorted(snapshots.iterations)
+        if init is not None:
+            hashed["init_sha256"] = init.sha256
         trainer = Trainer(job.train_dir, job.val_dir, job.checkpoint_dir, cfg,
                           fingerprint(hashed, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
-                          rank=rank, world_size=world_size)
+                          rank=rank, world_size=world_size, init=init)
         trainer.try_resume()
         snapshots.start(trainer.progress.iteration)
         trainer.hooks = (snapshots,)
@@ -128,11 +139,19 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         trainer.run()
         if trainer.is_main:
             card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
-                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings)
+                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings, init=init)
             write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
             if job.budget_table:
                 snapshots.export(list(job.budgets), total, list(job.budget_weights), job.budget_table)
         trainer.barrier()
+
+
+def read_init(job: TrainJob) -> InitWeights | None:
+    """The weights a fine-tuning job starts from (its init model's generator.pt and card), or None."""
+    if (job.init_generator is None) != (job.init_card is None):
+        raise ValueError(f"training {job.name}: give both init_generator ({job.init_generator}) and init_card "
+                         f"({job.init_card}), or neither to train from scratch")
+    return None if job.init_generator is None else InitWeights.read(job.init_generator, job.init_card)
 
 
 def check_same_start(trainer: Trainer) -> None:

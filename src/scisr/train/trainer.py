@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from scisr.metrics import psnr, rmse, ssim
-from scisr.models import build_discriminator, build_generator, generator_arguments
+from scisr.models import build_discriminator
 from scisr.train import losses
 from scisr.train.checkpoint import load_checkpoint, save_checkpoint, settings_hash
 from scisr.train.data import PatchSampler, load_pairs
@@ -36,6 +36,7 @@ from scisr.train.ema import EMA
 from scisr.train.progress import Progress
 from scisr.train.settings import Settings, StageSettings
 from scisr.train.speed import adam, format_name, generator_memory_format, gradient_norm
+from scisr.train.start import InitWeights, start_generator
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Trainer:
     def __init__(self, train_dir: str | Path, val_dir: str | Path, checkpoint_dir: str | Path, cfg: Settings,
                  fingerprint: str, device: torch.device, name: str,
                  perceptual: losses.PerceptualLoss | None = None, *, rank: int = 0, world_size: int = 1,
-                 fast: bool = True) -> None:
+                 fast: bool = True, init: InitWeights | None = None) -> None:
         if cfg.uses_perceptual and perceptual is None:
             raise ValueError("training settings ask for a perceptual loss: pass perceptual_loss(cfg)")
         if world_size != cfg.gpus or not 0 <= rank < world_size:
@@ -89,14 +90,10 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
         self.train = load_pairs(train_dir, cfg.scale)
         self.val = load_pairs(val_dir, cfg.scale)
-        channels = self.train.hr[0].shape[0]
+        self.data_channels = channels = self.train.hr[0].shape[0]
         torch.manual_seed(cfg.seed)
-        gen_settings = {k: v for k, v in cfg.generator.items() if k != "arch"}
-        self.generator_args = generator_arguments(
-            cfg.generator["arch"], **{"in_channels": channels, "out_channels": channels, "scale": cfg.scale,
-                                      **gen_settings}
-        )
-        self.generator = build_generator(cfg.generator["arch"], **self.generator_args)
+        # from scratch, or from the init model's weights (fine-tuning; a ChannelAdapter for other channels)
+        self.generator, self.generator_args = start_generator(cfg, channels, init, name)
         disc_settings = {k: v for k, v in cfg.discriminator.items() if k != "arch"}
         self.discriminator = build_discriminator(cfg.discriminator["arch"], in_channels=channels,
                                                  **disc_settings)
