@@ -265,19 +265,23 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     init = {"mri_ft": "generic", "astro_ft": "generic", "mri_ftp": "pretrained"}
     for model in TRAINED:
         card = ModelCard.read(work / "results/models" / model / "model.yaml")
-        assert card.training_data["dataset"] == model and card.normalization["high_percentile"] > 0
-        assert min(card.wall_seconds.values()) > 0
-        assert re.search(rf"<td>{model}</td><td>[0-9\u2009]+</td><td>total</td><td>26</td>", html)
-        assert re.search(r"<td></td><td></td><td>pixel</td><td>20</td><td>[0-9.]+ s</td>", html)
+        assert card.training_data["dataset"] == model.split("_")[0] and card.normalization["high_percentile"] > 0
+        assert min(card.wall_seconds.values()) > 0 and card.init_from == init.get(model)
+        total = 14 if model in init else 26
+        assert re.search(rf"<td>{model}</td><td>[0-9\u2009]+</td><td>total</td><td>{total}</td>", html)
+    ftp = ModelCard.read(work / "results/models/mri_ftp/model.yaml")
+    assert ftp.arch == "rrdbnet" and ftp.args["in_channels"] == 3 and ftp.channels == 1  # through the adapter
+    assert "pretrained (imported from small-rrdbnet.param + small-rrdbnet.bin, not trained here)" in html
 
     # the budget crossover: snapshots at 10 and 20 iterations, scored; points, statements and figures
     for model in TRAINED:
         budgets = read_budget_table(work / "results/models" / model / "budgets.tsv")
-        assert budgets["iteration"].tolist() == [10, 20] and budgets["seconds"].is_monotonic_increasing
+        final = 14 if model in init else 20  # a budget past a model's schedule is its final model
+        assert budgets["iteration"].tolist() == [10, final] and budgets["seconds"].is_monotonic_increasing
         assert all((work / "results/models" / model / "budget" / f"{b}.pt").is_file() for b in (10, 20))
     points = pd.read_csv(work / "results/report/budget.tsv", sep="\t")
     assert set(points["budget"]) == {10, 20, 26} and set(points["dataset"]) == {"mri", "astro"}
-    assert {"generic", "mri"} == set(points.loc[points["dataset"] == "mri", "model"])
+    assert {"generic", "mri", "mri_ft", "mri_ftp"} == set(points.loc[points["dataset"] == "mri", "model"])
     for dataset in ("mri", "astro"):
         assert (work / f"results/report/budget_{dataset}.png").stat().st_size > 10_000
         assert re.search(rf"{dataset}: (crossover at \d+ iterations|no crossover in the range|too few test subjects)",
@@ -296,15 +300,6 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     assert (totals["job_seconds"] > 0).all() and (totals["max_rss_mb"] > 0).all()
     infer_cost = pd.read_csv(work / "results/report/infer_costs.tsv", sep="\t")
     assert len(infer_cost) == len(MODELS) * len(DATASETS) and (infer_cost["s_per_megapixel"] > 0).all()
-        assert card.training_data["dataset"] == model.split("_")[0] and card.normalization["high_percentile"] > 0
-        assert min(card.wall_seconds.values()) > 0 and card.init_from == init.get(model)
-        pixel, gan = (10, 4) if model in init else (20, 6)
-        assert re.search(rf"<td>{model}</td>.*<td>pixel {pixel} it / [0-9.]+ s; gan {gan} it / [0-9.]+ s</td>", html)
-    ftp = ModelCard.read(work / "results/models/mri_ftp/model.yaml")
-    assert ftp.arch == "rrdbnet" and ftp.args["in_channels"] == 3 and ftp.channels == 1  # through the adapter
-    assert re.search(r"<td>pretrained</td><td>imported</td>.*<td>imported from small-rrdbnet\.param \+ "
-                     r"small-rrdbnet\.bin</td><td>no training cost</td>", html)
-    assert "pretrained (imported from small-rrdbnet.param + small-rrdbnet.bin, not trained here)" in html
 
     again = snakemake(snakemake_exe, work, "--dry-run")
     assert again.returncode == 0

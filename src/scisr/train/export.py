@@ -14,6 +14,7 @@ import torch.distributed as dist
 from scisr.card import ModelCard
 from scisr.io.files import atomic_path
 from scisr.models import count_parameters
+from scisr.train.speed import format_name
 from scisr.train.start import InitWeights, exported
 from scisr.train.trainer import Trainer
 
@@ -82,6 +83,7 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
             },
             "grad_clip": cfg.grad_clip,
             "precision": trainer.precision,
+            "memory_format": format_name(trainer.memory_format),  # the generator's (scisr.train.speed)
             "distributed": (
                 {"world_size": trainer.world_size, "backend": dist.get_backend(),
                  "batch_per_process": trainer.local_batch, "global_batch": cfg.batch_size}
