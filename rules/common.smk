@@ -390,7 +390,9 @@ def get_budget_models():
     out = {}
     for dataset in EVALUATE:
         own = [
-            m for m in TRAINED if m != GENERIC and config["models"][m]["data"] == dataset
+            m
+            for m in TRAINED
+            if m != GENERIC and config["models"][m]["data"] == dataset
         ]
         if own:
             out[dataset] = [GENERIC] + own
