@@ -33,7 +33,7 @@ from pydicom.pixels import apply_color_lut
 
 from scisr.io.hashing import file_sha256
 from scisr.io.codestream import Geometry, check_frames
-from scisr.io.dicom_frames import frame_type, slice_position
+from scisr.io.dicom_frames import frame_groups, frame_type, slice_position
 from scisr.io.frame import Frame, NotAnImageError, ReadError, luma, native_dtype_name
 from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
 
@@ -331,14 +331,7 @@ def _check_length(ds: Dataset, path: Path, geo: Geometry) -> None:
 
 def _rescale(ds: Dataset, index: int, path: Path) -> tuple[float, float]:
     """(slope, intercept) for frame `index`: per-frame groups, then shared groups, then top level."""
-    groups = []
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and index < len(per_frame):
-        groups.append(per_frame[index])
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        groups.append(shared[0])
-    for group in groups:
+    for group in frame_groups(ds, index):
         seq = group.get("PixelValueTransformationSequence")
         if seq and ("RescaleSlope" in seq[0] or "RescaleIntercept" in seq[0]):
             return _float(seq[0], "RescaleSlope", 1.0, path), _float(seq[0], "RescaleIntercept", 0.0, path)

@@ -28,7 +28,7 @@ _CODES = {
 }
 
 
-def _groups(ds: Dataset, index: int) -> list[Dataset]:
+def frame_groups(ds: Dataset, index: int) -> list[Dataset]:
     """The frame's per-frame functional group item, then the shared one (each when present)."""
     out = []
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -49,7 +49,7 @@ def _values(value: object) -> tuple[str, ...]:
 
 def frame_type(ds: Dataset, index: int) -> tuple[tuple[str, ...], str]:
     """(image type values, complex component) of frame `index` (see module docstring)."""
-    for group in _groups(ds, index):
+    for group in frame_groups(ds, index):
         for element in group:
             if element.keyword.endswith("FrameTypeSequence") and element.VR == "SQ" and element.value:
                 item = element.value[0]
@@ -83,7 +83,7 @@ def _floats(item: Dataset | None, keyword: str, n: int) -> np.ndarray | None:
 def slice_position(ds: Dataset, index: int) -> float | None:
     """Position of frame `index` along its slice normal in mm, or None without that geometry."""
     position = orientation = None
-    for group in _groups(ds, index):
+    for group in frame_groups(ds, index):
         seq = group.get("PlanePositionSequence")
         if position is None and seq:
             position = _floats(seq[0], "ImagePositionPatient", 3)

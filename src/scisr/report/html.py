@@ -123,7 +123,7 @@ def summary_table(
     return "\n".join(out)
 
 
-def _duration(seconds: Any) -> str:
+def duration(seconds: Any) -> str:
     """Seconds as '1 h 02 min', '3 min 05 s' or '12.3 s'."""
     try:
         s = float(seconds)
@@ -163,7 +163,7 @@ def stage_cost(iterations: Mapping[str, int], wall_seconds: Mapping[str, float])
     parts = []
     for stage, count in iterations.items():
         if count:
-            parts.append(f"{stage} {_integer(count)} it / {_duration(wall_seconds.get(stage))}")
+            parts.append(f"{stage} {_integer(count)} it / {duration(wall_seconds.get(stage))}")
     return "; ".join(parts) or "\u2013"
 
 
@@ -192,7 +192,7 @@ def cost_table(cost: pd.DataFrame) -> str:
             stages, total, device = f"imported from {row['origin']}", "no training cost", "not trained here"
         else:
             stages = stage_cost(row["iterations"], row["wall_seconds"])
-            total = f"{_integer(row['total_iterations'])} it / {_duration(row['total_wall_seconds'])}"
+            total = f"{_integer(row['total_iterations'])} it / {duration(row['total_wall_seconds'])}"
             device = _device(row)
         init = row.get("init_from")
         if not _missing(init):

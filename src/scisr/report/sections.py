@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
 
 import pandas as pd
 
 from scisr.report import field as fieldmod
-from scisr.report.html import VERDICT_CSS, data_uri, fmt
+from scisr.report.html import VERDICT_CSS, data_uri, duration, fmt
 
 
 def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], stacked: int | None = None) -> str:
@@ -21,18 +19,6 @@ def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], stacked: int | N
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     out += ["<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows]
     return "\n".join(out + ["</table>"])
-
-
-def _seconds(value: Any) -> str:
-    """Seconds as '12.3 s', '4 min 05 s' or '2.5 h'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "\u2013"
-    s = float(value)
-    if s >= 3600:
-        return f"{s / 3600:.2f} h"
-    if s >= 60:
-        return f"{int(s // 60)} min {int(s % 60):02d} s"
-    return f"{s:.1f} s"
 
 
 def _digits(metric: str) -> int:
@@ -112,8 +98,8 @@ def costs_section(training: pd.DataFrame, inference: pd.DataFrame, note: str) ->
             hours = f"{r['device_hours']:.3g}" + ("" if len(units) == 1 else f" {r['device_hours_unit']}")
             cells = [str(r["model"]) if total else "", f"{int(r['parameters']):,}".replace(",", "\u2009") if total
                      else "", str(r["stage"]), f"{int(r['iterations']):,}".replace(",", "\u2009"),
-                     _seconds(r["seconds"]), hours, fmt(r["iterations_per_s"], 2), fmt(r["patches_per_s"], 1),
-                     _seconds(r["cumulative_seconds"]) if total else "", _seconds(r["job_seconds"]) if total else "",
+                     duration(r["seconds"]), hours, fmt(r["iterations_per_s"], 2), fmt(r["patches_per_s"], 1),
+                     duration(r["cumulative_seconds"]) if total else "", duration(r["job_seconds"]) if total else "",
                      fmt(r["max_rss_mb"], 0) if total else ""]
             rows.append([escape(c) for c in cells])
             if total:
@@ -129,7 +115,7 @@ def costs_section(training: pd.DataFrame, inference: pd.DataFrame, note: str) ->
         rows = []
         for _, r in inference.iterrows():
             rows.append([escape(c) for c in (str(r["model"]), str(r["dataset"]), str(int(r["images"])),
-                                             fmt(r["megapixels"], 3), _seconds(r["seconds"]),
+                                             fmt(r["megapixels"], 3), duration(r["seconds"]),
                                              fmt(r["s_per_megapixel"], 2), fmt(r["max_rss_mb"], 0))])
         parts.append("<h3>Inference</h3>")
         parts.append(_table(["model", "test set", "images", "megapixels", "job wall time", "s / megapixel",
