@@ -18,6 +18,7 @@ import torch
 
 from scisr.budgets import snapshot_plan, write_budget_table
 from scisr.io.files import atomic_path, write_text_atomic
+from scisr.train.start import exported_weights
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class BudgetSnapshots:
         if p.iteration not in self.iterations or not trainer.is_main:
             return
         trainer.tick()
-        weights = {k: v.detach().cpu().contiguous() for k, v in trainer.eval_model.state_dict().items()}
+        weights = exported_weights(trainer.eval_model)  # as generator.pt: without a channel adapter
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self._weights(p.iteration)) as tmp:
             torch.save(weights, tmp)

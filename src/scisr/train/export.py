@@ -15,7 +15,7 @@ from scisr.card import ModelCard
 from scisr.io.files import atomic_path
 from scisr.models import count_parameters
 from scisr.train.speed import format_name
-from scisr.train.start import InitWeights, exported
+from scisr.train.start import InitWeights, exported, exported_weights
 from scisr.train.trainer import Trainer
 
 HISTORY_COLUMNS = [
@@ -100,8 +100,7 @@ def write_outputs(trainer: Trainer, card: ModelCard, *, generator: str | os.Path
                   card_path: str | os.PathLike) -> None:
     """generator.pt (EMA weights when enabled; a state dict of the network, without a channel adapter),
     history.tsv and model.yaml at the given paths."""
-    model = exported(trainer.eval_model)  # the network itself, without a ChannelAdapter around it
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = exported_weights(trainer.eval_model)  # the network itself, without a ChannelAdapter around it
     with atomic_path(Path(generator)) as tmp:
         torch.save(weights, tmp)
     frame = pd.DataFrame(trainer.progress.history, columns=HISTORY_COLUMNS)

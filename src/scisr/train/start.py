@@ -83,3 +83,8 @@ def start_generator(cfg: Settings, data_channels: int, init: InitWeights | None 
 def exported(model: nn.Module) -> nn.Module:
     """The network whose weights generator.pt holds: the model itself, or the one inside a ChannelAdapter."""
     return model.model if isinstance(model, ChannelAdapter) else model
+
+
+def exported_weights(model: nn.Module) -> dict:
+    """The state dict saved as generator.pt and as budget snapshots: the exported network's, on the CPU."""
+    return {k: v.detach().cpu().contiguous() for k, v in exported(model).state_dict().items()}
