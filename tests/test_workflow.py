@@ -297,7 +297,9 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     # costs from model cards and benchmark files
     cost = pd.read_csv(work / "results/report/costs.tsv", sep="\t")
     totals = cost[cost["stage"] == "total"].set_index("model")
-    assert (totals["job_seconds"] > 0).all() and (totals["max_rss_mb"] > 0).all()
+    trained = totals.loc[TRAINED]
+    assert (trained["job_seconds"] > 0).all() and (trained["max_rss_mb"] > 0).all()
+    assert "pretrained" not in totals.index or pd.isna(totals.at["pretrained", "job_seconds"])  # not trained here
     infer_cost = pd.read_csv(work / "results/report/infer_costs.tsv", sep="\t")
     assert len(infer_cost) == len(MODELS) * len(DATASETS) and (infer_cost["s_per_megapixel"] > 0).all()
 
