@@ -98,26 +98,33 @@ def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> Non
     plan = study.planned({"datasets": {"astro": {"normalize": {"high_percentile": 99.8}}}})
     # astro normalized and split again; the astro and astro_ft models retrained; every model on astro's
     # test set (bicubic, pretrained and 5 trained: 7) plus the 2 retrained models on the two other datasets (4)
-    assert plan == {"normalize": 1, "split": 1, "train": 2, "infer": 11, "score": 11, "report": 1}
+    # field metrics of every model on astro (7) and of the 2 retrained models on mri (2); the astro crossover's
+    # 2 budgets of generic, astro and astro_ft (6)
+    assert plan == {"normalize": 1, "split": 1, "train": 2, "infer": 11, "score": 11, "score_field": 9,
+                    "infer_budget": 6, "score_budget": 6, "report": 1}
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
     with edited(study.folder / "src" / "scisr" / "train" / "trainer.py"):
         plan = study.planned()
-    # 5 trained models on 3 datasets; bicubic and the imported model's predictions stay
-    assert plan == {"train": 5, "infer": 15, "score": 15, "report": 1}
+    # 5 trained models on 3 datasets (field metrics on 2); bicubic and the imported model's predictions stay;
+    # every budget snapshot: (generic, mri, mri_ft) on mri and (generic, astro, astro_ft) on astro, 2 budgets each
+    assert plan == {"train": 5, "infer": 15, "score": 15, "score_field": 10, "infer_budget": 12,
+                    "score_budget": 12, "report": 1}
 
 
 def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(study: Study) -> None:
     plan = study.planned({"models": {"generic": {"data": "generic", "train": {"pixel": {"iterations": 21}}}}})
-    # generic, mri_ft and astro_ft (init: generic) retrained, each on the 3 datasets
-    assert plan == {"train": 3, "infer": 9, "score": 9, "report": 1}
+    # generic, mri_ft and astro_ft (init: generic) retrained, each on the 3 datasets (field metrics on 2);
+    # budgets: generic on mri and astro, mri_ft on mri, astro_ft on astro, 2 budgets each
+    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "infer_budget": 8, "score_budget": 8,
+                    "report": 1}
 
 
 def test_editing_the_import_script_reimports_only_the_imported_model(study: Study) -> None:
     with edited(study.folder / "scripts" / "import_weights.py"):
         plan = study.planned()
-    assert plan == {"import_weights": 1, "infer": 3, "score": 3, "report": 1}
+    assert plan == {"import_weights": 1, "infer": 3, "score": 3, "score_field": 2, "report": 1}
 
 
 def test_editing_the_report_code_reruns_only_the_report(study: Study) -> None:
