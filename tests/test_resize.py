@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scisr.prepare.resize import _weight_matrix, cubic, imresize
+from scisr.prepare.resize import weight_matrix, cubic, imresize
 
 
 def test_matches_octave_reference_without_antialiasing():
@@ -30,7 +30,7 @@ def test_kernel_is_keys_a_minus_half():
 
 @pytest.mark.parametrize("scale", [0.25, 1 / 3, 0.5, 2.0, 4.0])
 def test_weights_partition_of_unity(scale):
-    matrix = _weight_matrix(37, int(np.ceil(37 * scale - 1e-9)), scale)
+    matrix = weight_matrix(37, int(np.ceil(37 * scale - 1e-9)), scale)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-12)
 
 

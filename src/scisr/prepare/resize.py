@@ -27,7 +27,7 @@ def cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
+def weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
     """Dense (out_len, in_len) matrix mapping one axis of the input to the output."""
     antialias = antialias and scale < 1
     width = KERNEL_WIDTH / scale if antialias else KERNEL_WIDTH
@@ -67,8 +67,8 @@ def imresize(image: np.ndarray, scale: float, *, antialias: bool = True) -> np.n
     if height == 0 or width == 0:
         raise ValueError(f"imresize: empty image of shape {image.shape}")
     out_h, out_w = output_size(height, scale), output_size(width, scale)
-    rows = _weight_matrix(height, out_h, float(scale), bool(antialias))
-    cols = _weight_matrix(width, out_w, float(scale), bool(antialias))
+    rows = weight_matrix(height, out_h, float(scale), bool(antialias))
+    cols = weight_matrix(width, out_w, float(scale), bool(antialias))
     data = image.astype(np.float64, copy=False)
     if data.ndim == 2:
         out = rows @ data @ cols.T
