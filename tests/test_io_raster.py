@@ -179,3 +179,21 @@ def test_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ReadError, match=r"^notes\.txt: not a DICOM, FITS or raster image"):
         read_frames(tmp_path / "notes.txt")
+
+
+def test_tiff_with_a_circular_chain_of_directories_is_refused_at_once(tmp_path: Path) -> None:
+    import time
+
+
+
+    tifffile.imwrite(tmp_path / "ok.tif", np.arange(24 * 32, dtype=np.uint16).reshape(24, 32))
+    data = bytearray((tmp_path / "ok.tif").read_bytes())
+    first = struct.unpack("<I", data[4:8])[0]
+    count = struct.unpack("<H", data[first : first + 2])[0]
+    nxt = first + 2 + 12 * count
+    data[nxt : nxt + 4] = struct.pack("<I", first)  # the last directory points back to the first
+    (tmp_path / "loop.tif").write_bytes(bytes(data))
+    start = time.monotonic()
+    with pytest.raises(ReadError, match=r"^loop\.tif: TIFF's chain of image directories loops back"):
+        read_frames(tmp_path / "loop.tif")
+    assert time.monotonic() - start < 2.0
