@@ -1,21 +1,23 @@
-# The budget crossover: each snapshot of a model's one training run (study.budgets, saved by the
-# train rule) run and scored on a domain's test set, through the infer and score phases' own scripts.
+# The budget crossover: every snapshot of a model's one training run (study.budgets, saved by the
+# train rule) run and scored on a domain's test set in one job per model and domain, through the infer
+# and score phases' own library functions (the predictions are temporary).
 
 
-rule infer_budget:
+rule score_budget:
     input:
-        generator="results/models/{trained}/budget/{iterations}.pt",
+        generators=get_budget_snapshots(),
         card="results/models/{trained}/model.yaml",
         test="results/split/{dataset}/test",
-        code=get_code("scripts/infer.py"),
+        code=get_code("scripts/score_budget.py"),
     output:
-        predictions=temp(
-            directory("results/budget/infer/{trained}/{iterations}/{dataset}")
+        scores=expand(
+            "results/budget/score/{{trained}}/{iterations}/{{dataset}}.tsv",
+            iterations=BUDGETS,
         ),
     log:
-        "logs/budget/infer/{trained}/{iterations}/{dataset}.log",
+        "logs/budget/{trained}/{dataset}.log",
     benchmark:
-        "benchmarks/budget/infer/{trained}/{iterations}/{dataset}.tsv"
+        "benchmarks/budget/{trained}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: config["compute"]["infer_threads"]
@@ -27,26 +29,6 @@ rule infer_budget:
         tile=config["infer"]["tile"],
         overlap=config["infer"]["overlap"],
         device=config["compute"]["device"],
-    script:
-        "../scripts/infer.py"
-
-
-rule score_budget:
-    input:
-        predictions="results/budget/infer/{trained}/{iterations}/{dataset}",
-        test="results/split/{dataset}/test",
-        code=get_code("scripts/score.py"),
-    output:
-        scores="results/budget/score/{trained}/{iterations}/{dataset}.tsv",
-    log:
-        "logs/budget/score/{trained}/{iterations}/{dataset}.log",
-    benchmark:
-        "benchmarks/budget/score/{trained}/{iterations}/{dataset}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=config["compute"]["mem_mb"],
-    params:
         border=config["scale"],
     script:
-        "../scripts/score.py"
+        "../scripts/score_budget.py"

@@ -23,7 +23,7 @@ from ncnn_helpers import write_small_pretrained
 pytestmark = pytest.mark.workflow
 COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
 PHASES = ["download", "extract", "normalize", "split", "train", "import_weights", "infer", "score", "score_field",
-          "infer_budget", "score_budget", "report"]
+          "score_budget", "report"]
 
 
 class Study:
@@ -89,8 +89,8 @@ def test_a_second_run_schedules_nothing(study: Study) -> None:
 def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study: Study) -> None:
     plan = study.planned({"models": {"mri": {"data": "mri", "train": {"pixel": {"iterations": 21}}}}})
     # one model retrained, then its predictions and scores on the 3 datasets (field metrics on the 2 field
-    # datasets), its 2 budget snapshots on its own dataset, then the report
-    assert plan == {"train": 1, "infer": 3, "score": 3, "score_field": 2, "infer_budget": 2, "score_budget": 2,
+    # datasets), its budget snapshots on its own dataset (one job), then the report
+    assert plan == {"train": 1, "infer": 3, "score": 3, "score_field": 2, "score_budget": 1,
                     "report": 1}
 
 
@@ -99,25 +99,25 @@ def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> Non
     # astro normalized and split again; the astro and astro_ft models retrained; every model on astro's
     # test set (bicubic, pretrained and 5 trained: 7) plus the 2 retrained models on the two other datasets (4)
     # field metrics of every model on astro (7) and of the 2 retrained models on mri (2); the astro crossover's
-    # 2 budgets of generic, astro and astro_ft (6)
+    # snapshots of generic, astro and astro_ft (3 jobs)
     assert plan == {"normalize": 1, "split": 1, "train": 2, "infer": 11, "score": 11, "score_field": 9,
-                    "infer_budget": 6, "score_budget": 6, "report": 1}
+                    "score_budget": 3, "report": 1}
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
     with edited(study.folder / "src" / "scisr" / "train" / "trainer.py"):
         plan = study.planned()
     # 5 trained models on 3 datasets (field metrics on 2); bicubic and the imported model's predictions stay;
-    # every budget snapshot: (generic, mri, mri_ft) on mri and (generic, astro, astro_ft) on astro, 2 budgets each
-    assert plan == {"train": 5, "infer": 15, "score": 15, "score_field": 10, "infer_budget": 12,
-                    "score_budget": 12, "report": 1}
+    # every model's budget snapshots: (generic, mri, mri_ft) on mri and (generic, astro, astro_ft) on astro
+    assert plan == {"train": 5, "infer": 15, "score": 15, "score_field": 10, "score_budget": 6,
+                    "report": 1}
 
 
 def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(study: Study) -> None:
     plan = study.planned({"models": {"generic": {"data": "generic", "train": {"pixel": {"iterations": 21}}}}})
     # generic, mri_ft and astro_ft (init: generic) retrained, each on the 3 datasets (field metrics on 2);
-    # budgets: generic on mri and astro, mri_ft on mri, astro_ft on astro, 2 budgets each
-    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "infer_budget": 8, "score_budget": 8,
+    # budgets: generic on mri and astro, mri_ft on mri, astro_ft on astro
+    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "score_budget": 4,
                     "report": 1}
 
 

@@ -9,10 +9,14 @@ import logging
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
+from scisr.budget_scores import score_snapshots
 from scisr.budgets import read_budget_table, snapshot_plan
+from scisr.infer import infer_folder
+from scisr.metrics import score_folder
 from scisr.train import train
 from test_train import ESRGAN, job, make_split
 
@@ -87,3 +91,22 @@ def test_other_budgets_retrain_from_scratch(run, split, tmp_path, caplog):
     assert "starting fresh" in caplog.text
     assert read_budget_table(tmp_path / "out" / "budgets.tsv")["iteration"].tolist() == [10]
     assert sorted(p.name for p in (tmp_path / "ckpt" / "budget").glob("*.pt")) == ["10.pt"]
+
+
+def test_snapshot_scores_are_those_of_the_infer_and_score_phases(run, split, tmp_path):
+    """One budget job per model and test set gives each snapshot the scores infer + score would give it."""
+    budgets = (5, 25)
+    weights = [run / "out" / "budget" / f"{b}.pt" for b in budgets]
+    card = run / "out" / "model.yaml"
+    outputs = [tmp_path / "scores" / f"{b}.tsv" for b in budgets]
+    settings = dict(scale=4, tile=8, overlap=2, device="cpu", threads=1)
+    score_snapshots(weights, card, split / "val" / "LR", split / "val" / "HR", outputs, border=4, **settings)
+    tables = [pd.read_csv(p, sep="\t") for p in outputs]
+    for generator, table in zip(weights, tables, strict=True):
+        infer_folder(split / "val" / "LR", tmp_path / "pred", generator=generator, card=card, **settings)
+        expected = score_folder(tmp_path / "pred", split / "val" / "HR", tmp_path / "expected.tsv", border=4)
+        pd.testing.assert_frame_equal(table, expected)
+    assert not tables[0]["rmse"].equals(tables[1]["rmse"])  # two different snapshots were scored
+    with pytest.raises(ValueError, match="2 budget snapshots but 1 score tables"):
+        score_snapshots(weights, card, split / "val" / "LR", split / "val" / "HR", outputs[:1], border=4,
+                        **settings)
