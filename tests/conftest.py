@@ -46,3 +46,14 @@ def train_settings(partial: dict, *, seed: int = 0, scale: int = 4) -> dict:
     settings = copy.deepcopy(partial)
     validate(settings, str(ROOT / "config" / "train.schema.yaml"))
     return {**settings, "seed": seed, "scale": scale}
+
+
+def dataset_settings(section: str, partial: dict | None = None) -> dict:
+    """A dataset's `section` ("normalize", "split") as the rules pass it: `partial` validated against that part
+    of config/schema.yaml, which fills in the defaults (the library has none of its own)."""
+    from snakemake.utils import validate
+
+    dataset = {"source": {"kind": "builtin", "set": "mri"}, section: copy.deepcopy(partial or {})}
+    config = {"datasets": {"d": dataset}, "models": {"m": {"data": "d"}}, "evaluate": ["d"]}
+    validate(config, str(ROOT / "config" / "schema.yaml"))
+    return config["datasets"]["d"][section]

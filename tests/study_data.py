@@ -11,6 +11,7 @@ from astropy.io import fits
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from conftest import dataset_settings
 from scisr.extract import extract_dataset
 from scisr.prepare.normalize import normalize_dataset
 from scisr.prepare.split import split_dataset
@@ -102,7 +103,7 @@ def run_chain(source_dir: Path, work: Path, **split_options) -> dict[str, Path]:
                     key_map=paths["key_map"], dataset="data", frames=split_options.pop("frames", None))
     normalize_dataset(paths["index"], paths["frames"], paths["norm"], paths["params"],
                       low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4)
-    options = {"fractions": FRACTIONS, "seed": 0, "tile_size": None, **split_options}
+    options = {**dataset_settings("split"), "fractions": FRACTIONS, "seed": 0, "tile_size": None, **split_options}
     parts = {split: paths["split"] / split for split in ("train", "val", "test")}
     split_dataset(paths["index"], paths["norm"], parts, paths["table"], scale=4, dataset="data", **options)
     return paths

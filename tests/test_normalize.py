@@ -4,16 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import dataset_settings
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_tiff, write_tiff
 from scisr.prepare.normalize import crop_to_multiple, denormalize, normalize_dataset, normalize_image
 
+NORMALIZE = dataset_settings("normalize")  # the schema's defaults, as the normalize rule passes them
 
 
 def test_round_trip_within_percentiles():
     rng = np.random.default_rng(0)
     image = rng.normal(1000, 200, (64, 64))
-    norm, params = normalize_image(image, low_percentile=1, high_percentile=99)
+    norm, params = normalize_image(image, **(NORMALIZE | {"low_percentile": 1, "high_percentile": 99}))
     assert norm.dtype == np.float32 and norm.min() >= 0 and norm.max() <= 1
     inside = (image >= params["low_value"]) & (image <= params["high_value"])
     back = denormalize(norm, params)
@@ -23,7 +25,7 @@ def test_round_trip_within_percentiles():
 
 def test_asinh_round_trip_monotonic_and_bounded():
     image = np.linspace(-5, 105, 111 * 3).reshape(3, 111)
-    norm, params = normalize_image(image, low_percentile=5, high_percentile=95, stretch="asinh", asinh_a=0.1)
+    norm, params = normalize_image(image, **(NORMALIZE | {"low_percentile": 5, "high_percentile": 95, "stretch": "asinh"}))
     flat = norm.ravel()
     assert flat.min() >= 0 and flat.max() <= 1
     assert np.all(np.diff(flat.astype(np.float64)) >= 0)
@@ -31,23 +33,23 @@ def test_asinh_round_trip_monotonic_and_bounded():
     inside = (image >= params["low_value"]) & (image <= params["high_value"])
     np.testing.assert_allclose(denormalize(norm, params)[inside], image[inside], rtol=1e-4, atol=1e-4)
     # asinh lifts faint values above the linear mapping
-    linear, _ = normalize_image(image, low_percentile=5, high_percentile=95)
+    linear, _ = normalize_image(image, **(NORMALIZE | {"low_percentile": 5, "high_percentile": 95}))
     assert np.all(norm[inside] >= linear[inside] - 1e-6)
 
 
 def test_nan_become_zero_and_are_counted():
     image = np.arange(100, dtype=np.float32).reshape(10, 10)
     image[0, :3] = np.nan
-    norm, params = normalize_image(image)
+    norm, params = normalize_image(image, **NORMALIZE)
     assert params["nan_count"] == 3
     assert np.all(norm[0, :3] == 0) and np.isfinite(norm).all()
 
 
 def test_constant_image_raises_clear_error():
     with pytest.raises(ValueError, match="constant"):
-        normalize_image(np.full((8, 8), 3.0))
+        normalize_image(np.full((8, 8), 3.0), **NORMALIZE)
     with pytest.raises(ValueError, match="stretch"):
-        normalize_image(np.arange(16.0).reshape(4, 4), stretch="log")
+        normalize_image(np.arange(16.0).reshape(4, 4), **(NORMALIZE | {"stretch": "log"}))
 
 
 @pytest.mark.parametrize(("shape", "scale", "expected", "offset"), [

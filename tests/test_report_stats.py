@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import dataset_settings
 from scisr.io.files import write_tiff
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.prepare.split import split_dataset
@@ -147,7 +148,8 @@ def _split_study(root) -> dict:
     write_index([defaults | row for row in rows], root / "index.tsv")
     table = split_dataset(root / "index.tsv", norm, {p: root / "split" / p for p in ("train", "val", "test")},
                           root / "split.tsv", scale=4,
-                          fractions={"train": 0.5, "val": 0.1, "test": 0.4}, seed=1, tile_size=32)
+                          **(dataset_settings("split") | {"fractions": {"train": 0.5, "val": 0.1, "test": 0.4},
+                                                          "tile_size": 32}), seed=1)
     return {"table": table, "path": root / "split.tsv"}
 
 

@@ -7,9 +7,13 @@ from PIL import Image
 
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_png16, write_tiff
+from conftest import dataset_settings
 from scisr.prepare.split import SPLIT_COLUMNS, assign_units, read_split_table, split_dataset, tile_grid
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+# the split settings other than fractions and tile size, at the schema's defaults (the rule passes them all)
+DEGRADE = {k: v for k, v in dataset_settings("split").items() if k not in ("fractions", "tile_size")}
 
 
 def index_rows(rows: list[dict], path) -> None:
@@ -44,7 +48,7 @@ def parts(folder):
 def _run(root, norm, seed=0, tile_size=32, out="split"):
     return split_dataset(
         root / "index.tsv", norm, parts(root / out), root / f"{out}.tsv",
-        scale=4, fractions=FRACTIONS, seed=seed, tile_size=tile_size,
+        scale=4, fractions=FRACTIONS, seed=seed, tile_size=tile_size, **DEGRADE,
     )
 
 
@@ -94,7 +98,7 @@ def test_background_tiles_are_excluded_and_listed(tmp_path):
     write_tiff(norm / "big.tif", big)
     table = split_dataset(
         tmp_path / "index.tsv", norm, parts(tmp_path / "split"), tmp_path / "split.tsv",
-        scale=4, fractions=FRACTIONS, seed=0, tile_size=32, min_foreground=0.5,
+        scale=4, fractions=FRACTIONS, seed=0, tile_size=32, **(DEGRADE | {"min_foreground": 0.5}),
     )
     tiles = table[table["image_id"] == "big"].set_index("id")
     kept = set(tiles.index[tiles["split"] != "excluded"])
@@ -131,7 +135,7 @@ def test_too_few_units_names_the_folder_and_the_settings(tmp_path):
     index_rows([{"image_id": f"x{i}", "subject_id": s, "status": "ok"} for i, s in enumerate("st")], tmp_path / "index.tsv")
     with pytest.raises(ValueError, match="mri_norm.*lower datasets.mri.split.tile_size .now 32.*48x48.*add subjects"):
         split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
-                      fractions=FRACTIONS, seed=0, tile_size=32, dataset="mri")
+                      fractions=FRACTIONS, seed=0, tile_size=32, dataset="mri", **DEGRADE)
 
 
 def test_old_split_tables_read_with_subject_as_group(tmp_path):
@@ -143,10 +147,10 @@ def test_bad_fractions_and_tile_size(tmp_path):
     norm = _dataset(tmp_path, n_subjects=3)
     with pytest.raises(ValueError, match="sum to 1"):
         split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
-                      fractions={"train": 0.8, "val": 0.15, "test": 0.15}, seed=0, tile_size=32)
+                      fractions={"train": 0.8, "val": 0.15, "test": 0.15}, seed=0, tile_size=32, **DEGRADE)
     with pytest.raises(ValueError, match="multiple of the scale"):
         split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
-                      fractions=FRACTIONS, seed=0, tile_size=30)
+                      fractions=FRACTIONS, seed=0, tile_size=30, **DEGRADE)
 
 
 def test_every_split_non_empty_with_three_units():

@@ -22,10 +22,10 @@ PARAMS_COLUMNS = [
 def normalize_image(
     image: np.ndarray,
     *,
-    low_percentile: float = 0.5,
-    high_percentile: float = 99.5,
-    stretch: str = "none",
-    asinh_a: float = 0.1,
+    low_percentile: float,
+    high_percentile: float,
+    stretch: str,
+    asinh_a: float,
     clip: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Map an image to [0,1] between two percentiles (optionally asinh-stretched); NaN -> 0.

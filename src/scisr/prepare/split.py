@@ -129,11 +129,11 @@ def split_dataset(
     fractions: Mapping[str, float],
     seed: int,
     tile_size: int | None,
-    degradation: str = "bicubic",
-    degradation_options: Mapping | None = None,
-    min_foreground: float = 0.0,
-    slab_gap: int = 2,
-    pointing_tolerance: float = 0.1,
+    degradation: str,
+    degradation_options: Mapping | None,
+    min_foreground: float,
+    slab_gap: int,
+    pointing_tolerance: float,
     dataset: str = "",
 ) -> pd.DataFrame:
     """Split normalized images by subject group into the `part_dirs` {train, val, test: folder}; write HR/LR

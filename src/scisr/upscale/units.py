@@ -12,13 +12,16 @@ from scisr.prepare.normalize import denormalize, normalize_image
 from scisr.tiling import upscale_tiled
 
 RANGE_MODES = ("extrapolate", "clip")
-_SETTINGS = ("low_percentile", "high_percentile", "stretch", "asinh_a")
+# What `scisr upscale` applies where a model card records no normalization of its training data (an imported
+# model: trained on photographs, nothing to copy): robust percentiles, linear. A policy of this command, not a
+# study setting (those come from config/schema.yaml through the card).
+UNRECORDED = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
 _BLOCK_ROWS = 256  # LR rows converted back to physical units at a time
 
 
 def normalize_settings(normalization: dict) -> dict:
-    """The normalize_image keyword arguments recorded in a model card (missing ones take its defaults)."""
-    return {key: normalization[key] for key in _SETTINGS if key in normalization}
+    """The normalize_image keyword arguments recorded in a model card (missing ones: `UNRECORDED`)."""
+    return {key: normalization.get(key, default) for key, default in UNRECORDED.items()}
 
 
 def upscale_physical(
