@@ -8,7 +8,7 @@ import torch
 
 from conftest import train_settings
 from scisr.train.settings import Settings
-from scisr.train.speed import generator_memory_format
+from scisr.train.speed import CPU_MEMORY_FORMATS, generator_memory_format
 from scisr.train.trainer import Trainer
 from test_train import make_split
 
@@ -64,7 +64,11 @@ def test_fast_path_learns_what_the_plain_path_learns(split, tmp_path, arch, grad
 
 def test_memory_format_by_architecture():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert generator_memory_format("srresnet", cpu) == torch.channels_last
-    assert generator_memory_format("rrdbnet", cpu) == torch.contiguous_format
+    # on CPU the measured per-architecture table decides (bench/train_step.py --formats); unknown ones and
+    # every network on CUDA run channels_last
+    for arch, memory_format in CPU_MEMORY_FORMATS.items():
+        assert generator_memory_format(arch, cpu) == memory_format
+        assert generator_memory_format(arch, cuda) == torch.channels_last
+    assert set(CPU_MEMORY_FORMATS) == {"srresnet", "rrdbnet"}
+    assert generator_memory_format("newnet", cpu) == torch.channels_last
     assert generator_memory_format("rrdbnet", cpu, fast=False) == torch.channels_last
-    assert generator_memory_format("rrdbnet", cuda) == torch.channels_last
