@@ -103,3 +103,15 @@ def test_default_overlap_is_derived_and_progress_counts_tiles():
     out = upscale_tiled(model, image, 4, tile=32, progress=lambda done, total: seen.append((done, total)))
     overlap, _ = default_overlap(model, 32)
     assert out.shape == (200, 200) and seen[-1] == (tile_count(50, 32, overlap) ** 2,) * 2
+
+
+@pytest.mark.parametrize("arch", ["srresnet", "rrdbnet"])
+def test_default_overlap_tiles_match_whole_image_inference(arch):
+    """What `scisr upscale` and the infer rule do without an overlap: margin = effective radius, 2-px ramp."""
+    torch.set_num_threads(1)
+    model, image = small(arch), smooth((150, 133))[None]
+    whole = upscale_tiled(model, image, 4, tile=1000, overlap=0)
+    tiled = upscale_tiled(model, image, 4, tile=64)
+    overlap, margin = default_overlap(model, 64)
+    assert overlap <= 2 * margin + 2 and tile_count(133, 64, overlap) > 1
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)

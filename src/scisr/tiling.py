@@ -19,7 +19,9 @@ blocks alike. For deep nets it is far larger than what matters (RRDBNet-23: 345 
 default overlap uses `effective_radius`: the smallest box around an input pixel holding all
 but `tol` (1e-4) of the output change when that pixel is raised by 1 (an impulse response,
 measured once per model on a mid-grey noise image and cached). By default the margin is that radius and
-the overlap twice it plus a ramp of about half of it (capped at half the tile). An explicit overlap
+the overlap twice it plus a 2-pixel ramp (capped at half the tile): exactness comes from the margin (the
+tiles agree within the tolerance wherever both have weight), so a wider ramp would only add LR pixels of
+work — and a tile — where the anchor's tiling needs none (bench/upscale.py). An explicit overlap
 without a margin gets margin = overlap/4 (the ramp spans the middle half of the overlap).
 
 Memory. The LR image stays on the host; only the batch of tiles being processed goes to the device.
@@ -45,6 +47,7 @@ import torch
 from torch import nn
 
 EFFECTIVE_TOL = 1e-4
+RAMP = 2  # LR px of blending between two tiles' margins in the default overlap
 MEMMAP_BYTES = 256 * 2**20  # outputs larger than this go to a memory-mapped temporary file
 _RADIUS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -174,9 +177,9 @@ def effective_radius(model: nn.Module, channels: int = 1, *, cap: int = 32, tol:
 
 
 def default_overlap(model: nn.Module, tile: int, channels: int = 1) -> tuple[int, float]:
-    """(overlap, margin) in LR px: margin = the effective radius, plus a ramp of about half of it; overlap <= tile/2."""
+    """(overlap, margin) in LR px: margin = the effective radius, overlap = 2 margins + a 2-px ramp, <= tile/2."""
     radius = effective_radius(model, channels, cap=max(1, min(tile // 4, 32)))
-    overlap = min(2 * radius + max(2, 2 * math.ceil(radius / 4)), max(2, tile // 2))
+    overlap = min(2 * radius + RAMP, max(2, tile // 2))
     return overlap, min(float(radius), overlap / 2)
 
 
