@@ -241,6 +241,8 @@ def test_answer_lines_follow_the_stats(study: dict) -> None:
                                                                                                    "mean_diff"] > 0)
     assert "<li>generic:" not in study["html"]
     assert "What this means" in study["html"] and "each image counts as its own subject" in study["html"]
+    # each stage's own iterations (validation rows every 100; the GAN stage starts where the pixel one ended)
+    assert "generic: 1000 iterations (600 pixel, 400 gan)" in study["html"]
 
 
 def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path: Path) -> None:

@@ -128,15 +128,15 @@ def answers(stats: pd.DataFrame, models: Sequence[str], datasets: Sequence[str],
 
 
 def _budget(history: pd.DataFrame | None) -> str | None:
-    """'1000 iterations (700 pixel, 300 gan)' from a history frame."""
+    """'525 iterations (500 pixel, 25 gan)' from a history frame: each stage's iterations, the untrained row left out."""
     if history is None or history.empty:
         return None
     hist = history.sort_values("iteration")
     last = int(hist["iteration"].max())
-    stages = hist.groupby("stage", sort=False)["iteration"].max()
-    if len(stages) > 1:
-        starts = hist.groupby("stage", sort=False)["iteration"].min()
-        bits = [f"{stage} from {int(starts[stage])}" for stage in stages.index]
+    ends = hist[hist["stage"] != "init"].groupby("stage", sort=False)["iteration"].max()
+    if len(ends) > 1:
+        starts = [0, *ends.iloc[:-1].tolist()]  # a stage starts where the one before it ended
+        bits = [f"{int(end) - int(start)} {stage}" for (stage, end), start in zip(ends.items(), starts)]
         return f"{last} iterations ({', '.join(bits)})"
     return f"{last} iterations"
 
