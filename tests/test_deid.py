@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -12,6 +13,7 @@ from study_data import run_chain, write_series
 
 from scisr.deid import Pseudonymizer, load_secret, read_key_map, reidentify
 from scisr.index import read_index
+from scisr.io.files import read_png16
 from scisr.logs import log_to
 
 PLANTED = {
@@ -104,3 +106,26 @@ def test_reader_warnings_quoting_header_values_stay_out_of_the_log(tmp_path: Pat
         extract.extract_dataset(raw, raw / "MANIFEST.tsv", tmp_path / "f", tmp_path / "i.tsv", secret=bytes(32))
     text = (tmp_path / "x.log").read_text()
     assert "DOE" not in text and "6 reader warning(s) and log line(s) not shown" in text  # 3 warnings, 3 log lines
+
+
+def test_same_data_and_seed_give_the_same_split_under_another_secret(tmp_path):
+    """Pseudonyms depend on the installation's secret; which images go to which split, and their LR noise, must not."""
+    source = tmp_path / "source"
+    for k in range(6):
+        write_series(source / f"patient{k}", n=3, patient_id=f"P{k:04d}", seed=k)
+    options = {"degradation": "psf", "degradation_options": {"gain": 50.0, "read_noise": 0.01}}
+    contents = []
+    for name in ("one", "two"):
+        paths = run_chain(source, tmp_path / name, **options)
+        assert paths["secret"].is_file()
+        per_split = {}
+        for split in ("train", "val", "test"):
+            for side in ("HR", "LR"):
+                files = sorted((paths["split"] / split / side).glob("*.png"))
+                per_split[split, side] = sorted(hashlib.sha256(read_png16(f).tobytes()).hexdigest() for f in files)
+        names = sorted(f.name for f in (paths["split"] / "train" / "HR").glob("*.png"))
+        contents.append((per_split, names))
+    (first, names_one), (second, names_two) = contents
+    assert names_one != names_two  # other secrets, other pseudonyms ...
+    assert first == second  # ... the same split and the same LR images
+    assert all(first["test", side] and first["val", side] for side in ("HR", "LR"))

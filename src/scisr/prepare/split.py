@@ -14,10 +14,15 @@ Tiles that are almost all background (less than `min_foreground` of their pixels
 FOREGROUND_LEVEL, e.g. the air around a head in MRI) carry no signal to learn or to score;
 they are left out and listed in split.tsv with split "excluded" and the reason (as are slab
 gaps and the other series of a volume cut into slabs).
+Reproducible across installations: ids are keyed pseudonyms (a per-installation secret), so the
+shuffle and the LR noise never follow them; they follow each piece's content (`content_keys`: the
+sha256 of its image's pixels and its place in that image), so the same data and seed give the
+same split and the same LR images on every machine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections.abc import Mapping
@@ -72,15 +77,38 @@ def piece_rng(seed: int, piece_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(piece_id.encode("utf-8"))])
 
 
+def content_keys(units: Mapping[str, list[Piece]], norm_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """({piece id: key}, {unit: key}) from pixel content and position only, never from the (keyed) ids."""
+    digests = {}
+    for image_id in sorted({p.image_id for pieces in units.values() for p in pieces}):
+        pixels = np.ascontiguousarray(read_tiff(norm_dir / f"{image_id}.tif"))
+        digests[image_id] = hashlib.sha256(pixels.tobytes()).hexdigest()
+    pieces: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    # pieces with identical pixels (one frame stored for two subjects) are told apart by their order among
+    # themselves, so each still gets its own LR noise
+    for piece in sorted((p for unit in units.values() for p in unit), key=lambda p: p.id):
+        key = f"{digests[piece.image_id]}:{piece.top}:{piece.left}:{piece.rows}:{piece.cols}"
+        seen[key] = seen.get(key, 0) + 1
+        pieces[piece.id] = key if seen[key] == 1 else f"{key}#{seen[key]}"
+    unit_keys = {name: hashlib.sha256("\n".join(sorted(pieces[p.id] for p in unit)).encode()).hexdigest()
+                 for name, unit in units.items()}
+    return pieces, unit_keys
+
+
 def assign_units(
-    areas: Mapping[str, int], fractions: Mapping[str, float], seed: int
+    areas: Mapping[str, int], fractions: Mapping[str, float], seed: int, keys: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Shuffle units with `seed` and give each to the split furthest below its pixel-area target."""
+    """Shuffle units with `seed` and give each to the split furthest below its pixel-area target.
+
+    The shuffle starts from the units sorted by `keys` (content keys; by name when None), so it does not
+    depend on how the units are named.
+    """
     problems = split_problems(fractions, None, 1)
     if problems:
         raise ValueError("; ".join(problems))
     fractions = {name: float(fractions[name]) for name in SPLITS}
-    names = sorted(areas)
+    names = sorted(areas, key=lambda n: (keys[n], n)) if keys is not None else sorted(areas)
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     total = float(sum(areas.values()))
     filled = dict.fromkeys(SPLITS, 0.0)
@@ -176,7 +204,8 @@ def split_dataset(
     if len(units) < len(SPLITS):
         raise ValueError(_too_few(norm_dir, dataset, units, volume, excluded, shapes, tile_size, slab_gap, min_foreground))
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
-    assignment = assign_units(areas, fractions, seed)
+    piece_keys, unit_keys = content_keys(units, Path(norm_dir))
+    assignment = assign_units(areas, fractions, seed, unit_keys)
 
     folders = {split: pair_dirs(part_dirs[split]) for split in SPLITS}
     written = {folder: set() for pair in folders.values() for folder in pair}
@@ -188,7 +217,7 @@ def split_dataset(
             cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
         hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
         options = dict(degradation_options or {})
-        lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece.id), **options)
+        lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece_keys[piece.id]), **options)
         split = assignment[piece.unit]
         name = f"{piece.id}.png"
         hr_dir, lr_dir = folders[split]
