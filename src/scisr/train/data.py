@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ class PairedImages:
 
 
 def load_pairs(folder: str | os.PathLike, scale: int) -> PairedImages:
-    """Read the HR PNGs of split part `folder` and their LR partners, checking that LR is exactly HR / scale."""
+    """Read the HR PNGs of split part `folder` and their LR partners, checking that LR is exactly HR / scale.
+
+    Pairs are held in the order of their pixels' sha256, not of their file names: names are keyed
+    pseudonyms (another installation's secret renames them), and the patch sampler draws images by
+    position, so ordering by name would make the same data and seed train differently elsewhere.
+    """
     hr_dir, lr_dir = pair_dirs(folder)
     hr_paths = sorted(hr_dir.glob("*.png"))
     if not hr_paths:
@@ -43,7 +49,9 @@ def load_pairs(folder: str | os.PathLike, scale: int) -> PairedImages:
         names.append(hr_path.name)
         hr.append(torch.from_numpy(hr_image)[None])
         lr.append(torch.from_numpy(lr_image)[None])
-    return PairedImages(names, hr, lr)
+    keys = [hashlib.sha256(h.numpy().tobytes() + lo.numpy().tobytes()).hexdigest() for h, lo in zip(hr, lr)]
+    order = sorted(range(len(names)), key=lambda i: (keys[i], names[i]))
+    return PairedImages([names[i] for i in order], [hr[i] for i in order], [lr[i] for i in order])
 
 
 def dihedral(image: torch.Tensor, k: int) -> torch.Tensor:
