@@ -8,10 +8,12 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from snakemake.utils import validate
 
@@ -220,18 +222,42 @@ def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
 
 
 _DATA_URI = re.compile(rb"data:[\w/+.-]+;base64,([A-Za-z0-9+/=]+)")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_metadata(data: bytes) -> bytes:
+    """Every PNG chunk but the compressed pixels (IDAT): where a name could be written (tEXt, iTXt, ...)."""
+    out, at = [], len(_PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if kind != b"IDAT":
+            out.append(kind + data[at + 8 : at + 8 + length])
+        at += 12 + length
+    return b"".join(out)
 
 
 def content_bytes(path: Path) -> bytes:
-    """A file's bytes as a reader would meet them: base64 figures embedded in the report are decoded.
+    """The bytes of a file a name could hide in: text as it is; for binary outputs their metadata only.
 
-    A name hidden in a figure's metadata is still found, while four letters that happen to occur
-    in the base64 text of a plot (CI once matched "4MR1" in one) are not taken for a leak.
+    Pixel data and weights are not text: 50 MB of them hold any given 4 bytes ("4MR1") by chance about
+    once in a hundred runs, and CI once matched "4MR1" inside the base64 text of a report figure. So
+    figures embedded in the report are decoded, PNGs contribute every chunk but IDAT, TIFFs their tag
+    values, torch files every archive member but the tensor storages — a name written into any
+    metadata is still found.
     """
     data = path.read_bytes()
-    if path.suffix != ".html":
-        return data
-    return _DATA_URI.sub(lambda m: b"data:" + base64.b64decode(m.group(1)), data)
+    if path.suffix == ".html":
+        return _DATA_URI.sub(lambda m: b"data:" + _png_metadata(base64.b64decode(m.group(1))), data)
+    if data.startswith(_PNG_SIGNATURE):
+        return _png_metadata(data)
+    if path.suffix in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tif:
+            return "\n".join(f"{tag.name}={tag.value}" for page in tif.pages for tag in page.tags).encode()
+    if path.suffix == ".pt":
+        with zipfile.ZipFile(path) as archive:
+            return b"".join(name.encode() + archive.read(name) for name in archive.namelist()
+                            if "/data/" not in name)
+    return data
 
 
 @pytest.mark.workflow
