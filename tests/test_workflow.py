@@ -55,6 +55,12 @@ def make_workdir(tmp: Path, *, small_pretrained: bool = True) -> Path:
     return tmp
 
 
+def plan_with(exe: str, workdir: Path, config: dict) -> subprocess.CompletedProcess:
+    """Write `config` as the working directory's config.yaml and dry-run the workflow on it."""
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return snakemake(exe, workdir, "--dry-run")
+
+
 def test_lint_is_clean(snakemake_exe: str) -> None:
     result = subprocess.run([snakemake_exe, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -111,8 +117,7 @@ def test_bad_config_stops_with_a_clear_message(snakemake_exe: str, tmp_path: Pat
     work = make_workdir(tmp_path)
     config = load("config.yaml")
     config["models"]["mri"]["data"] = "mrii"
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(snakemake_exe, work, "--dry-run")
+    result = plan_with(snakemake_exe, work, config)
     assert result.returncode != 0
     assert "unknown dataset 'mrii'" in result.stdout + result.stderr
 
@@ -124,8 +129,7 @@ def test_crossed_percentiles_and_overlap_stop_at_parse_time_naming_the_keys(
     config = load("config.yaml")
     config["datasets"]["mri"]["normalize"].update(low_percentile=99.0, high_percentile=1.0)
     config["infer"] = {"tile": 32, "overlap": 32}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(snakemake_exe, work, "--dry-run")
+    result = plan_with(snakemake_exe, work, config)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "datasets.mri.normalize.low_percentile 99 must be below datasets.mri.normalize.high_percentile 1" in output
@@ -138,8 +142,7 @@ def test_perceptual_loss_without_weights_stops_at_validation_saying_what_to_set(
     work = make_workdir(tmp_path)
     config = load("config.yaml")
     config["models"]["astro"]["train"] = {"perceptual": {"weight": 0.01}}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(snakemake_exe, work, "--dry-run")
+    result = plan_with(snakemake_exe, work, config)
     assert result.returncode != 0
     assert "train.perceptual.weights_file is not set" in result.stdout + result.stderr
 
@@ -166,8 +169,7 @@ def test_fine_tuning_from_another_architecture_stops_at_config_time(snakemake_ex
     work = make_workdir(tmp_path)
     config = load("config.yaml")
     config["models"]["mri_ft"]["train"] = {"generator": {"channels": 16}}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(snakemake_exe, work, "--dry-run")
+    result = plan_with(snakemake_exe, work, config)
     assert result.returncode != 0
     assert ("models.mri_ft.train.generator differs from that of its init model 'generic' (channels: 16 vs 8)"
             in result.stdout + result.stderr)
