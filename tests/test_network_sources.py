@@ -26,7 +26,7 @@ from conftest import ROOT
 from netserver import Reply, Request, Server
 from scisr.io.hashing import file_sha256
 from scisr.sources import SourceUnreachable, fetch, read_manifest
-from scisr.sources import net
+from scisr.sources import net, tcia
 from scisr.sources.builtin import PYDICOM, package_dir
 from scisr.sources.net import DownloadError
 
@@ -39,6 +39,14 @@ SERIES = [
     ("PAT-C", "1.2.826.0.1.3", "1.2.826.0.1.3.1", "MR"),
     ("PAT-C", "1.2.826.0.1.3", "1.2.826.0.1.3.9", "CT"),
 ]
+# SeriesDescription per series, as getSeries reports it (two kinds across patients, as in Brain-Tumor-Progression)
+DESCRIPTIONS = {
+    "1.2.826.0.1.1.1": "FLAIRreg",
+    "1.2.826.0.1.1.2": "T1post",
+    "1.2.826.0.1.2.1": "T1post",
+    "1.2.826.0.1.3.1": "FLAIRreg",
+    "1.2.826.0.1.3.9": "T1post",
+}
 LICENSE = ("Creative Commons Attribution 4.0 International License", "https://creativecommons.org/licenses/by/4.0/")
 
 
@@ -89,7 +97,8 @@ def nbia(server: Server, *, bad_md5: str = "", hang: str = "") -> dict[str, byte
     def get_series(req: Request) -> Reply:
         rows = [
             {"SeriesInstanceUID": uid, "StudyInstanceUID": st, "PatientID": p, "Modality": m,
-             "Collection": COLLECTION, "ImageCount": 2, "FileSize": len(zips[uid]), "BodyPartExamined": "BRAIN"}
+             "Collection": COLLECTION, "ImageCount": 2, "FileSize": len(zips[uid]), "BodyPartExamined": "BRAIN",
+             "SeriesDescription": DESCRIPTIONS[uid]}
             for p, st, uid, m in SERIES
             if req.query.get("Collection") == COLLECTION and req.query.get("Modality", m) == m
         ]
@@ -180,6 +189,66 @@ def test_tcia_caps_and_explicit_series(tmp_path: Path) -> None:
                   cache_dir=tmp_path / "c")  # a CT series, filtered out by Modality MR
         with pytest.raises(ValueError, match="no series match.*check the collection name"):
             fetch(tcia_source(server, collection="Nope"), tmp_path / "e", tmp_path / "e.tsv", cache_dir=tmp_path / "c")
+
+
+def test_tcia_series_description_keeps_only_matching_series_before_caps_and_uids(tmp_path: Path) -> None:
+    with Server() as server:
+        nbia(server)
+        out = tmp_path / "raw" / "mri"
+        table = fetch(tcia_source(server, series_description="^T1post$"), out, out / "MANIFEST.tsv",
+                      cache_dir=tmp_path / "c")
+        t1post = ["1.2.826.0.1.1.2", "1.2.826.0.1.2.1"]  # PAT-A's second series and PAT-B's; no FLAIRreg
+        assert sorted(set(table["series"])) == t1post
+        assert sorted(set(read_manifest(out / "MANIFEST.tsv")["series"])) == t1post
+        assert sorted(set(table["subject"])) == ["PAT-A", "PAT-B"]
+        fetched = [r.query["SeriesInstanceUID"] for r in server.hits("/v4/getImageWithMD5Hash")]
+        assert sorted(fetched) == t1post
+
+        # Case-insensitive, and applied before max_series: the one series kept is a T1post one
+        # (unfiltered, the cap would take PAT-A's first series, 1.2.826.0.1.1.1, a FLAIRreg).
+        capped = fetch(tcia_source(server, series_description="^t1POST$", max_series=1), tmp_path / "m",
+                       tmp_path / "m.tsv", cache_dir=tmp_path / "c")
+        assert set(capped["series"]) == {"1.2.826.0.1.1.2"}
+        # A search, not a full match: "FLAIR" keeps the FLAIRreg series.
+        flair = fetch(tcia_source(server, series_description="FLAIR"), tmp_path / "f", tmp_path / "f.tsv",
+                      cache_dir=tmp_path / "c")
+        assert sorted(set(flair["series"])) == ["1.2.826.0.1.1.1", "1.2.826.0.1.3.1"]
+        # Applied before series_uids: a listed series the filter drops is reported missing.
+        with pytest.raises(ValueError, match="series_uids not in the collection.*1.2.826.0.1.1.1"):
+            fetch(tcia_source(server, series_description="^T1post$", series_uids=["1.2.826.0.1.1.1"]),
+                  tmp_path / "u", tmp_path / "u.tsv", cache_dir=tmp_path / "c")
+
+
+def test_tcia_series_description_matching_nothing_lists_the_available_descriptions(tmp_path: Path) -> None:
+    with Server() as server:
+        nbia(server)
+        with pytest.raises(ValueError, match=r"no series match.*series_description '\^T2\$' matched none.*"
+                                             r"available: 'FLAIRreg', 'T1post'$"):
+            fetch(tcia_source(server, series_description="^T2$"), tmp_path / "o", tmp_path / "o.tsv",
+                  cache_dir=tmp_path / "c")
+        assert server.hits("/v4/getSeriesMetadata") == [] and server.hits("/v4/getImageWithMD5Hash") == []
+
+
+def test_tcia_series_description_lists_at_most_ten_sorted_descriptions(tmp_path: Path) -> None:
+    with Server() as server:
+        rows = [{"SeriesInstanceUID": f"1.2.3.{i}", "PatientID": f"P{i}", "Series Description": f"D{i:02d}"}
+                for i in range(12, 0, -1)]
+        server.routes["/v4/getSeries"] = Reply(json.dumps(rows).encode())
+        with pytest.raises(ValueError) as caught:
+            tcia.list_series(tcia_source(server, series_description="nothing"), "tcia X")
+        message = str(caught.value)
+        assert "matched none of the 12 distinct" in message
+        assert message.endswith("available: " + ", ".join(repr(f"D{i:02d}") for i in range(1, 11)) + " (and 2 more)")
+
+
+def test_tcia_invalid_series_description_regex_names_the_key(tmp_path: Path) -> None:
+    with Server() as server:
+        nbia(server)
+        with pytest.raises(ValueError, match=r"series_description 'T1\(' is not a valid regular expression: "
+                                             r"missing \)"):
+            fetch(tcia_source(server, series_description="T1("), tmp_path / "o", tmp_path / "o.tsv",
+                  cache_dir=tmp_path / "c")
+        assert server.requests == []  # refused before asking the server
 
 
 def test_tcia_md5_mismatch_leaves_nothing(tmp_path: Path) -> None:

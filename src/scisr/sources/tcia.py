@@ -1,6 +1,8 @@
 """A collection of The Cancer Imaging Archive through the public NBIA REST API v4 (``kind: tcia``).
 
-1. ``getSeries?Collection=&Modality=[&BodyPartExamined=]`` (JSON) lists the series; an explicit
+1. ``getSeries?Collection=&Modality=[&BodyPartExamined=]`` (JSON) lists the series; a
+   `series_description` regular expression (searched case-insensitively in each series'
+   SeriesDescription, e.g. ``^T1post$``) keeps only the matching ones, then an explicit
    `series_uids` list narrows them. Series are taken one patient at a time in turn (patients
    sorted, each patient's series by study and series UID), so caps keep many subjects, until
    `max_series` or `max_bytes` (the sum of the API's FileSize) would be exceeded.
@@ -62,8 +64,20 @@ def _int(value: str) -> int:
         return 0
 
 
+def _description_filter(source: dict, label: str) -> re.Pattern | None:
+    """The compiled `series_description` regular expression (case-insensitive), or None when unset."""
+    pattern = source.get("series_description")
+    if pattern in (None, ""):
+        return None
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{label}: series_description {pattern!r} is not a valid regular expression: {exc}") from None
+
+
 def list_series(source: dict, label: str) -> list[dict]:
     """The series `getSeries` returns for the source's filters, deduplicated by UID."""
+    described = _description_filter(source, label)
     params = {"Collection": source["collection"]}
     if source.get("modality"):
         params["Modality"] = source["modality"]
@@ -83,6 +97,21 @@ def list_series(source: dict, label: str) -> list[dict]:
         if not (UID.match(uid) and len(uid) <= 64):
             raise DownloadError(f"{label}: getSeries returned a series without a valid SeriesInstanceUID: {row!r:.120}")
         unique.setdefault(uid, row)
+    no_match = (
+        f"{label}: no series match {params}; check the collection name (as on cancerimagingarchive.net), "
+        "modality and body_part"
+    )
+    if described is not None and unique:
+        available = sorted({_field(row, "SeriesDescription", "Series Description") for row in unique.values()})
+        unique = {uid: row for uid, row in unique.items()
+                  if described.search(_field(row, "SeriesDescription", "Series Description"))}
+        if not unique:
+            shown = ", ".join(repr(d) for d in available[:10])
+            more = f" (and {len(available) - 10} more)" if len(available) > 10 else ""
+            raise ValueError(
+                f"{no_match}; series_description {described.pattern!r} matched none of the {len(available)} "
+                f"distinct SeriesDescription value(s) available: {shown}{more}"
+            )
     wanted = source.get("series_uids") or []
     if wanted:
         missing = [uid for uid in wanted if uid not in unique]
@@ -90,10 +119,7 @@ def list_series(source: dict, label: str) -> list[dict]:
             raise ValueError(f"{label}: series_uids not in the collection with these filters: {', '.join(missing)}")
         unique = {uid: unique[uid] for uid in wanted}
     if not unique:
-        raise ValueError(
-            f"{label}: no series match {params}; check the collection name (as on cancerimagingarchive.net), "
-            "modality and body_part"
-        )
+        raise ValueError(no_match)
     return list(unique.values())
 
 
