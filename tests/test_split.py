@@ -163,3 +163,84 @@ def test_tile_grid_discards_remainder():
     assert tile_grid(70, 100, 32) == [(0, 0, 0, 0), (0, 1, 0, 32), (0, 2, 0, 64),
                                       (1, 0, 32, 0), (1, 1, 32, 32), (1, 2, 32, 64)]
 
+
+
+def fold_parts(folder, folds):
+    """The split_folds rule's part folders: {fold: {train, val, test: folder}}."""
+    return {f: {split: folder / f"fold{f}" / split for split in ("train", "val", "test")} for f in range(1, folds + 1)}
+
+
+def _run_folds(root, norm, folds=3, seed=0, out="split"):
+    return split_dataset(
+        root / "index.tsv", norm, fold_parts(root / out, folds), root / f"{out}.tsv",
+        scale=4, fractions=FRACTIONS, seed=seed, tile_size=32, **DEGRADE,
+    )
+
+
+def test_folds_test_every_group_exactly_once_and_never_train_on_it(tmp_path):
+    norm = _dataset(tmp_path)  # 8 small subjects and one big image (a lone group: tiled in a holdout)
+    table = _run_folds(tmp_path, norm, folds=3)
+    assert list(table.columns) == SPLIT_COLUMNS and set(table["fold"]) == {1, 2, 3}
+    pieces = table[table["fold"] == 1]["id"]
+    assert len(table) == 3 * len(pieces)  # one row per fold and piece
+    tested = table[table["split"] == "test"]
+    assert tested["id"].is_unique and set(tested["id"]) == set(pieces)  # every piece tested exactly once
+    assert tested.groupby("group")["fold"].nunique().eq(1).all()  # a group never straddles folds
+    assert not (table["group_rule"] == "tile").any() and (table["id"] == table["image_id"]).all()  # no tiles
+    for fold in (1, 2, 3):
+        sel = table[table["fold"] == fold]
+        test_groups = set(sel.loc[sel["split"] == "test", "group"])
+        assert test_groups and not test_groups & set(sel.loc[sel["split"] != "test", "group"])
+        assert {"train", "val"} <= set(sel["split"])
+        for split in ("train", "val", "test"):
+            hr = {p.stem for p in (tmp_path / "split" / f"fold{fold}" / split / "HR").glob("*.png")}
+            assert hr == set(sel.loc[sel["split"] == split, "id"])
+    # the same piece in every fold holds the same bytes (degraded once, linked)
+    one = tested["id"].iloc[0]
+    copies = [tmp_path / "split" / f"fold{f}" / s / "LR" / f"{one}.png" for f in (1, 2, 3) for s in ("train", "val", "test")]
+    copies = [p for p in copies if p.exists()]
+    assert len(copies) == 3 and len({p.read_bytes() for p in copies}) == 1
+    assert len({p.stat().st_ino for p in copies}) == 1  # hard links on this file system
+
+
+def test_folds_balance_pixels_and_follow_content_not_names(tmp_path):
+    norm = _dataset(tmp_path, n_subjects=12)
+    table = _run_folds(tmp_path, norm, folds=4)
+    tested = table[table["split"] == "test"]
+    pixels = (tested["rows"] * tested["cols"]).groupby(tested["fold"]).sum()
+    assert pixels.max() <= pixels.min() + (96 * 136)  # greedy by pixels: within the largest group of each other
+    # renaming every image and subject (other pseudonyms) changes no fold
+    renamed = tmp_path / "renamed"
+    norm2 = renamed / "norm"
+    rows = []
+    for path in sorted(norm.glob("*.tif")):
+        new = f"x{path.stem[::-1]}"
+        norm2.mkdir(parents=True, exist_ok=True)
+        (norm2 / f"{new}.tif").write_bytes(path.read_bytes())
+    index = pd.read_csv(tmp_path / "index.tsv", sep="\t", dtype=str, keep_default_na=False)
+    for row in index.to_dict("records"):
+        row["image_id"] = f"x{row['image_id'][::-1]}"
+        row["subject_id"] = f"y{row['subject_id'][::-1]}"
+        rows.append(row)
+    index_rows(rows, renamed / "index.tsv")
+    again = _run_folds(renamed, norm2, folds=4)
+    before = dict(zip(tested["id"].map(lambda i: f"x{i[::-1]}"), tested["fold"]))
+    after = dict(zip(again.loc[again["split"] == "test", "id"], again.loc[again["split"] == "test", "fold"]))
+    assert before == after
+
+
+def test_too_few_groups_for_the_folds_stop_with_the_counts(tmp_path):
+    norm = _dataset(tmp_path, n_subjects=3)  # 3 subjects + the big image: 4 groups
+    with pytest.raises(ValueError, match=r"4 subject group\(s\) for study.folds 5.*at least 6 groups"):
+        _run_folds(tmp_path, norm, folds=5)
+    assert len(_run_folds(tmp_path, norm, folds=3)) == 3 * 7  # 4 groups, 7 images, 3 folds
+
+
+def test_a_single_holdout_is_fold_one(tmp_path):
+    norm = _dataset(tmp_path)
+    flat = _run(tmp_path, norm, out="flat")
+    folded = split_dataset(tmp_path / "index.tsv", norm, fold_parts(tmp_path / "one", 1), tmp_path / "one.tsv",
+                           scale=4, fractions=FRACTIONS, seed=0, tile_size=32, **DEGRADE)
+    assert (flat["fold"] == 1).all()
+    pd.testing.assert_frame_equal(flat, folded)
+    assert read_split_table(tmp_path / "one.tsv")["fold"].eq(1).all()

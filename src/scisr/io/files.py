@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def link_or_copy(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Place the file `source` at `path` atomically: a hard link where the file system allows one, else a copy."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def write_tiff(path: str | os.PathLike, image: np.ndarray) -> None:

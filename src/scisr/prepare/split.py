@@ -18,6 +18,14 @@ Reproducible across installations: ids are keyed pseudonyms (a per-installation 
 shuffle and the LR noise never follow them; they follow each piece's content (`content_keys`: the
 sha256 of its image's pixels and its place in that image), so the same data and seed give the
 same split and the same LR images on every machine.
+
+Cross-validation (`folds` k > 1, study.folds): every subject group is one unit (no tiles, no slabs, so
+nothing of one group can sit in two folds), and the units go to k folds balanced by pixels
+(`assign_folds`, from the content keys). Fold i tests on its own units and trains and validates on the
+others, split between train and val by the `fractions` of train and val (`test` is ignored: each fold
+tests 1/k). Each piece's HR/LR pair is degraded once and placed in every fold's part (hard links where
+the file system allows). split.tsv then has one row per fold and piece (column `fold`); a single
+holdout (k = 1) is fold 1.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,16 +43,19 @@ import tifffile
 
 from scisr.checks import split_problems
 from scisr.index import read_index
-from scisr.io.files import atomic_path, read_tiff, remove_stale, write_png16
+from scisr.io.files import atomic_path, link_or_copy, read_tiff, remove_stale, write_png16
 from scisr.prepare.degrade import degrade
 from scisr.prepare.grouping import Piece, build_units, cut_slabs, largest_volume, tile_grid
 
-__all__ = ["SPLITS", "SPLIT_COLUMNS", "Piece", "assign_units", "read_split_table", "split_dataset", "tile_grid"]
+__all__ = [
+    "SPLITS", "SPLIT_COLUMNS", "Piece", "assign_folds", "assign_units", "read_split_table", "split_dataset", "tile_grid",
+]
 
 SPLITS = ("train", "val", "test")
 HR_DIR, LR_DIR = "HR", "LR"  # the two folders of a split part: the layout's one owner is `pair_dirs`
 SPLIT_COLUMNS = [
-    "id", "image_id", "subject_id", "group", "unit", "group_rule", "split", "top", "left", "rows", "cols", "reason",
+    "id", "image_id", "subject_id", "group", "unit", "group_rule", "fold", "split", "top", "left", "rows", "cols",
+    "reason",
 ]
 FOREGROUND_LEVEL = 0.05  # normalized intensity above which a pixel counts as signal, not background
 
@@ -54,6 +65,9 @@ def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     if "group" not in table.columns and "subject_id" in table.columns:
         table["group"] = table["subject_id"]  # split tables written before groups: one subject, one group
+    if "fold" not in table.columns:
+        table["fold"] = "1"  # split tables written before cross-validation: one holdout
+    table["fold"] = pd.to_numeric(table["fold"], errors="raise").astype("int64")
     missing = [c for c in ("id", "subject_id", "split") if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; rerun the split phase")
@@ -96,36 +110,91 @@ def content_keys(units: Mapping[str, list[Piece]], norm_dir: Path) -> tuple[dict
     return pieces, unit_keys
 
 
+def _shuffled(areas: Mapping[str, int], seed: int | Sequence[int], keys: Mapping[str, str] | None) -> list[str]:
+    """Unit names in a seeded random order that starts from their content keys (by name when None)."""
+    names = sorted(areas, key=lambda n: (keys[n], n)) if keys is not None else sorted(areas)
+    return [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+
+
+def _fill(order: Sequence[str], areas: Mapping[str, int], fractions: Mapping[str, float]) -> dict[str, str]:
+    """Give each unit, in `order`, to the part furthest below its pixel-area target; then every part gets at least
+    one unit (the smallest unit of the part holding the most). Ties go to the part named last in `fractions`."""
+    parts = list(fractions)
+    total = float(sum(areas[name] for name in order))
+    filled = dict.fromkeys(parts, 0.0)
+    assignment: dict[str, str] = {}
+    for name in order:
+        part = max(reversed(parts), key=lambda s: fractions[s] * total - filled[s])
+        assignment[name] = part
+        filled[part] += areas[name]
+    for part in parts:
+        if part not in assignment.values():
+            members = {s: [n for n in order if assignment[n] == s] for s in parts}
+            donor = max(parts, key=lambda s: len(members[s]))
+            moved = min(members[donor], key=lambda n: areas[n])
+            assignment[moved] = part
+    return assignment
+
+
 def assign_units(
     areas: Mapping[str, int], fractions: Mapping[str, float], seed: int, keys: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """Shuffle units with `seed` and give each to the split furthest below its pixel-area target.
 
     The shuffle starts from the units sorted by `keys` (content keys; by name when None), so it does not
-    depend on how the units are named.
+    depend on how the units are named. Ties go to test, then val, then train.
     """
     problems = split_problems(fractions, None, 1)
     if problems:
         raise ValueError("; ".join(problems))
-    fractions = {name: float(fractions[name]) for name in SPLITS}
-    names = sorted(areas, key=lambda n: (keys[n], n)) if keys is not None else sorted(areas)
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    total = float(sum(areas.values()))
-    filled = dict.fromkeys(SPLITS, 0.0)
-    assignment: dict[str, str] = {}
+    return _fill(_shuffled(areas, seed, keys), areas, {name: float(fractions[name]) for name in SPLITS})
+
+
+def assign_folds(
+    areas: Mapping[str, int], folds: int, seed: int, keys: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """Units to folds 1..`folds` balanced by pixels: largest first (seeded content order among equal sizes),
+    each to the fold with the fewest pixels so far (then the fewest units, then the lowest number)."""
+    if folds < 1 or len(areas) < folds:
+        raise ValueError(f"{len(areas)} unit(s) cannot fill {folds} fold(s)")
+    order = sorted(_shuffled(areas, seed, keys), key=lambda n: -areas[n])  # stable: shuffled among equals
+    pixels, counts = [0] * folds, [0] * folds
+    out: dict[str, int] = {}
     for name in order:
-        # the largest deficit wins; ties go to test, then val, then train
-        split = max(reversed(SPLITS), key=lambda s: fractions[s] * total - filled[s])
-        assignment[name] = split
-        filled[split] += areas[name]
-    # every split gets at least one unit: take the smallest unit of the split holding the most
-    for split in SPLITS:
-        if split not in assignment.values():
-            members = {s: [n for n in order if assignment[n] == s] for s in SPLITS}
-            donor = max(SPLITS, key=lambda s: len(members[s]))
-            moved = min(members[donor], key=lambda n: areas[n])
-            assignment[moved] = split
-    return assignment
+        fold = min(range(folds), key=lambda f: (pixels[f], counts[f], f))
+        out[name] = fold + 1
+        pixels[fold] += areas[name]
+        counts[fold] += 1
+    return out
+
+
+def _fold_assignment(
+    areas: Mapping[str, int], folds: int, fractions: Mapping[str, float], seed: int, keys: Mapping[str, str],
+    where: str,
+) -> dict[int, dict[str, str]]:
+    """{fold: {unit: train|val|test}}: fold i tests its units and splits the others between train and val."""
+    need = folds + 1 if folds > 2 else folds + 2
+    if len(areas) < need:
+        raise ValueError(
+            f"{where}: {len(areas)} subject group(s) for study.folds {folds}; cross-validation tests each group in "
+            f"exactly one fold and trains and validates on the other folds' groups, so {folds} folds need at least "
+            f"{need} groups (under folds a lone image or volume is one group: no tiles or slabs). Lower study.folds "
+            "or add subjects"
+        )
+    fold_of = assign_folds(areas, folds, seed, keys)
+    rest_fractions = {"train": float(fractions["train"]), "val": float(fractions["val"])}
+    out = {}
+    for fold in range(1, folds + 1):
+        rest = {name: area for name, area in areas.items() if fold_of[name] != fold}
+        if len(rest) < 2:
+            sizes = ", ".join(str(sum(1 for f in fold_of.values() if f == i)) for i in range(1, folds + 1))
+            raise ValueError(
+                f"{where}: fold {fold} leaves {len(rest)} group(s) to train and validate on (groups per fold, "
+                f"balanced by pixels: {sizes}); lower study.folds or add subjects"
+            )
+        parts = _fill(_shuffled(rest, [seed, fold], keys), rest, rest_fractions)
+        out[fold] = {name: ("test" if fold_of[name] == fold else parts[name]) for name in areas}
+    return out
 
 
 def _background_tiles(
@@ -150,7 +219,7 @@ def _background_tiles(
 def split_dataset(
     index_path: str | os.PathLike,
     norm_dir: str | os.PathLike,
-    part_dirs: Mapping[str, str | os.PathLike],
+    part_dirs: Mapping[int, Mapping[str, str | os.PathLike]] | Mapping[str, str | os.PathLike],
     split_tsv: str | os.PathLike,
     *,
     scale: int,
@@ -164,15 +233,16 @@ def split_dataset(
     pointing_tolerance: float,
     dataset: str = "",
 ) -> pd.DataFrame:
-    """Split normalized images by subject group into the `part_dirs` {train, val, test: folder}; write HR/LR
-    16-bit PNGs into each part's `pair_dirs`, and split.tsv.
+    """Split normalized images by subject group into the `part_dirs`; write HR/LR 16-bit PNGs into each part's
+    `pair_dirs`, and split.tsv.
 
-    `slab_gap` (slice positions between slabs) and `pointing_tolerance` (degrees) are the
-    grouping settings of `scisr.prepare.grouping`; `dataset` names the config block in errors.
+    `part_dirs` is {fold: {train, val, test: folder}} for folds 1..k (k > 1: cross-validation, module doc), or
+    {train, val, test: folder} for a single holdout (fold 1). `slab_gap` (slice positions between slabs) and
+    `pointing_tolerance` (degrees) are the grouping settings of `scisr.prepare.grouping`; `dataset` names the
+    config block in errors.
     """
     norm_dir = Path(norm_dir)
-    if set(part_dirs) != set(SPLITS):
-        raise ValueError(f"part_dirs must name exactly {', '.join(SPLITS)}; got {', '.join(part_dirs)}")
+    folds = _fold_parts(part_dirs)
     problems = split_problems(fractions, tile_size, scale)
     if problems:
         raise ValueError(f"split of {norm_dir}: " + "; ".join(problems))
@@ -191,23 +261,33 @@ def split_dataset(
             )
     if slab_gap < 0:
         raise ValueError(f"slab_gap must be >= 0, got {slab_gap}")
-    units = build_units(images, shapes, tile_size, pointing_tolerance)
-    excluded = _background_tiles(units, norm_dir, min_foreground)
-    units = {name: pieces for name, pieces in units.items() if name not in excluded}
-    left_out = list(excluded.values())
-    volume = largest_volume(units, images) if 0 < len(units) < len(SPLITS) else None
-    if volume is not None:
-        count = len(SPLITS) - len(units) + 1
-        if len(volume.positions) >= count + (count - 1) * slab_gap:
-            units, gaps = cut_slabs(units, volume, count, slab_gap, fractions)
-            left_out += gaps
-    if len(units) < len(SPLITS):
-        raise ValueError(_too_few(norm_dir, dataset, units, volume, excluded, shapes, tile_size, slab_gap, min_foreground))
+    left_out: list[tuple[Piece, str]] = []
+    if len(folds) == 1:
+        units = build_units(images, shapes, tile_size, pointing_tolerance)
+        excluded = _background_tiles(units, norm_dir, min_foreground)
+        units = {name: pieces for name, pieces in units.items() if name not in excluded}
+        left_out += excluded.values()
+        volume = largest_volume(units, images) if 0 < len(units) < len(SPLITS) else None
+        if volume is not None:
+            count = len(SPLITS) - len(units) + 1
+            if len(volume.positions) >= count + (count - 1) * slab_gap:
+                units, gaps = cut_slabs(units, volume, count, slab_gap, fractions)
+                left_out += gaps
+        if len(units) < len(SPLITS):
+            raise ValueError(
+                _too_few(norm_dir, dataset, units, volume, excluded, shapes, tile_size, slab_gap, min_foreground)
+            )
+    else:
+        units = build_units(images, shapes, None, pointing_tolerance)  # whole groups: nothing crosses folds
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
     piece_keys, unit_keys = content_keys(units, Path(norm_dir))
-    assignment = assign_units(areas, fractions, seed, unit_keys)
+    if len(folds) == 1:
+        assignment = {1: assign_units(areas, fractions, seed, unit_keys)}
+    else:
+        where = f"datasets.{dataset}" if dataset else str(norm_dir)
+        assignment = _fold_assignment(areas, len(folds), fractions, seed, unit_keys, where)
 
-    folders = {split: pair_dirs(part_dirs[split]) for split in SPLITS}
+    folders = {(fold, split): pair_dirs(path) for fold, parts in folds.items() for split, path in parts.items()}
     written = {folder: set() for pair in folders.values() for folder in pair}
     records = []
     pieces = sorted((p for unit in units.values() for p in unit), key=lambda p: (p.image_id, p.id))
@@ -218,22 +298,48 @@ def split_dataset(
         hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
         options = dict(degradation_options or {})
         lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece_keys[piece.id]), **options)
-        split = assignment[piece.unit]
         name = f"{piece.id}.png"
-        hr_dir, lr_dir = folders[split]
-        write_png16(hr_dir / name, hr)
-        write_png16(lr_dir / name, lr)
-        written[hr_dir].add(name)
-        written[lr_dir].add(name)
-        records.append({**asdict(piece), "split": split, "reason": ""})
+        first: tuple[Path, Path] | None = None
+        for fold in folds:
+            split = assignment[fold][piece.unit]
+            hr_dir, lr_dir = folders[(fold, split)]
+            if first is None:  # degraded once; every other fold's copy is a link to the same bytes
+                write_png16(hr_dir / name, hr)
+                write_png16(lr_dir / name, lr)
+                first = (hr_dir / name, lr_dir / name)
+            else:
+                link_or_copy(first[0], hr_dir / name)
+                link_or_copy(first[1], lr_dir / name)
+            written[hr_dir].add(name)
+            written[lr_dir].add(name)
+            records.append({**asdict(piece), "fold": fold, "split": split, "reason": ""})
     for folder, keep in written.items():
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder, "*.png", keep)
-    records += [{**asdict(piece), "split": "excluded", "reason": reason} for piece, reason in left_out]
-    table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values("id", ignore_index=True)
+    records += [{**asdict(piece), "fold": fold, "split": "excluded", "reason": reason}
+                for fold in folds for piece, reason in left_out]
+    table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values(["fold", "id"], ignore_index=True)
     with atomic_path(split_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     return table
+
+
+def _fold_parts(
+    part_dirs: Mapping[int, Mapping[str, str | os.PathLike]] | Mapping[str, str | os.PathLike],
+) -> dict[int, dict[str, str | os.PathLike]]:
+    """{fold: {train, val, test: folder}} for folds 1..k, from either form `split_dataset` takes."""
+    if set(part_dirs) == set(SPLITS):
+        return {1: dict(part_dirs)}  # type: ignore[arg-type]
+    folds = sorted(int(fold) for fold in part_dirs)
+    if not folds or folds != list(range(1, len(folds) + 1)):
+        raise ValueError(f"part_dirs must name train, val and test, or folds 1..k; got {', '.join(map(str, part_dirs))}")
+    out = {}
+    for fold in folds:
+        parts = dict(part_dirs[fold] if fold in part_dirs else part_dirs[str(fold)])  # type: ignore[index]
+        if set(parts) != set(SPLITS):
+            raise ValueError(f"part_dirs of fold {fold} must name exactly {', '.join(SPLITS)}; got {', '.join(parts)}")
+        out[fold] = parts
+    return out
 
 
 def _too_few(
