@@ -19,7 +19,8 @@ Fields (format 1):
     device_name     str    the processor or GPU model it was trained on
     threads         int    CPU threads of each training process
     gpus            int    training processes (DistributedDataParallel) or 1
-    training_data   dict   dataset, train_images, val_images, train_hr_sha256 (empty when imported)
+    training_data   dict   dataset, fold and folds (cross-validation fold of that dataset, 1 of 1 for a holdout),
+                           train_images, val_images, train_hr_sha256 (empty when imported)
     normalization   dict   the normalize settings of its training data (low_percentile, high_percentile,
                            stretch, asinh_a): how inputs must be mapped to [0, 1] before the model sees them
     init_from       str    the model whose weights training started from (fine-tuning), or null

@@ -39,9 +39,9 @@ def device_name(device: torch.device) -> str:
 
 
 def training_card(trainer: Trainer, *, dataset: str, normalization: dict, threads: int, train_hr_sha256: str,
-                  settings: dict, init: InitWeights | None = None) -> ModelCard:
-    """The model card of a finished run: what it is, what it learnt from, what it started from (`init`,
-    fine-tuning) and what it cost per stage."""
+                  settings: dict, init: InitWeights | None = None, fold: int = 1, folds: int = 1) -> ModelCard:
+    """The model card of a finished run: what it is, what it learnt from (`fold` of `folds` of `dataset`), what it
+    started from (`init`, fine-tuning) and what it cost per stage."""
     cfg, p = trainer.cfg, trainer.progress
     last = p.history[-1]
     perceptual = trainer.perceptual
@@ -62,6 +62,8 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
         gpus=trainer.world_size,
         training_data={
             "dataset": dataset,
+            "fold": int(fold),
+            "folds": int(folds),
             "train_images": len(trainer.train.names),
             "val_images": len(trainer.val.names),
             "train_hr_sha256": train_hr_sha256,
@@ -70,7 +72,8 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
         init_from=init.name if init is not None else None,
         training={
             "seed": cfg.seed,
-            "init": {"model": init.name, "source": init.card.source, "generator_sha256": init.sha256}
+            "init": {"model": init.name, "source": init.card.source, "generator_sha256": init.sha256,
+                     "fold": init.card.training_data.get("fold")}
             if init is not None else None,
             "ema": cfg.ema,
             "exported_weights": "ema" if trainer.ema is not None else "last",

@@ -47,6 +47,8 @@ class TrainJob:
     checkpoint_dir       where last.pt lives between runs (outside the outputs, so a killed job resumes)
     settings             the training settings (see scisr.train.settings), validated against the schema
     name, dataset        the model's name and the name of the dataset it learns from (for the model card)
+    fold, folds          which cross-validation fold of that dataset it learns from, of how many (1 of 1: a
+                         single holdout; for the model card)
     normalization        the normalize settings of that dataset (for the model card)
     device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
     budgets, budget_weights, budget_table   study.budgets (iterations), the snapshot output path of each (same
@@ -72,6 +74,8 @@ class TrainJob:
     budget_table: str = ""
     init_generator: PathLike | None = None
     init_card: PathLike | None = None
+    fold: int = 1
+    folds: int = 1
 
     @classmethod
     def read(cls, path: PathLike) -> TrainJob:
@@ -139,7 +143,8 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         trainer.run()
         if trainer.is_main:
             card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
-                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings, init=init)
+                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings, init=init,
+                                 fold=job.fold, folds=job.folds)
             write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
             if job.budget_table:
                 snapshots.export(list(job.budgets), total, list(job.budget_weights), job.budget_table)
