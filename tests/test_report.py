@@ -108,17 +108,25 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
         cards[model] = str(path)
 
     out = root / "report"
-    build_report(**report_paths(out), scores=scores, predictions=predictions, histories=histories, cards=cards,
-                 test_dirs=tests, split_tables=None, baseline="bicubic", generic="generic", title="SciSR <test> & study", scale=SCALE)
+    build_report({"scores": scores, "predictions": predictions, "histories": histories, "cards": cards,
+                  "tests": tests}, report_outputs(out), report_settings(title="SciSR <test> & study"))
     return {"root": root, "scores": scores, "out": out, "html": (out / "index.html").read_text()}
 
 
-def report_paths(out: Path, datasets: list[str] = DATASETS) -> dict:
-    """The report rule's outputs in folder `out`."""
-    return {"html_path": out / "index.html", "summary_path": out / "summary.tsv", "stats_path": out / "stats.tsv",
-            "metrics_path": out / "metrics.png", "heatmap_path": out / "heatmap.png",
-            "curves_path": out / "learning_curves.png",
-            "panel_paths": {d: out / f"panel_{d}.png" for d in datasets}}
+REPORT_FILES = {"html": "index.html", "summary": "summary.tsv", "stats": "stats.tsv", "folds": "folds.tsv",
+                "forest": "forest.png", "paired": "paired.png", "metrics": "metrics.png", "heatmap": "heatmap.png",
+                "curves": "learning_curves.png"}
+
+
+def report_outputs(out: Path, datasets: list[str] = DATASETS, **extra: str) -> dict:
+    """The report rule's outputs in folder `out` (named as the rule names them), plus `extra` {name: file}."""
+    files = {**REPORT_FILES, **{f"panel_{d}": f"panel_{d}.png" for d in datasets}, **extra}
+    return {name: out / file for name, file in files.items()}
+
+
+def report_settings(**extra) -> dict:
+    """The report rule's settings for a small constructed study."""
+    return {"baseline": "bicubic", "generic": "generic", "title": "SciSR study", "scale": SCALE, **extra}
 
 
 def test_summary_rows_and_stats(study: dict) -> None:
@@ -182,7 +190,8 @@ def test_wins_paired_by_image_id_and_missing_reference() -> None:
 
 
 def test_figures_are_valid_pngs(study: dict) -> None:
-    names = ["metrics.png", "heatmap.png", "learning_curves.png"] + [f"panel_{d}.png" for d in DATASETS]
+    names = ["forest.png", "paired.png", "metrics.png", "heatmap.png", "learning_curves.png"]
+    names += [f"panel_{d}.png" for d in DATASETS]
     for name in names:
         path = study["out"] / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -197,7 +206,8 @@ def test_html_self_contained(study: dict) -> None:
     page = study["html"]
     for name in MODELS + DATASETS:
         assert name in page
-    assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 3 + len(DATASETS)
+    # forest and per-subject plots, metrics, heatmap, learning curves, and a panel per dataset
+    assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', page)) == 5 + len(DATASETS)
     # no external references (base64 image data may spell "http" by chance, so drop it first)
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert "http" not in text.lower()

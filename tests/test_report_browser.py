@@ -25,13 +25,19 @@ import pytest
 from conftest import ROOT
 from scisr.io.files import write_png16
 from scisr.report import build_report
-from test_report import report_paths
+from test_report import report_outputs, report_settings
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium found: apt-get install chromium to run this")
 WIDTH = 1200
 TIMEOUT = 60.0
 IMAGES = "JSON.stringify(Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]))"
+# tables wider than the page body, or scrolling inside themselves: [heading before the table, right edge, body right]
+WIDE_TABLES = """JSON.stringify(Array.from(document.querySelectorAll('table')).map(t => {
+  let h = t.previousElementSibling; while (h && !/^H[1-4]$/.test(h.tagName)) { h = h.previousElementSibling; }
+  return [h ? h.textContent : '', t.getBoundingClientRect().right, document.body.getBoundingClientRect().right,
+          t.scrollWidth - t.clientWidth];
+}).filter(r => r[1] > r[2] + 1 || r[3] > 1))"""
 
 
 class Chromium:
@@ -130,6 +136,8 @@ def render(html: Path, screenshot: Path, profile: Path) -> dict:
                                          returnByValue=True)["result"]["value"])
         width = browser.call("Runtime.evaluate", page=True, expression="document.documentElement.scrollWidth",
                              returnByValue=True)["result"]["value"]
+        wide = json.loads(browser.call("Runtime.evaluate", page=True, expression=WIDE_TABLES,
+                                       returnByValue=True)["result"]["value"])
         height = browser.call("Page.getLayoutMetrics", page=True)["cssContentSize"]["height"]
         browser.call("Emulation.setDeviceMetricsOverride", page=True, width=WIDTH, height=int(min(height, 16000)),
                      deviceScaleFactor=1, mobile=False)
@@ -144,7 +152,7 @@ def render(html: Path, screenshot: Path, profile: Path) -> dict:
                 errors.append(params["exceptionDetails"].get("text", "exception"))
             elif event.get("method") == "Log.entryAdded" and params["entry"]["level"] == "error":
                 errors.append(f"{params['entry'].get('text')} {params['entry'].get('url', '')}")
-        return {"errors": errors, "images": images, "width": width, "height": height}
+        return {"errors": errors, "images": images, "width": width, "height": height, "wide_tables": wide}
     finally:
         browser.close()
 
@@ -188,9 +196,9 @@ def _constructed_report(root: Path) -> Path:
         for model, folder in predictions.items():
             all_predictions.setdefault(model, {})[dataset] = folder
     out = root / "report"
-    build_report(**report_paths(out, datasets), scores=scores, predictions=all_predictions, histories=histories,
-                 cards={}, test_dirs=tests, split_tables=None, baseline="bicubic", generic="generic",
-                 title="SciSR browser check", scale=4, degradations={"mri": "kspace"})
+    build_report({"scores": scores, "predictions": all_predictions, "histories": histories, "tests": tests},
+                 report_outputs(out, datasets), report_settings(title="SciSR browser check",
+                                                                degradations={"mri": "kspace"}))
     return out / "index.html"
 
 
@@ -199,6 +207,7 @@ def _check(result: dict) -> None:
     broken = [alt for alt, complete, width in result["images"] if not complete or width == 0]
     assert result["images"] and not broken, f"broken images: {broken}"
     assert result["width"] <= WIDTH, f"the page scrolls sideways: {result['width']} px wide at {WIDTH} px"
+    assert not result["wide_tables"], f"tables wider than the page at {WIDTH} px: {result['wide_tables']}"
 
 
 def test_constructed_report_renders_cleanly(tmp_path: Path) -> None:
@@ -206,7 +215,7 @@ def test_constructed_report_renders_cleanly(tmp_path: Path) -> None:
     screenshot = html.parent / "screenshot.png"
     result = render(html, screenshot, tmp_path / "profile")
     _check(result)
-    assert len(result["images"]) == 6  # metrics, heatmap, learning curves, three panels
+    assert len(result["images"]) == 8  # forest, per-subject, metrics, heatmap, learning curves, three panels
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and result["height"] > 2000
 
 
@@ -218,6 +227,15 @@ def test_broken_image_and_console_error_are_caught(tmp_path: Path) -> None:
     assert any("boom" in e for e in result["errors"])
     with pytest.raises(AssertionError):
         _check(result)
+
+
+@pytest.mark.workflow
+def test_cross_validated_tiny_study_report_renders_cleanly(folds_study, tmp_path: Path) -> None:
+    """The report the test run itself builds (conftest.folds_study): every table fits the page."""
+    html = folds_study.work / "results" / "report" / "index.html"
+    result = render(html, tmp_path / "screenshot.png", tmp_path / "profile")
+    _check(result)
+    assert len(result["images"]) >= 8  # forest, per-subject, metrics, heatmap, curves, two panels, budget
 
 
 def test_study_report_renders_cleanly(tmp_path: Path) -> None:

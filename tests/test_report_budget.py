@@ -77,7 +77,7 @@ def test_budget_points_pair_snapshots_and_add_the_final_model(tmp_path):
         cards[model] = _card(tmp_path / f"{model}.yaml", model)
     final = pd.DataFrame([{"model": m, "dataset": "mri", "image_id": i, "rmse": r - 0.007 * (m == "mri"),
                            "psnr": 20.0, "ssim": 0.9} for m in ("generic", "mri") for i, r in zip(ids, base)])
-    points, diffs = budget.budget_points({"mri": scores}, tables, cards, final, subjects)
+    points, diffs = budget.budget_points({"mri": scores}, tables, cards, final, subjects)  # leaves: fold 1
     rmse = points[points["metric"] == "rmse"]
     assert sorted(set(rmse["budget"])) == [50, 100, 120]  # the final model at its 120 iterations
     row = rmse[(rmse["model"] == "mri") & (rmse["budget"] == 100)].iloc[0]
@@ -91,11 +91,35 @@ def test_budget_points_pair_snapshots_and_add_the_final_model(tmp_path):
 
 
 def test_fine_tuned_cost_includes_its_initial_model(tmp_path):
-    cards = {"generic": ModelCard.read(_card(tmp_path / "g.yaml", "generic")),
-             "mri_ft": ModelCard.read(_card(tmp_path / "f.yaml", "mri_ft", init_from="generic",
-                                            wall_seconds={"pixel": 5.0, "gan": 5.0}))}
+    cards = {"generic": {1: ModelCard.read(_card(tmp_path / "g.yaml", "generic"))},
+             "mri_ft": {1: ModelCard.read(_card(tmp_path / "f.yaml", "mri_ft", init_from="generic",
+                                                wall_seconds={"pixel": 5.0, "gan": 5.0}))}}
     assert costs.cumulative_seconds("mri_ft", cards) == pytest.approx(90.0)
     assert costs.cumulative_seconds("generic", cards) == pytest.approx(80.0)
+
+
+def test_cross_validated_costs_per_fold_and_summed(tmp_path):
+    """Three fold runs of a fine-tuned model: costs.tsv has each fold's rows and `all` rows summing them; the
+    cumulative cost counts the one generic run they all started from once."""
+    generic = _card(tmp_path / "g.yaml", "generic")
+    folds = {f: _card(tmp_path / f"ft{f}.yaml", "mri_ft", init_from="generic",
+                      wall_seconds={"pixel": 5.0 * f, "gan": 5.0},
+                      training={"settings": {"batch_size": 16}, "init": {"model": "generic", "fold": 1}})
+             for f in (1, 2, 3)}
+    for f in (1, 2, 3):
+        (tmp_path / f"b{f}.tsv").write_text(BENCHMARK.format(s=10 + f, rss=100 * f))
+    table = costs.training_costs({"generic": {1: generic}, "mri_ft": folds},
+                                 {"mri_ft": {f: tmp_path / f"b{f}.tsv" for f in (1, 2, 3)}})
+    ft = table[table["model"] == "mri_ft"]
+    assert ft.loc[ft["stage"] == "total", "fold"].tolist() == ["1", "2", "3", "all"]
+    every = ft[(ft["fold"] == "all") & (ft["stage"] == "total")].iloc[0]
+    assert every["seconds"] == pytest.approx(10 + 15 + 20) and every["iterations"] == 3 * 120
+    assert every["cumulative_seconds"] == pytest.approx(45 + 80)  # generic trained once
+    assert every["job_seconds"] == pytest.approx(11 + 12 + 13) and every["max_rss_mb"] == pytest.approx(300)
+    assert every["device_hours"] == pytest.approx(45 * 2 / 3600)
+    one = ft[(ft["fold"] == "2") & (ft["stage"] == "total")].iloc[0]
+    assert one["cumulative_seconds"] == pytest.approx(15 + 80)
+    assert (table[table["model"] == "generic"]["fold"] == "1").all()  # one run: no `all` rows
 
 
 BENCHMARK = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n{s}\t0:00:{s}\t{rss}\t1\t1\t1\t0\t0\t50\t{s}\n"
@@ -146,3 +170,36 @@ def test_field_stats_detect_a_flux_error_and_use_the_metric_direction(tmp_path):
                 & (table["metric"] == "total_flux_abs_err")].iloc[0]
     assert row["mean_diff"] == pytest.approx(0.09, abs=0.002) and row["verdict"] == "worse"
     assert set(table["field"]) == {"astronomy"}
+
+
+def test_budget_points_pool_the_folds_each_scored_by_its_own_instance(tmp_path):
+    """Two test folds of 4 subjects: mri's snapshots come from the fold's own instance (mri fold 2 is much better
+    than fold 1's), generic's one instance scores both; points and differences pool all 8 subjects, and the cost
+    of a point is the mean of the instances' (one model's cost)."""
+    ids = {1: [f"s{i}_t0" for i in range(4)], 2: [f"s{i}_t0" for i in range(4, 8)]}
+    subjects = pd.DataFrame([{"dataset": "mri", "fold": f, "image_id": i, "subject_id": i.split("_")[0],
+                              "split": "test", "in_train": False} for f, fold_ids in ids.items() for i in fold_ids])
+    shift = {("generic", 1): 0.0, ("generic", 2): 0.0, ("mri", 1): -0.002, ("mri", 2): -0.006}
+    scores, tables = {"generic": {50: {}}, "mri": {50: {}}}, {}
+    for model in ("generic", "mri"):
+        for fold, fold_ids in ids.items():
+            path = tmp_path / f"{model}_{fold}.tsv"
+            pd.DataFrame({"image_id": fold_ids, "rmse": 0.05 + shift[(model, fold)], "psnr": 20.0,
+                          "ssim": 0.9}).to_csv(path, sep="\t", index=False)
+            scores[model][50][fold] = path
+    cards = {"generic": {1: _card(tmp_path / "g.yaml", "generic")},
+             "mri": {f: _card(tmp_path / f"m{f}.yaml", "mri") for f in (1, 2)}}
+    for model, instances in (("generic", (1,)), ("mri", (1, 2))):
+        tables[model] = {}
+        for f in instances:
+            tables[model][f] = tmp_path / f"{model}{f}_budgets.tsv"
+            write_budget_table([{"budget": 50, "iteration": 50, "stage": "pixel", "seconds": 10.0 * f}],
+                               tables[model][f])
+    points, diffs = budget.budget_points({"mri": scores}, tables, cards, pd.DataFrame(
+        columns=["model", "dataset", "image_id", "rmse", "psnr", "ssim"]), subjects)
+    row = points[(points["model"] == "mri") & (points["metric"] == "rmse")].iloc[0]
+    assert row["n_subjects"] == 8 and row["mean"] == pytest.approx(0.05 - 0.004)
+    assert row["seconds"] == pytest.approx(15.0)  # mean of the two instances' 10 s and 20 s
+    d = diffs[(diffs["metric"] == "rmse")].iloc[0]
+    assert d["n_subjects"] == 8 and d["mean_diff"] == pytest.approx(-0.004)
+    assert d["iteration"] == 50 and d["cumulative_seconds"] == pytest.approx(15.0)

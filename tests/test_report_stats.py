@@ -13,7 +13,7 @@ from conftest import dataset_settings
 from scisr.io.files import write_tiff
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.prepare.split import split_dataset
-from test_report import report_paths
+from test_report import report_outputs, report_settings
 from scisr.report import build_report, figures, stats
 
 
@@ -63,7 +63,7 @@ def test_two_subjects_are_too_few_however_large_the_shift() -> None:
     row = _row(stats.paired_stats(long, subjects, n_boot=500))
     assert row["n_subjects"] == 2 and row["n_images"] == 40
     assert row["verdict"] == "too few subjects to tell"
-    assert math.isnan(row["p_holm"]) and row["p_min_possible"] == 0.5
+    assert row["p_min_possible"] == 0.5 and row["p_min_reachable"] >= stats.ALPHA
 
 
 def test_bootstrap_resamples_subjects_not_images() -> None:
@@ -103,17 +103,45 @@ def test_holm_step_down() -> None:
     np.testing.assert_allclose(stats.holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1, never below an earlier step
 
 
-def test_holm_family_is_every_comparison_of_a_metric() -> None:
+def test_holm_runs_within_the_declared_families() -> None:
     rng = np.random.default_rng(5)
     long, subjects = _long({f"s{i}": list(-0.01 + 0.001 * rng.standard_normal(2)) for i in range(7)})
     extra = long[long["model"] == "mri"].assign(model="generic")  # a second model: two more comparisons
     table = stats.paired_stats(pd.concat([long, extra]), subjects, n_boot=500)
     rmse = table[table["metric"] == "rmse"]
     assert set(rmse["comparison"]) == {"vs bicubic", "domain vs generic"}
-    assert len(rmse) == 3
-    tested = rmse[rmse["p_value"] < 1]
+    primary = table[table["family"] == "primary"]
+    # the primary family: the domain model against generic on the primary metric (RMSE) only
+    assert list(zip(primary["model"], primary["reference"], primary["metric"])) == [("mri", "generic", "rmse")]
+    assert (primary["family_size"] == 1).all() and (primary["p_holm"] == primary["p_value"]).all()
+    versus = table[(table["reference"] == "bicubic") & (table["metric"] == "rmse")]
+    assert len(versus) == 2 and (versus["family"] == "secondary: mri, rmse, vs bicubic").all()
+    assert (versus["family_size"] == 2).all()
+    tested = versus[versus["p_value"] < 1]
     assert (tested["p_holm"] >= tested["p_value"] * 2 - 1e-12).all()
-    assert rmse["correction"].str.contains("Holm over the 3 comparisons of rmse").all()
+    assert versus["correction"].str.contains("Holm over the 2 comparison\\(s\\) of secondary: mri, rmse").all()
+    other = table[(table["reference"] == "generic") & (table["metric"] == "psnr")]
+    assert (other["family"] == "secondary: mri, psnr, vs generic").all()  # other metrics are secondary
+    # 7 subjects: 2/2^7 x 2 = 0.031 is reachable in a family of two, not in a family of four
+    assert stats.reachable_p(7, 2) < stats.ALPHA <= stats.reachable_p(7, 4)
+    assert stats.subjects_needed(1) == 6 and stats.subjects_needed(6) == 8 and stats.subjects_needed(14) == 10
+
+
+def test_primary_family_size_and_psnr_primary_metric() -> None:
+    long, subjects = _long({f"s{i}": [-0.002] for i in range(10)})
+    frames = [long]
+    for model in ("generic", "mri_ft", "pretrained", "astro"):
+        frames.append(long[long["model"] == "mri"].assign(model=model))
+    table = stats.paired_stats(pd.concat(frames), subjects, n_boot=200, primary_metric="psnr",
+                               imported=("pretrained",))
+    primary = table[table["family"] == "primary"]
+    assert set(primary["model"]) == {"mri", "mri_ft", "pretrained"} and set(primary["metric"]) == {"psnr"}
+    assert (primary["family_size"] == 3).all()
+    assert not (table[table["model"] == "astro"]["family"] == "primary").any()  # cross-domain: secondary
+    # every model beat bicubic on all 10 subjects: better, even after Holm over the 5 models vs bicubic
+    versus = table[(table["reference"] == "bicubic") & (table["metric"] == "psnr")]
+    assert (versus["verdict"] == "better").all() and (versus["n_improved"] == 10).all()
+    assert (versus["share_improved"] == 1).all() and (versus["median_diff"] > 0).all()
 
 
 def test_comparisons_cover_domain_finetuned_pretrained_and_baseline() -> None:
@@ -121,7 +149,7 @@ def test_comparisons_cover_domain_finetuned_pretrained_and_baseline() -> None:
     found = stats.comparisons(models, ["mri", "generic"], baseline="bicubic", generic="generic")
     assert ("mri", "domain vs generic", "mri", "generic") in found
     assert ("mri", "fine-tuned vs generic", "mri_ft", "generic") in found
-    assert ("mri", "pretrained vs generic", "pretrained", "generic") in found
+    assert ("mri", "imported vs generic", "pretrained", "generic") in found
     assert ("generic", "vs bicubic", "astro", "bicubic") in found
     assert not [c for c in found if c[0] == "generic" and c[3] == "generic"]
     assert not [c for c in found if c[2] == "astro" and c[3] == "generic"]
@@ -173,9 +201,8 @@ def test_subjects_from_a_real_split_table_and_report(tmp_path) -> None:
         frame.to_csv(path, sep="\t", index=False)
         scores[model] = {"mri": path}
     out = tmp_path / "report"
-    build_report(**report_paths(out, []), scores=scores, predictions={}, histories={}, cards={}, test_dirs={},
-                 split_tables={"mri": split["path"]}, baseline="bicubic", generic="generic", title="SciSR study",
-                 scale=4, degradations={"mri": "kspace"})
+    build_report({"scores": scores, "splits": {"mri": split["path"]}}, report_outputs(out, []),
+                 report_settings(degradations={"mri": "kspace"}))
     result = pd.read_csv(out / "stats.tsv", sep="\t")
     row = result[(result["model"] == "mri") & (result["reference"] == "generic") & (result["metric"] == "rmse")]
     row = row.iloc[0]
@@ -185,7 +212,7 @@ def test_subjects_from_a_real_split_table_and_report(tmp_path) -> None:
     assert row["shared_subjects"] == 1
     assert row["subjects"] == "subjects from split.tsv"
     n_subjects = test["subject_id"].nunique()
-    assert n_subjects < stats.MIN_SUBJECTS < len(test)
+    assert n_subjects < stats.subjects_needed(1) < len(test)
     assert row["verdict"] == "too few subjects to tell"  # a few test subjects, though many test images
     page = (out / "index.html").read_text()
     assert "What this means" in page and "kspace" in page

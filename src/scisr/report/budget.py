@@ -2,13 +2,15 @@
 smallest budget at which a domain's own model beats the generic one.
 
 Conventions: a point is one model's snapshot at one budget (study.budgets; scisr.budgets) plus its final model
-(budget = its total iterations, from the main scores), scored on the domain's test set. Its value is the mean
-over subjects of the per-subject mean score, with a 95% percentile bootstrap CI over subjects (scisr.report.stats).
-Cost: the training wall seconds up to the snapshot (budgets.tsv; the card's total for the final model), plus,
-for a fine-tuned model, all the training seconds of the model it started from (init_from); device-hours as in
-scisr.report.costs. Crossover: the smallest budget at which the paired difference own model - generic (both at
-that budget, the same test images, averaged per subject) has a 95% bootstrap CI entirely on the better side of
-zero (RMSE: below), with at least MIN_SUBJECTS subjects; otherwise "no crossover in the range".
+(budget = its total iterations, from the main scores), scored on the domain's test set; under cross-validation
+each fold's test images are scored by the snapshot of the instance that never saw them, and the folds are pooled.
+Its value is the mean over subjects of the per-subject mean score, with a 95% percentile bootstrap CI over subjects
+(scisr.report.stats). Cost: the training wall seconds up to the snapshot (budgets.tsv; the card's total for the
+final model), the mean over the instances used (one model's cost), plus, for a fine-tuned model, the training
+seconds of the model it started from (init_from); device-hours as in scisr.report.costs. Crossover: the smallest
+budget at which the paired difference own model - generic (both at that budget, the same test images, averaged per
+subject) has a 95% bootstrap CI entirely on the better side of zero (RMSE: below), with at least MIN_SUBJECTS
+subjects; otherwise "no crossover in the range".
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ import pandas as pd
 
 from scisr.budgets import read_budget_table
 from scisr.card import ModelCard
+from scisr.folds import instance_fold
 from scisr.report import stats
 from scisr.report.costs import cumulative_seconds, device_hours
-from scisr.report.tables import LOWER_IS_BETTER, read_scores
+from scisr.report.tables import LOWER_IS_BETTER, by_fold, read_scores
+from scisr.report.text import number
 
 PathLike = str | os.PathLike
 POINT_COLUMNS = ["dataset", "model", "budget", "iteration", "stage", "seconds", "cumulative_seconds",
                  "device_hours", "device_hours_unit", "metric", "n_subjects", "mean", "ci_low", "ci_high"]
-DIFF_COLUMNS = ["dataset", "model", "reference", "budget", "metric", "n_subjects", "mean_diff", "ci_low", "ci_high"]
+DIFF_COLUMNS = ["dataset", "model", "reference", "budget", "iteration", "cumulative_seconds", "device_hours",
+                "device_hours_unit", "metric", "n_subjects", "mean_diff", "ci_low", "ci_high"]
 FINAL = "final"
 
 
 def _signed(value: float) -> str:
-    """A signed number with four decimals and a true minus sign."""
-    return "\u2013" if value is None or math.isnan(value) else f"{value:+.4f}".replace("-", "\u2212")
+    """A signed number with four decimals (or two significant digits when smaller) and a true minus sign."""
+    return number(value, 4, signed=True)
 
 
 def _key(model: str, budget: int) -> str:
@@ -47,53 +52,66 @@ def _subject_means(frame: pd.DataFrame, subjects: pd.DataFrame | None, dataset: 
     frame = frame[np.isfinite(frame[metric])]
     ids = frame["image_id"].astype(str)
     if subjects is not None and (subjects["dataset"] == dataset).any():
-        known = subjects[subjects["dataset"] == dataset].set_index("image_id")["subject_id"]
-        ids = ids.map(known).fillna(ids)
+        known = subjects[subjects["dataset"] == dataset].drop_duplicates("image_id").set_index("image_id")
+        ids = ids.map(known["subject_id"]).fillna(ids)
     return frame[metric].groupby(ids.to_numpy()).mean().to_numpy()
 
 
-def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, PathLike]]],
-                  budget_tables: Mapping[str, PathLike], cards: Mapping[str, PathLike], long: pd.DataFrame,
-                  subjects: pd.DataFrame | None, metrics: tuple[str, ...] = ("rmse", "psnr")
+def _instance(fold: int, instances: Mapping[int, object]) -> int:
+    """The instance of a model (keys of its cards) that scores test fold `fold` (scisr.folds.instance_fold)."""
+    return sorted(instances)[instance_fold(int(fold), len(instances)) - 1]
+
+
+def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, Mapping[int, PathLike]]]],
+                  budget_tables: Mapping[str, Mapping[int, PathLike]], cards: Mapping[str, Mapping[int, PathLike]],
+                  long: pd.DataFrame, subjects: pd.DataFrame | None, metrics: tuple[str, ...] = ("rmse", "psnr")
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Points (one per dataset, model, budget, metric) and paired differences to the first model of each dataset.
 
-    `budget_scores` is {dataset: {model: {budget: score TSV}}}, the first model of each dataset the generic one;
-    `long` holds the main scores (for each model's final point).
+    `budget_scores` is {dataset: {model: {budget: {test fold: score TSV}}}}, the first model of each dataset the
+    generic one; `budget_tables` and `cards` are {model: {fold: budgets.tsv / model.yaml}} (one per instance);
+    `long` holds the main scores (each model's final point).
     """
-    read = {model: ModelCard.read(path) for model, path in cards.items()}
-    tables = {model: read_budget_table(path).set_index("budget") for model, path in budget_tables.items()}
+    read = {model: {f: ModelCard.read(path) for f, path in by_fold(tree).items()} for model, tree in cards.items()}
+    tables = {model: {f: read_budget_table(path).set_index("budget") for f, path in by_fold(tree).items()}
+              for model, tree in budget_tables.items()}
     frames, meta = [], {}
     for dataset, by_model in budget_scores.items():
         for model, by_budget in by_model.items():
-            card = read[model]
+            instances = read[model]
             done = set()
-            for budget, path in sorted(by_budget.items()):
-                row = tables[model].loc[int(budget)]
-                if int(row["iteration"]) in done:
+            for budget, tree in sorted(by_budget.items()):
+                folds = by_fold(tree)
+                used = sorted({_instance(f, tables[model]) for f in folds})
+                rows = [tables[model][i].loc[int(budget)] for i in used]
+                iteration = int(rows[0]["iteration"])
+                if iteration in done:
                     continue  # capped: the same snapshot as a smaller budget's
-                done.add(int(row["iteration"]))
-                frames.append(read_scores({_key(model, budget): {dataset: path}}))
-                meta[(dataset, model, int(budget))] = (int(row["iteration"]), str(row["stage"]), float(row["seconds"]))
+                done.add(iteration)
+                frames.append(read_scores({_key(model, budget): {dataset: folds}}))
+                cost = float(np.mean([_cumulative(model, i, float(r["seconds"]), read) for i, r in zip(used, rows)]))
+                meta[(dataset, model, int(budget))] = (iteration, str(rows[0]["stage"]), float(
+                    np.mean([float(r["seconds"]) for r in rows])), cost, instances[used[0]])
+            card = next(iter(instances.values()))
             total = card.total_iterations
             final = long[(long["model"] == model) & (long["dataset"] == dataset)]
             if total not in done and not final.empty:
                 frames.append(final.assign(model=_key(model, total)))
                 stage = next((s for s, n in reversed(card.iterations.items()) if n), FINAL)
-                meta[(dataset, model, total)] = (total, stage, card.total_wall_seconds)
+                seconds = float(np.mean([c.total_wall_seconds for c in instances.values()]))
+                cost = float(np.mean([_cumulative(model, i, c.total_wall_seconds, read) for i, c in instances.items()]))
+                meta[(dataset, model, total)] = (total, stage, seconds, cost, card)
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "dataset", "image_id"])
     points, diffs = [], []
-    for (dataset, model, budget), (iteration, stage, seconds) in meta.items():
-        card = read[model]
-        before = cumulative_seconds(card.init_from, read) if card.init_from else 0.0
-        hours, unit = device_hours(card, seconds + before)
+    for (dataset, model, budget), (iteration, stage, seconds, cumulative, card) in meta.items():
+        hours, unit = device_hours(card, cumulative)
         sel = scores[(scores["model"] == _key(model, budget)) & (scores["dataset"] == dataset)]
         for metric in metrics:
             values = _subject_means(sel, subjects, dataset, metric)
             rng = np.random.default_rng([stats.SEED, budget, len(points)])
             low, high = stats.bootstrap_ci(values, rng=rng)
             points.append({"dataset": dataset, "model": model, "budget": budget, "iteration": iteration,
-                           "stage": stage, "seconds": seconds, "cumulative_seconds": seconds + before,
+                           "stage": stage, "seconds": seconds, "cumulative_seconds": cumulative,
                            "device_hours": hours, "device_hours_unit": unit, "metric": metric,
                            "n_subjects": len(values), "mean": float(values.mean()) if len(values) else math.nan,
                            "ci_low": low, "ci_high": high})
@@ -102,13 +120,26 @@ def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, PathLike
             for metric in metrics:
                 row = stats.compare(scores, subjects, dataset, _key(model, budget), _key(generic, budget), metric)
                 diffs.append({"dataset": dataset, "model": model, "reference": generic, "budget": budget,
-                              "metric": metric, "n_subjects": row["n_subjects"], "mean_diff": row["mean_diff"],
-                              "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
+                              "iteration": iteration, "cumulative_seconds": cumulative, "device_hours": hours,
+                              "device_hours_unit": unit, "metric": metric, "n_subjects": row["n_subjects"],
+                              "mean_diff": row["mean_diff"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
     point_frame = pd.DataFrame(points, columns=POINT_COLUMNS).sort_values(["dataset", "model", "metric", "budget"],
                                                                           ignore_index=True)
     diff_frame = pd.DataFrame(diffs, columns=DIFF_COLUMNS).sort_values(["dataset", "model", "metric", "budget"],
                                                                        ignore_index=True)
     return point_frame, diff_frame
+
+
+def _cumulative(model: str, instance: int, seconds: float, cards: Mapping[str, Mapping[int, ModelCard]]) -> float:
+    """Seconds of one instance up to a snapshot plus the whole training of the instance it started from."""
+    card = cards[model][instance]
+    return seconds + (cumulative_seconds(card.init_from, cards, init_fold(card)) if card.init_from else 0.0)
+
+
+def init_fold(card: ModelCard) -> int:
+    """The fold of the instance a fine-tuned model started from (its card; 1 for cards without it)."""
+    init = (card.training or {}).get("init") or {}
+    return int(init.get("fold") or 1)
 
 
 def crossover(diffs: pd.DataFrame, metric: str = "rmse") -> tuple[int | None, str]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from scisr.metrics_field import APERTURE_RADIUS, N_SOURCES, read_field_table
 from scisr.report import stats
+from scisr.report.tables import by_fold
 
 PathLike = str | os.PathLike
 # metric -> lower is better; total_flux_abs_err = |total_flux_rel_err| (a flux error either way is an error)
@@ -45,24 +46,27 @@ def conventions(field: str) -> str:
             "normalization's high percentile were clipped before the split, in HR and prediction alike.")
 
 
-def read_field_scores(field_scores: Mapping[str, Mapping[str, PathLike]], fields: Mapping[str, str]
-                      ) -> pd.DataFrame:
-    """Every field table as one long frame: model, dataset, image_id and the metric columns (NaN where n/a)."""
+def read_field_scores(field_scores: Mapping[str, Mapping[str, Mapping[int, PathLike] | PathLike]],
+                      fields: Mapping[str, str]) -> pd.DataFrame:
+    """Every field table ({dataset: {model: {fold: TSV}}}) as one long frame: model, dataset, fold, image_id and
+    the metric columns (NaN where n/a)."""
     frames = []
     for dataset, by_model in field_scores.items():
-        for model, path in by_model.items():
-            table = read_field_table(path, fields[dataset])
-            if "total_flux_rel_err" in table:
-                table = table.assign(total_flux_abs_err=table["total_flux_rel_err"].abs())
-            frames.append(table.assign(model=model, dataset=dataset))
+        for model, tree in by_model.items():
+            for fold, path in by_fold(tree).items():
+                table = read_field_table(path, fields[dataset])
+                if "total_flux_rel_err" in table:
+                    table = table.assign(total_flux_abs_err=table["total_flux_rel_err"].abs())
+                frames.append(table.assign(model=model, dataset=dataset, fold=int(fold)))
     if not frames:
-        return pd.DataFrame(columns=["model", "dataset", "image_id"])
+        return pd.DataFrame(columns=["model", "dataset", "fold", "image_id"])
     return pd.concat(frames, ignore_index=True)
 
 
 def field_stats(long: pd.DataFrame, fields: Mapping[str, str], subjects: pd.DataFrame | None, *, models: Sequence[str],
-                baseline: str, generic: str) -> pd.DataFrame:
-    """Paired subject-level comparisons (stats.paired_stats) on each field dataset's metrics, with a `field` column."""
+                baseline: str, generic: str, imported: Sequence[str] = ("pretrained",)) -> pd.DataFrame:
+    """Paired subject-level comparisons (stats.paired_stats) on each field dataset's metrics, with a `field` column;
+    all secondary (the primary family is the main metrics')."""
     frames = []
     for field in sorted(set(fields.values())):
         datasets = [d for d, f in fields.items() if f == field]
@@ -70,7 +74,8 @@ def field_stats(long: pd.DataFrame, fields: Mapping[str, str], subjects: pd.Data
         if sel.empty:
             continue
         table = stats.paired_stats(sel, subjects, baseline=baseline, generic=generic, models=models,
-                                   datasets=datasets, metrics=DIRECTIONS[field])
+                                   datasets=datasets, metrics=DIRECTIONS[field], primary_metric=None,
+                                   imported=imported)
         frames.append(table.assign(field=field))
     if not frames:
         return pd.DataFrame(columns=["field", *stats.STATS_COLUMNS])

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from scisr.report.meaning import Advice, Answer
+from scisr.report.text import number
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1180px;
@@ -18,13 +19,14 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 h3 { font-size: 1.05em; margin-bottom: 0.3em; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; display: block; max-width: 100%;
-        overflow-x: auto; }
-th, td { padding: 0.25em 0.55em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.88em; max-width: 100%; }
+th, td { padding: 0.25em 0.45em; border-bottom: 1px solid #e3e3e3; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; white-space: normal; vertical-align: bottom; }
-td.stack { white-space: normal; line-height: 1.25; min-width: 7em; }
+td.stack, td.wrap { white-space: normal; line-height: 1.25; }
+td.stack { min-width: 6em; }
 td:first-child, th:first-child { text-align: left; }
 ul.answers li { margin-bottom: 0.4em; }
+ul.plan li { margin-bottom: 0.3em; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
@@ -38,14 +40,7 @@ MINUS = "\u2212"
 VERDICT_CSS = {"better": "better", "worse": "worse", "too few subjects to tell": "few"}
 
 
-def fmt(value: Any, digits: int = 4, *, signed: bool = False) -> str:
-    """Format a number for display: fixed digits, a true minus sign, an en dash for missing values."""
-    if _missing(value):
-        return "\u2013"
-    if isinstance(value, float) and math.isinf(value):
-        return "\u221e" if value > 0 else f"{MINUS}\u221e"
-    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-    return text.replace("-", MINUS)
+fmt = number  # the report's one number format (scisr.report.text.number)
 
 
 def data_uri(png: bytes) -> str:
@@ -54,39 +49,45 @@ def data_uri(png: bytes) -> str:
 
 
 def stats_table(stats: pd.DataFrame, dataset: str) -> str:
-    """One dataset's paired comparisons (RMSE and PSNR) with subject counts, CIs, p-values and verdicts."""
+    """One dataset's paired comparisons (RMSE and PSNR) with their family, subject counts, CIs, effect sizes,
+    p-values and verdicts; cells wrap so the table fits a 1200-px page."""
     sel = stats[stats["dataset"] == dataset]
-    heads = ["comparison", "model", "reference", "subjects", "images", "\u0394RMSE [95% CI]", "p", "Holm p",
-             "RMSE verdict", "\u0394PSNR dB [95% CI]", "Holm p", "PSNR verdict"]
+    heads = ["comparison (family)", "model", "ref.", "subjects (images)", "\u0394RMSE [95% CI]", "median",
+             "improved", "p", "Holm p", "RMSE verdict", "\u0394PSNR dB [95% CI]", "Holm p", "PSNR verdict"]
     out = ['<table>', "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     for (kind, model, reference), group in sel.groupby(["comparison", "model", "reference"], sort=False):
         by_metric = group.set_index("metric")
         rmse = by_metric.loc["rmse"] if "rmse" in by_metric.index else None
         if rmse is None:
             continue
-        cells = [escape(str(kind)), escape(str(model)), escape(str(reference)), str(int(rmse["n_subjects"])),
-                 str(int(rmse["n_images"]))]
-        for metric, digits, with_raw_p in (("rmse", 4, True), ("psnr", 2, False)):
+        family = "primary" if rmse.get("family") == "primary" else "secondary"
+        cells = [(f"{escape(str(kind))} ({family})", True), (escape(str(model)), False),
+                 (escape(str(reference)), False),
+                 (f"{int(rmse['n_subjects'])} ({int(rmse['n_images'])})", False)]
+        for metric, digits, extra in (("rmse", 4, True), ("psnr", 2, False)):
             if metric not in by_metric.index:
-                cells += ["\u2013"] * (4 if with_raw_p else 3)
+                cells += [("\u2013", False)] * (6 if extra else 3)
                 continue
             row = by_metric.loc[metric]
             ci = f"{fmt(row['mean_diff'], digits, signed=True)} [{fmt(row['ci_low'], digits, signed=True)}, " \
                  f"{fmt(row['ci_high'], digits, signed=True)}]"
-            cells.append(escape(ci))
-            if with_raw_p:
-                cells.append(escape(_pvalue(row["p_value"])))
-            cells.append(escape(_pvalue(row["p_holm"])))
+            cells.append((escape(ci), True))
+            if extra:
+                cells.append((escape(fmt(row.get("median_diff"), digits, signed=True)), False))
+                improved = row.get("n_improved")
+                cells.append((escape("\u2013" if _missing(improved) else
+                                     f"{int(improved)}/{int(row['n_subjects'])}"), False))
+                cells.append((escape(pvalue(row["p_value"])), False))
+            cells.append((escape(pvalue(row["p_holm"])), False))
             css = VERDICT_CSS.get(str(row["verdict"]), "")
-            cells.append(f'<span class="{css}">{escape(str(row["verdict"]))}</span>')
-        # verdict cells may wrap, so the table fits a 1200-px page
-        out.append("<tr>" + "".join(f"<td class=\"stack\">{c}</td>" if c.startswith("<span") else f"<td>{c}</td>"
-                                    for c in cells) + "</tr>")
+            cells.append((f'<span class="{css}">{escape(str(row["verdict"]))}</span>', True))
+        out.append("<tr>" + "".join(f'<td class="wrap">{c}</td>' if wrap else f"<td>{c}</td>" for c, wrap in cells)
+                   + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
 
-def _pvalue(value: Any) -> str:
+def pvalue(value: Any) -> str:
     """A p-value with three significant digits, '<0.001', or an en dash."""
     if _missing(value):
         return "\u2013"
@@ -224,12 +225,15 @@ def render(
     sections: Sequence[str] = (),
     costs: str = "",
     skipped: Mapping[str, str] | None = None,
+    plan: str = "",
+    answer: str = "",
 ) -> str:
     """The whole report page; `figures` holds (heading, caption, PNG bytes).
 
-    `sections` are ready HTML sections placed after the statistics (field metrics, training budget); `costs`, when
-    given, is the cost section that replaces the card-only training-cost table; `skipped` {model: why it was left
-    out of this run}.
+    `plan` (the declared statistical plan) and `answer` (the primary comparisons' table and figures) open the
+    page, before any other result; `sections` are ready HTML sections placed after the statistics (folds, field
+    metrics, training budget); `costs`, when given, is the cost section that replaces the card-only
+    training-cost table; `skipped` {model: why it was left out of this run}.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -246,7 +250,9 @@ def render(
         *(f'<p class="note">{escape(model)}: skipped \u2014 {escape(reason)}</p>'
           for model, reason in (skipped or {}).items()),
         f'<p class="note">{escape(conventions)}</p>',
-        "<h2>Answers</h2>",
+        plan,
+        answer,
+        "<h2>Answers in words</h2>",
     ]
     if not answers:
         parts.append("<p>No domain dataset with its own model was scored.</p>")

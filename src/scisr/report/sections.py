@@ -8,7 +8,7 @@ from html import escape
 import pandas as pd
 
 from scisr.report import field as fieldmod
-from scisr.report.html import VERDICT_CSS, data_uri, duration, fmt
+from scisr.report.html import VERDICT_CSS, data_uri, duration, fmt, pvalue
 
 
 def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], stacked: int | None = None) -> str:
@@ -93,10 +93,14 @@ def costs_section(training: pd.DataFrame, inference: pd.DataFrame, note: str) ->
     if not training.empty:
         rows, devices = [], []
         units = sorted(set(training["device_hours_unit"]))
-        for _, r in training.iterrows():
+        runs = training[(training["stage"] == "total") & (training["fold"] != "all")].groupby("model").size()
+        # a model with several runs (one per fold) shows their sum; costs.tsv has each run
+        shown = training[(training["fold"] == "all") | training["model"].map(runs).eq(1)]
+        for _, r in shown.iterrows():
             total = r["stage"] == "total"
             hours = f"{r['device_hours']:.3g}" + ("" if len(units) == 1 else f" {r['device_hours_unit']}")
-            cells = [str(r["model"]) if total else "", f"{int(r['parameters']):,}".replace(",", "\u2009") if total
+            name = str(r["model"]) + (f" ({int(runs[r['model']])} runs)" if runs[r["model"]] > 1 else "")
+            cells = [name if total else "", f"{int(r['parameters']):,}".replace(",", "\u2009") if total
                      else "", str(r["stage"]), f"{int(r['iterations']):,}".replace(",", "\u2009"),
                      duration(r["seconds"]), hours, fmt(r["iterations_per_s"], 2), fmt(r["patches_per_s"], 1),
                      duration(r["cumulative_seconds"]) if total else "", duration(r["job_seconds"]) if total else "",
@@ -121,3 +125,89 @@ def costs_section(training: pd.DataFrame, inference: pd.DataFrame, note: str) ->
         parts.append(_table(["model", "test set", "images", "megapixels", "job wall time", "s / megapixel",
                              "peak RSS MB"], rows))
     return "\n".join(parts)
+
+
+def plan_section(items: Sequence[str], cannot: Sequence[str]) -> str:
+    """The declared statistical plan, before any result; and what this study's design cannot show."""
+    parts = ["<h2>Statistical plan</h2>",
+             '<p class="note">Declared by the configuration before any result: the comparisons, their family '
+             "and correction, the unit of analysis and the test.</p>", '<ul class="plan">']
+    parts += [f"<li>{escape(item)}</li>" for item in items]
+    parts.append("</ul>")
+    if cannot:
+        parts.append('<p class="few"><b>What this study cannot show:</b> ' + " ".join(escape(c) for c in cannot)
+                     + "</p>")
+    return "\n".join(parts)
+
+
+def _training_cost(costs: pd.DataFrame | None, model: str) -> str:
+    """'3 min 05 s, 0.17 CPU-hours (5 runs)' from the cost table's total rows; '' when unknown."""
+    if costs is None or costs.empty:
+        return ""
+    rows = costs[(costs["model"] == model) & (costs["stage"] == "total")]
+    if rows.empty:
+        return ""
+    runs = int((rows["fold"] != "all").sum())
+    row = rows[rows["fold"] == "all"].iloc[0] if runs > 1 else rows.iloc[0]
+    text = f"{duration(row['seconds'])}, {row['device_hours']:.3g} {row['device_hours_unit']}"
+    return text + (f" ({runs} runs)" if runs > 1 else "")
+
+
+def answer_section(primary: pd.DataFrame, datasets: Sequence[str], *, metric: str, costs: pd.DataFrame | None,
+                   imported: Sequence[str], figures: Sequence[tuple[str, str, bytes]]) -> str:
+    """The answer first: per domain, each primary comparison's difference, CI, subjects improved, verdict and
+    training cost; then the forest plot and the per-subject paired plot."""
+    parts = ["<h2>Answer</h2>"]
+    if primary.empty:
+        parts.append("<p>No primary comparison was made: no domain dataset has its own, fine-tuned or imported "
+                     "model scored beside the generic model.</p>")
+    digits = 2 if metric == "psnr" else 4
+    name = {"rmse": "RMSE", "psnr": "PSNR dB", "ssim": "SSIM"}.get(metric, metric)
+    for dataset in datasets:
+        sel = primary[primary["dataset"] == dataset]
+        if sel.empty:
+            continue
+        parts.append(f"<h3>{escape(dataset)}</h3>")
+        rows = []
+        for r in sel.itertuples():
+            ci = (f"{fmt(r.mean_diff, digits, signed=True)} [{fmt(r.ci_low, digits, signed=True)}, "
+                  f"{fmt(r.ci_high, digits, signed=True)}]")
+            cost = "imported: not trained here" if r.model in imported else _training_cost(costs, r.model)
+            css = VERDICT_CSS.get(str(r.verdict), "")
+            rows.append([escape(str(r.model)), escape(ci), escape(fmt(r.median_diff, digits, signed=True)),
+                         escape(f"{int(r.n_improved)} of {int(r.n_subjects)}"), escape(pvalue(r.p_holm)),
+                         f'<span class="{css}">{escape(str(r.verdict))}</span>', escape(cost)])
+        parts.append(_table(["model", f"\u0394{name} vs {sel['reference'].iloc[0]} [95% CI]", "median \u0394",
+                             "subjects improved", "Holm p (primary)", "verdict", "training cost"], rows, stacked=5))
+    for heading, caption, png in figures:
+        parts += ["<figure>", f"<h3>{escape(heading)}</h3>", f'<img src="{data_uri(png)}" alt="{escape(heading)}">',
+                  f"<figcaption>{escape(caption)}</figcaption>", "</figure>"]
+    return "\n".join(parts)
+
+
+def folds_section(folds: pd.DataFrame, k: int, *, metric: str) -> str:
+    """Cross-validation: each primary comparison's mean per-subject difference in each test fold, and its spread."""
+    if folds.empty or k <= 1:
+        return ""
+    digits = 2 if metric == "psnr" else 4
+    parts = ["<h2>Cross-validation folds</h2>",
+             f'<p class="note">{k}-fold cross-validation over subjects. Mean per-subject difference (model '
+             "\u2212 reference) of each primary comparison within each test fold (subjects in brackets), and the "
+             "spread between folds (largest \u2212 smallest); all rows in folds.tsv.</p>"]
+    heads = ["dataset", "model", "reference", *(f"fold {f}" for f in range(1, k + 1)), "spread"]
+    rows = []
+    for (dataset, model, reference), group in folds.groupby(["dataset", "model", "reference"], sort=False):
+        by_fold = group.set_index("fold")
+        cells = [escape(str(dataset)), escape(str(model)), escape(str(reference))]
+        for fold in range(1, k + 1):
+            if fold in by_fold.index:
+                r = by_fold.loc[fold]
+                cells.append(escape(f"{fmt(r['mean_diff'], digits, signed=True)} ({int(r['n_subjects'])})"))
+            else:
+                cells.append("\u2013")
+        spread = group["mean_diff"].max() - group["mean_diff"].min()
+        cells.append(escape(fmt(spread, digits)))
+        rows.append(cells)
+    parts.append(_table(heads, rows))
+    return "\n".join(parts)
+

@@ -21,25 +21,51 @@ COST_COLUMNS: tuple[str, ...] = (
 PathLike = str | os.PathLike
 
 
-def read_scores(scores: Mapping[str, Mapping[str, PathLike]]) -> pd.DataFrame:
-    """Read every score TSV into one long frame: model, dataset, image_id, rmse, psnr, ssim."""
+def by_fold(tree: Mapping | PathLike) -> dict[int, PathLike]:
+    """{fold: path} from a {fold: path} mapping, or fold 1 from a single path."""
+    return {int(k): v for k, v in tree.items()} if isinstance(tree, Mapping) else {1: tree}
+
+
+def _read_score_table(path: PathLike) -> pd.DataFrame:
+    """One score TSV (image_id, rmse, psnr, ssim), checked."""
+    frame = pd.read_csv(path, sep="\t", dtype={"image_id": str})
+    missing = {"image_id", *METRICS} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected image_id, rmse, psnr, ssim")
+    if frame["image_id"].duplicated().any():
+        dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
+        raise ValueError(f"{path}: image_id {dup!r} appears more than once; score each image once")
+    return frame[["image_id", *METRICS]].astype({m: "float64" for m in METRICS})
+
+
+def read_scores(scores: Mapping[str, Mapping[str, PathLike | Mapping[int, PathLike]]]) -> pd.DataFrame:
+    """Read every score TSV into one long frame: model, dataset, fold, image_id, rmse, psnr, ssim.
+
+    `scores` is {model: {dataset: {fold: path}}} (one score table per test fold) or {model: {dataset: path}}
+    (fold 1). Each image is scored once per model and dataset: an image in two folds' tables is an error.
+    """
     frames = []
     for model, by_dataset in scores.items():
-        for dataset, path in by_dataset.items():
-            frame = pd.read_csv(path, sep="\t", dtype={"image_id": str})
-            missing = {"image_id", *METRICS} - set(frame.columns)
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected image_id, rmse, psnr, ssim")
+        for dataset, tree in by_dataset.items():
+            parts = []
+            for fold, path in by_fold(tree).items():
+                frame = _read_score_table(path)
+                frame.insert(0, "fold", int(fold))
+                parts.append(frame)
+            if not parts:
+                continue
+            frame = pd.concat(parts, ignore_index=True)
             if frame["image_id"].duplicated().any():
                 dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
-                raise ValueError(f"{path}: image_id {dup!r} appears more than once; score each image once")
-            frame = frame[["image_id", *METRICS]].astype({m: "float64" for m in METRICS})
+                raise ValueError(f"{model} on {dataset}: image_id {dup!r} is scored in more than one fold; "
+                                 "rerun the split and score phases")
             frame.insert(0, "dataset", dataset)
             frame.insert(0, "model", model)
             frames.append(frame)
-    columns = ["model", "dataset", "image_id", *METRICS]
+    columns = ["model", "dataset", "fold", "image_id", *METRICS]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c in METRICS else "str") for c in columns})
+        dtypes = {**dict.fromkeys(METRICS, "float64"), "fold": "int64"}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "str")) for c in columns})
     return pd.concat(frames, ignore_index=True)[columns]
 
 
