@@ -51,6 +51,7 @@ sys.path.insert(0, str(SRC))
 
 from scisr import checks, packaged
 from scisr.codeinputs import code_files
+from scisr.folds import instance_fold
 
 DATASETS = sorted(config["datasets"])
 BASELINE = "bicubic"
@@ -166,6 +167,37 @@ def _check_inits():
 _check_inits()
 
 
+# --- cross-validation folds (scisr.folds) ----------------------------------------------------------
+
+FOLDS = config["study"]["folds"]
+# the generic model's photographs keep a single holdout: the generic model is trained once
+HOLDOUT_DATA = {config["models"][GENERIC]["data"]} if GENERIC in TRAINED else set()
+
+
+def dataset_folds(dataset):
+    """Folds of a dataset: study.folds, or 1 (a single holdout) for the data the generic model learns from."""
+    return 1 if dataset in HOLDOUT_DATA else FOLDS
+
+
+def model_folds(model):
+    """Instances of a model: one per fold of the dataset it learns from; one when imported."""
+    if model in TRAINED:
+        return dataset_folds(config["models"][model]["data"])
+    return 1
+
+
+def model_dir(model, fold):
+    """The folder of the instance of `model` that scores test fold `fold` (scisr.folds.instance_fold)."""
+    if model in IMPORTED:
+        return f"results/models/{model}"
+    return f"results/models/{model}/fold{instance_fold(int(fold), model_folds(model))}"
+
+
+def test_folds(dataset):
+    """The test folds of a dataset: 1..k."""
+    return list(range(1, dataset_folds(dataset) + 1))
+
+
 def _alternatives(names):
     """A wildcard regex matching exactly these names (and nothing when there are none)."""
     return "|".join(names) or "(?!)"
@@ -176,6 +208,7 @@ wildcard_constraints:
     model="|".join(ALL_MODELS),
     trained=_alternatives(TRAINED),
     imported=_alternatives(IMPORTED),
+    fold=r"\d+",
 
 
 def get_code(script):
@@ -193,17 +226,45 @@ def get_dataset(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+SPLITS = ("train", "val", "test")
+
+
+def split_parts(folds):
+    """The split rule's part folders of `folds` folds: {fold: {train, val, test: path}} ({dataset} left open)."""
+    return {
+        fold: {part: f"results/split/{{dataset}}/fold{fold}/{part}" for part in SPLITS}
+        for fold in range(1, folds + 1)
+    }
+
+
+def split_outputs(folds):
+    """split_parts as the rule's list of directory outputs."""
+    return [
+        directory(p) for parts in split_parts(folds).values() for p in parts.values()
+    ]
+
+
+def get_split_parts(wildcards):
+    """The split rule's part folders of one dataset (the same paths as its outputs)."""
+    return {
+        fold: {
+            part: path.format(dataset=wildcards.dataset) for part, path in parts.items()
+        }
+        for fold, parts in split_parts(dataset_folds(wildcards.dataset)).items()
+    }
+
+
 def get_train_data(wildcards):
     """The name of the dataset a model learns from."""
     return config["models"][wildcards.trained]["data"]
 
 
 def get_train_split(wildcards):
-    """Train and val split folders of the dataset a model learns from."""
+    """Train and val split folders of the model's fold of the dataset it learns from."""
     data = get_train_data(wildcards)
     return {
-        "train": f"results/split/{data}/train",
-        "val": f"results/split/{data}/val",
+        "train": f"results/split/{data}/fold{wildcards.fold}/train",
+        "val": f"results/split/{data}/fold{wildcards.fold}/val",
     }
 
 
@@ -212,9 +273,14 @@ def get_train_normalization(wildcards):
     return config["datasets"][get_train_data(wildcards)]["normalize"]
 
 
+def get_train_folds(wildcards):
+    """How many folds the dataset a model learns from has (the model card records `fold` of this)."""
+    return dataset_folds(get_train_data(wildcards))
+
+
 def get_checkpoint_dir(wildcards):
     """Where a model's resumable checkpoint lives: outside the rule's outputs, which Snakemake deletes."""
-    return f"results/checkpoints/{wildcards.trained}"
+    return f"results/checkpoints/{wildcards.trained}/fold{wildcards.fold}"
 
 
 def get_perceptual_weights(wildcards):
@@ -234,13 +300,15 @@ def get_train_gpus(wildcards):
 
 
 def get_train_init(wildcards):
-    """The generator and card a fine-tuned model starts from (its `init` model's); nothing for training from scratch."""
+    """The generator and card a fine-tuned model starts from (its `init` model's instance for this fold);
+    nothing for training from scratch."""
     init = config["models"][wildcards.trained].get("init")
     if not init:
         return {}
+    folder = model_dir(init, wildcards.fold)
     return {
-        "init_generator": f"results/models/{init}/generator.pt",
-        "init_card": f"results/models/{init}/model.yaml",
+        "init_generator": f"{folder}/generator.pt",
+        "init_card": f"{folder}/model.yaml",
     }
 
 
@@ -266,78 +334,11 @@ def get_import_licence(wildcards):
 
 
 def get_model_files(wildcards):
-    """The model a prediction needs (generator, card), trained or imported; nothing for the bicubic baseline."""
+    """The model instance a prediction on test fold {fold} needs (generator, card); nothing for bicubic."""
     if wildcards.model == BASELINE:
         return {}
-    return {
-        "generator": f"results/models/{wildcards.model}/generator.pt",
-        "card": f"results/models/{wildcards.model}/model.yaml",
-    }
-
-
-def get_report_scores():
-    """Score table of every model on every evaluated dataset: {model: {dataset: path}}."""
-    return {
-        model: {data: f"results/score/{model}/{data}.tsv" for data in EVALUATE}
-        for model in ALL_MODELS
-    }
-
-
-def get_report_predictions():
-    """Prediction folder of every model on every evaluated dataset: {model: {dataset: path}}."""
-    return {
-        model: {data: f"results/infer/{model}/{data}" for data in EVALUATE}
-        for model in ALL_MODELS
-    }
-
-
-def get_report_histories():
-    """Training history of every trained model (imported ones have none): {model: path}."""
-    return {model: f"results/models/{model}/history.tsv" for model in TRAINED}
-
-
-def get_report_cards():
-    """Model card of every model, trained or imported: {model: path}."""
-    return {model: f"results/models/{model}/model.yaml" for model in MODELS}
-
-
-def get_report_skipped():
-    """Models of the config left out of this run, with the reason: {model: reason}."""
-    return dict(SKIPPED)
-
-
-def get_report_tests():
-    """Test split part of every evaluated dataset: {dataset: path}."""
-    return {data: f"results/split/{data}/test" for data in EVALUATE}
-
-
-def get_report_splits():
-    """Split table of every evaluated dataset (test image -> subject): {dataset: path}."""
-    return {data: f"results/split/{data}/split.tsv" for data in EVALUATE}
-
-
-def get_report_degradations():
-    """The degradation that made each evaluated dataset's LR images: {dataset: name}."""
-    return {data: config["datasets"][data]["split"]["degradation"] for data in EVALUATE}
-
-
-def get_report_panels():
-    """The example panel figure of every evaluated dataset: {dataset: path}."""
-    return {data: f"results/report/panel_{data}.png" for data in EVALUATE}
-
-
-def get_report_inputs():
-    """Everything the report reads, by kind, as flat lists (the same files as the get_report_* mappings)."""
-    return {
-        "scores": [p for m in get_report_scores().values() for p in m.values()],
-        "predictions": [
-            p for m in get_report_predictions().values() for p in m.values()
-        ],
-        "histories": list(get_report_histories().values()),
-        "cards": list(get_report_cards().values()),
-        "test": list(get_report_tests().values()),
-        "splits": list(get_report_splits().values()),
-    }
+    folder = model_dir(wildcards.model, wildcards.fold)
+    return {"generator": f"{folder}/generator.pt", "card": f"{folder}/model.yaml"}
 
 
 def get_final_output():
@@ -345,7 +346,7 @@ def get_final_output():
     return ["results/report/index.html", "results/report/summary.tsv"]
 
 
-# --- the budget crossover, field metrics and the report's cost inputs ------------------------------
+# --- the budget crossover and field metrics --------------------------------------------------------
 
 BUDGETS = sorted(config["study"]["budgets"])
 
@@ -376,11 +377,15 @@ wildcard_constraints:
     iterations=r"\d+",
 
 
-def get_budget_snapshots():
-    """The train rule's snapshot outputs, one per budget (the {trained} wildcard left open)."""
-    return expand(
-        "results/models/{{trained}}/budget/{iterations}.pt", iterations=BUDGETS
-    )
+def get_budget_snapshots(wildcards):
+    """The budget snapshots of the model instance that scores test fold {fold}, one per budget."""
+    folder = model_dir(wildcards.trained, wildcards.fold)
+    return [f"{folder}/budget/{budget}.pt" for budget in BUDGETS]
+
+
+def get_budget_card(wildcards):
+    """The model card of the instance whose snapshots score test fold {fold}."""
+    return f"{model_dir(wildcards.trained, wildcards.fold)}/model.yaml"
 
 
 def get_budget_models():
@@ -397,26 +402,6 @@ def get_budget_models():
         if own:
             out[dataset] = [GENERIC] + own
     return out
-
-
-def get_report_budget_scores():
-    """Score table of every budget snapshot in the crossover: {dataset: {model: {budget: path}}}."""
-    return {
-        dataset: {
-            model: {
-                budget: f"results/budget/score/{model}/{budget}/{dataset}.tsv"
-                for budget in BUDGETS
-            }
-            for model in models
-        }
-        for dataset, models in get_budget_models().items()
-    }
-
-
-def get_report_budget_tables():
-    """budgets.tsv (iteration and training seconds per snapshot) of every crossover model: {model: path}."""
-    models = sorted({m for ms in get_budget_models().values() for m in ms})
-    return {m: f"results/models/{m}/budgets.tsv" for m in models} if BUDGETS else {}
 
 
 def get_field(wildcards):
@@ -440,52 +425,142 @@ def get_field_datasets():
     return {d: f for d, f in fields.items() if f != "none"}
 
 
-def get_report_field_scores():
-    """Field-metric table of every model on every field dataset: {dataset: {model: path}}."""
-    return {
-        dataset: {
-            model: f"results/score/{model}/{dataset}.field.tsv" for model in ALL_MODELS
-        }
-        for dataset in get_field_datasets()
-    }
+# --- the report: every file it reads, nested by model, dataset and fold ------------------------------
 
 
-def get_report_benchmarks():
-    """Benchmark files of training and of inference on the evaluated test sets: {train|infer: {...}}."""
+def _by_fold(pattern, folds):
+    """{fold: pattern with {fold} filled} for folds 1..folds."""
+    return {fold: pattern.format(fold=fold) for fold in range(1, folds + 1)}
+
+
+def get_report_layout():
+    """Every file the report reads, by kind (the keys scisr.report.build_report documents)."""
+    tested = {d: test_folds(d) for d in EVALUATE}
+    budget_models = get_budget_models()
     return {
-        "train": {m: f"benchmarks/train/{m}.tsv" for m in TRAINED},
-        "infer": {
-            m: {d: f"benchmarks/infer/{m}/{d}.tsv" for d in EVALUATE}
+        "scores": {
+            m: {
+                d: {f: f"results/score/{m}/{d}/fold{f}.tsv" for f in tested[d]}
+                for d in EVALUATE
+            }
+            for m in ALL_MODELS
+        },
+        "predictions": {
+            m: {
+                d: {f: f"results/infer/{m}/{d}/fold{f}" for f in tested[d]}
+                for d in EVALUATE
+            }
+            for m in ALL_MODELS
+        },
+        "histories": {
+            m: _by_fold(f"results/models/{m}/fold{{fold}}/history.tsv", model_folds(m))
+            for m in TRAINED
+        },
+        "cards": {
+            m: {
+                f: f"{model_dir(m, f)}/model.yaml" for f in range(1, model_folds(m) + 1)
+            }
+            for m in MODELS
+        },
+        "tests": {
+            d: {f: f"results/split/{d}/fold{f}/test" for f in tested[d]}
+            for d in EVALUATE
+        },
+        "splits": {d: f"results/split/{d}/split.tsv" for d in EVALUATE},
+        "field_scores": {
+            d: {
+                m: {f: f"results/score/{m}/{d}/fold{f}.field.tsv" for f in tested[d]}
+                for m in ALL_MODELS
+            }
+            for d in get_field_datasets()
+        },
+        "budget_scores": (
+            {
+                d: {
+                    m: {
+                        b: {
+                            f: f"results/budget/score/{m}/{b}/{d}/fold{f}.tsv"
+                            for f in tested[d]
+                        }
+                        for b in BUDGETS
+                    }
+                    for m in models
+                }
+                for d, models in budget_models.items()
+            }
+            if BUDGETS
+            else {}
+        ),
+        "budget_tables": (
+            {
+                m: _by_fold(
+                    f"results/models/{m}/fold{{fold}}/budgets.tsv", model_folds(m)
+                )
+                for m in sorted({m for ms in budget_models.values() for m in ms})
+            }
+            if BUDGETS
+            else {}
+        ),
+        "train_benchmarks": {
+            m: _by_fold(f"benchmarks/train/{m}/fold{{fold}}.tsv", model_folds(m))
+            for m in TRAINED
+        },
+        "infer_benchmarks": {
+            m: {
+                d: {f: f"benchmarks/infer/{m}/{d}/fold{f}.tsv" for f in tested[d]}
+                for d in EVALUATE
+            }
             for m in ALL_MODELS
         },
     }
 
 
-def get_report_extra_inputs():
-    """The report's inputs for the crossover, the field metrics and the cost table, as flat lists."""
-    bench = get_report_benchmarks()
-    return {
-        "budget_scores": [
-            p
-            for by_model in get_report_budget_scores().values()
-            for by_budget in by_model.values()
-            for p in by_budget.values()
-        ],
-        "budget_tables": list(get_report_budget_tables().values()),
-        "field_scores": [
-            p
-            for by_model in get_report_field_scores().values()
-            for p in by_model.values()
-        ],
-        "train_benchmarks": list(bench["train"].values()),
-        "infer_benchmarks": [
-            p for by_d in bench["infer"].values() for p in by_d.values()
-        ],
+def _leaves(tree):
+    """Every path of a nested mapping, in order."""
+    if isinstance(tree, dict):
+        return [path for value in tree.values() for path in _leaves(value)]
+    return [tree]
+
+
+def get_report_inputs():
+    """The report layout as the rule's named input lists, one per kind."""
+    return {kind: _leaves(tree) for kind, tree in get_report_layout().items()}
+
+
+def get_report_figures():
+    """The report's per-dataset figures as named outputs: panel_<dataset>, budget_<dataset>."""
+    panels = {
+        f"panel_{d}": report(
+            f"results/report/panel_{d}.png",
+            caption="../report/panel.rst",
+            category="Figures",
+        )
+        for d in EVALUATE
     }
+    budgets = {
+        f"budget_{d}": report(
+            f"results/report/budget_{d}.png",
+            caption="../report/budget.rst",
+            category="Figures",
+        )
+        for d in (get_budget_models() if BUDGETS else {})
+    }
+    return {**panels, **budgets}
 
 
-def get_report_budget_figures():
-    """The budget-curve figure of every crossover domain: {dataset: path} (none without study.budgets)."""
-    if not BUDGETS:
-        return {}
-    return {d: f"results/report/budget_{d}.png" for d in get_budget_models()}
+def get_report_settings():
+    """What the report needs besides files: names, folds, the statistical plan's settings, captions' facts."""
+    return {
+        "baseline": BASELINE,
+        "generic": GENERIC,
+        "imported": list(IMPORTED),
+        "scale": config["scale"],
+        "title": config["report"]["title"],
+        "folds": {d: dataset_folds(d) for d in EVALUATE},
+        "primary_metric": config["study"]["primary_metric"],
+        "degradations": {
+            d: config["datasets"][d]["split"]["degradation"] for d in EVALUATE
+        },
+        "fields": get_field_datasets(),
+        "skipped": dict(SKIPPED),
+    }

@@ -1,17 +1,18 @@
-# Phase 6: every model (and bicubic) on every evaluated dataset's test set.
+# Phase 6: every model (and bicubic) on every evaluated dataset's test set, one job per test fold (the model
+# instance that never saw that fold: scisr.folds).
 
 
 rule infer:
     input:
         unpack(get_model_files),
-        test="results/split/{dataset}/test",
+        test="results/split/{dataset}/fold{fold}/test",
         code=get_code("scripts/infer.py"),
     output:
-        predictions=directory("results/infer/{model}/{dataset}"),
+        predictions=directory("results/infer/{model}/{dataset}/fold{fold}"),
     log:
-        "logs/infer/{model}/{dataset}.log",
+        "logs/infer/{model}/{dataset}/fold{fold}.log",
     benchmark:
-        "benchmarks/infer/{model}/{dataset}.tsv"
+        "benchmarks/infer/{model}/{dataset}/fold{fold}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: config["compute"]["infer_threads"]

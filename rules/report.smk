@@ -1,12 +1,13 @@
-# Phase 8: summary table, seaborn figures and a self-contained HTML page.
+# Phase 8: summary table, statistics (the declared plan), seaborn figures and a self-contained HTML page.
+# get_report_layout (common.smk) names every file the report reads; the rule's inputs are its leaves.
 
 
 rule report:
     input:
         **get_report_inputs(),
-        **get_report_extra_inputs(),
         code=get_code("scripts/report.py"),
     output:
+        **get_report_figures(),
         html=report(
             "results/report/index.html",
             caption="../report/index.rst",
@@ -22,6 +23,21 @@ rule report:
             caption="../report/stats.rst",
             category="Report",
         ),
+        folds=report(
+            "results/report/folds.tsv",
+            caption="../report/folds.rst",
+            category="Report",
+        ),
+        forest=report(
+            "results/report/forest.png",
+            caption="../report/forest.rst",
+            category="Figures",
+        ),
+        paired=report(
+            "results/report/paired.png",
+            caption="../report/paired.rst",
+            category="Figures",
+        ),
         metrics=report(
             "results/report/metrics.png",
             caption="../report/metrics.rst",
@@ -35,11 +51,6 @@ rule report:
         curves=report(
             "results/report/learning_curves.png",
             caption="../report/learning_curves.rst",
-            category="Figures",
-        ),
-        panels=report(
-            list(get_report_panels().values()),
-            caption="../report/panel.rst",
             category="Figures",
         ),
         field_stats=report(
@@ -62,11 +73,6 @@ rule report:
             caption="../report/costs.rst",
             category="Report",
         ),
-        budget_figures=report(
-            list(get_report_budget_figures().values()),
-            caption="../report/budget.rst",
-            category="Figures",
-        ),
     log:
         "logs/report/report.log",
     benchmark:
@@ -76,24 +82,7 @@ rule report:
     resources:
         mem_mb=config["compute"]["mem_mb"],
     params:
-        scores=get_report_scores(),
-        predictions=get_report_predictions(),
-        histories=get_report_histories(),
-        cards=get_report_cards(),
-        tests=get_report_tests(),
-        splits=get_report_splits(),
-        degradations=get_report_degradations(),
-        skipped=get_report_skipped(),
-        panels=get_report_panels(),
-        field_scores=get_report_field_scores(),
-        fields=get_field_datasets(),
-        budget_scores=get_report_budget_scores(),
-        budget_tables=get_report_budget_tables(),
-        budget_figures=get_report_budget_figures(),
-        benchmarks=get_report_benchmarks(),
-        baseline=BASELINE,
-        generic=GENERIC,
-        scale=config["scale"],
-        title=config["report"]["title"],
+        inputs=get_report_layout(),
+        settings=get_report_settings(),
     script:
         "../scripts/report.py"

@@ -4,20 +4,20 @@
 
 rule score:
     input:
-        predictions="results/infer/{model}/{dataset}",
-        test="results/split/{dataset}/test",
+        predictions="results/infer/{model}/{dataset}/fold{fold}",
+        test="results/split/{dataset}/fold{fold}/test",
         code=get_code("scripts/score.py"),
     output:
         scores=report(
-            "results/score/{model}/{dataset}.tsv",
+            "results/score/{model}/{dataset}/fold{fold}.tsv",
             caption="../report/score.rst",
             category="Score",
             subcategory="{dataset}",
         ),
     log:
-        "logs/score/{model}/{dataset}.log",
+        "logs/score/{model}/{dataset}/fold{fold}.log",
     benchmark:
-        "benchmarks/score/{model}/{dataset}.tsv"
+        "benchmarks/score/{model}/{dataset}/fold{fold}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -31,20 +31,20 @@ rule score:
 rule score_field:
     input:
         unpack(get_field_inputs),
-        predictions="results/infer/{model}/{dataset}",
-        test="results/split/{dataset}/test",
+        predictions="results/infer/{model}/{dataset}/fold{fold}",
+        test="results/split/{dataset}/fold{fold}/test",
         code=get_code("scripts/score_field.py"),
     output:
         scores=report(
-            "results/score/{model}/{dataset}.field.tsv",
+            "results/score/{model}/{dataset}/fold{fold}.field.tsv",
             caption="../report/score_field.rst",
             category="Score",
             subcategory="{dataset} field metrics",
         ),
     log:
-        "logs/score/{model}/{dataset}.field.log",
+        "logs/score/{model}/{dataset}/fold{fold}.field.log",
     benchmark:
-        "benchmarks/score/{model}/{dataset}.field.tsv"
+        "benchmarks/score/{model}/{dataset}/fold{fold}.field.tsv"
     conda:
         "../envs/data.yaml"
     resources:

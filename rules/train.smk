@@ -2,7 +2,9 @@
 # outputs (results/checkpoints/) so a killed job resumes instead of starting over.
 # train.gpus > 1 trains one model in that many DistributedDataParallel processes (torchrun):
 # the job asks for compute.gpus x train.gpus GPUs. A model with `init` (fine-tuning) starts from
-# that model's generator.pt, so it depends on it.
+# that model's generator.pt, so it depends on it. Under study.folds k > 1 a model that learns from a
+# cross-validated dataset is trained once per fold ({fold}: results/models/<model>/fold<i>/); the generic
+# model (single holdout) is fold1 only.
 
 
 rule train:
@@ -12,19 +14,22 @@ rule train:
         vgg=get_perceptual_weights,
         code=get_code("scripts/train.py"),
     output:
-        generator="results/models/{trained}/generator.pt",
+        generator="results/models/{trained}/fold{fold}/generator.pt",
         history=report(
-            "results/models/{trained}/history.tsv",
+            "results/models/{trained}/fold{fold}/history.tsv",
             caption="../report/history.rst",
             category="Train",
         ),
-        card="results/models/{trained}/model.yaml",
-        budget=get_budget_snapshots(),
-        budgets="results/models/{trained}/budgets.tsv",
+        card="results/models/{trained}/fold{fold}/model.yaml",
+        budget=expand(
+            "results/models/{{trained}}/fold{{fold}}/budget/{iterations}.pt",
+            iterations=BUDGETS,
+        ),
+        budgets="results/models/{trained}/fold{fold}/budgets.tsv",
     log:
-        "logs/train/{trained}.log",
+        "logs/train/{trained}/fold{fold}.log",
     benchmark:
-        "benchmarks/train/{trained}.tsv"
+        "benchmarks/train/{trained}/fold{fold}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: config["compute"]["train_threads"]
@@ -35,6 +40,7 @@ rule train:
         settings=get_train_settings,
         checkpoints=get_checkpoint_dir,
         data=get_train_data,
+        folds=get_train_folds,
         normalization=get_train_normalization,
         device=config["compute"]["device"],
         budgets=BUDGETS,

@@ -1,4 +1,4 @@
-"""Snakemake adapter, phase 4: subject-level split and HR/LR pairs."""
+"""Snakemake adapter, phase 4: subject-level split (a holdout or k folds) and HR/LR pairs."""
 
 from scisr.logs import log_to
 from scisr.prepare.split import split_dataset
@@ -10,7 +10,7 @@ def main(smk) -> None:
         split_dataset(
             smk.input.index,
             smk.input.images,
-            {"train": smk.output.train, "val": smk.output.val, "test": smk.output.test},
+            smk.params.parts,  # {fold: {train, val, test: folder}}: the rule's `parts` outputs
             smk.output.table,
             scale=smk.params.scale,
             fractions=dict(settings["fractions"]),

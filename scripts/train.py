@@ -17,6 +17,8 @@ def main(smk) -> None:
                 settings=dict(smk.params.settings),
                 name=smk.wildcards.trained,
                 dataset=smk.params.data,
+                fold=int(smk.wildcards.fold),
+                folds=smk.params.folds,
                 normalization=dict(smk.params.normalization),
                 device=smk.params.device,
                 threads=smk.threads,

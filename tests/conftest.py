@@ -57,3 +57,66 @@ def dataset_settings(section: str, partial: dict | None = None) -> dict:
     config = {"datasets": {"d": dataset}, "models": {"m": {"data": "d"}}, "evaluate": ["d"]}
     validate(config, str(ROOT / "config" / "schema.yaml"))
     return config["datasets"]["d"][section]
+
+
+# The cross-validated tiny study: 9 synthetic MRI subjects in 3 folds beside the builtin generic photographs,
+# built once per test run and shared by the folds workflow test and the browser test of its report.
+FOLDS_SUBJECTS = 9
+FOLDS_K = 3
+FOLDS_CONFIG = {
+    "scale": 4,
+    "seed": 0,
+    "datasets": {
+        "generic": {"source": {"kind": "builtin", "set": "generic"},
+                    "normalize": {"low_percentile": 0.0, "high_percentile": 100.0}},
+        "mri": {"source": {"kind": "local", "path": "source"}, "field": "mri", "modalities": ["MR"],
+                "normalize": {"low_percentile": 0.5, "high_percentile": 99.5}, "split": {"degradation": "kspace"}},
+    },
+    "models": {"generic": {"data": "generic"}, "mri": {"data": "mri"}, "mri_ft": {"data": "mri", "init": "generic"}},
+    "evaluate": ["mri", "generic"],
+    "study": {"folds": FOLDS_K, "budgets": [10]},
+    "train": {"generator": {"arch": "srresnet", "channels": 8, "blocks": 1},
+              "discriminator": {"arch": "vgg", "base_channels": 8, "pool": 1}, "batch_size": 4, "patch_size": 32,
+              "pixel": {"iterations": 20, "milestones": [15]}, "gan": {"iterations": 6}, "val_every": 10,
+              "checkpoint_every": 10},
+    "finetune": {"pixel": {"iterations": 10, "milestones": [5]}, "gan": {"iterations": 4}},
+    "compute": {"train_threads": 1},
+    "report": {"title": "SciSR folds study"},
+}
+
+
+class FoldsStudy:
+    """A finished cross-validated tiny study in `work`, and a way to run Snakemake on it again."""
+
+    def __init__(self, work: Path, exe: str) -> None:
+        self.work, self.exe = work, exe
+
+    def run(self, *args: str, config: dict | None = None, timeout: int = 900):
+        import subprocess
+
+        import yaml
+
+        (self.work / "override.yaml").write_text(yaml.safe_dump(config or {}))
+        cmd = [self.exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(self.work), "--configfile",
+               str(self.work / "config.yaml"), str(self.work / "pretrained.yaml"), str(self.work / "override.yaml"),
+               "--cores", "2", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.work)
+
+
+@pytest.fixture(scope="session")
+def folds_study(tmp_path_factory: pytest.TempPathFactory, snakemake_exe: str) -> FoldsStudy:
+    """The cross-validated tiny study, run once (FOLDS_CONFIG plus a small imported `pretrained` model)."""
+    import yaml
+
+    from ncnn_helpers import write_small_pretrained
+    from study_data import write_series
+
+    work = tmp_path_factory.mktemp("folds")
+    for s in range(FOLDS_SUBJECTS):
+        write_series(work / "source" / f"subject{s}", n=3, patient_id=f"P{s:04d}", size=64, seed=s)
+    (work / "config.yaml").write_text(yaml.safe_dump(FOLDS_CONFIG))
+    write_small_pretrained(work)
+    study = FoldsStudy(work, snakemake_exe)
+    result = study.run()
+    assert result.returncode == 0, result.stderr[-6000:]
+    return study

@@ -36,9 +36,9 @@ CONFIG = ROOT / "tests" / "data" / "slurm.yaml"
 # train/mri and infer/bicubic/mri are submitted together, and train/astro soon after:
 # SLURM, with one GPU, has to hold them back and run them one by one.
 TARGETS = [
-    "results/score/mri/mri.tsv",
-    "results/score/bicubic/mri.tsv",
-    "results/models/astro/generator.pt",
+    "results/score/mri/mri/fold1.tsv",
+    "results/score/bicubic/mri/fold1.tsv",
+    "results/models/astro/fold1/generator.pt",
 ]
 DATASETS = ["mri", "astro"]
 LOCAL_RULES = {"download"}
@@ -112,8 +112,9 @@ def test_slurm_profile_plans_the_study(snakemake_exe: str, tmp_path: Path) -> No
     blocks = result.stdout.split("\nrule ")
     train = [b for b in blocks if b.startswith("train:")]
     assert train and all(re.search(r"resources: .*\bgpu=1\b.*\bcpus_per_gpu=8\b", b) for b in train), train[:1]
-    # generic, mri, astro; mri_ft, astro_ft (from generic); mri_ftp, astro_ftp (from pretrained)
-    assert job_stats(result.stdout)["train"] == 7
+    # generic once; mri, astro, mri_ft, astro_ft (from generic), mri_ftp, astro_ftp (from pretrained) once per
+    # fold of study.yaml's 5-fold cross-validation: 1 + 6 x 5 training jobs SLURM can place side by side
+    assert job_stats(result.stdout)["train"] == 1 + 6 * 5
 
 
 # --- opt-in: a real SLURM cluster -------------------------------------------------------------

@@ -104,6 +104,36 @@ def test_study_config_is_valid_and_full_scale() -> None:
     assert config["compute"]["device"] == "cuda"
 
 
+def _leaves(tree: dict, prefix: str = "") -> set[str]:
+    """Every key path of a nested mapping down to its non-mapping values."""
+    out = set()
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        out |= _leaves(value, f"{path}.") if isinstance(value, dict) and value else {path}
+    return out
+
+
+def test_the_real_study_is_self_contained_and_keeps_only_original_mri_frames() -> None:
+    """config/study.yaml is merged over config/config.yaml: no setting of the default may reach it unstated."""
+    from snakemake.utils import update_config
+
+    default, study = load("config.yaml"), load("study.yaml")
+    for name, dataset in default["datasets"].items():  # a source of another kind drops the default's keys
+        if study["datasets"][name]["source"]["kind"] != dataset["source"]["kind"]:
+            dataset["source"] = {"kind": dataset["source"]["kind"]}
+    inherited = sorted(_leaves(default) - _leaves(study))
+    assert not inherited, f"config/study.yaml relies on the default's {inherited}"
+    merged = load("config.yaml")
+    update_config(merged, study)
+    for name, dataset in merged["datasets"].items():  # as rules/common.smk drops them, with a note
+        dataset["source"] = study["datasets"][name]["source"]
+    validate(merged, str(ROOT / "config" / "schema.yaml"))
+    mri = merged["datasets"]["mri"]
+    assert mri["frames"]["pixel_data"] == ["ORIGINAL"]  # no derived maps or reformats as MRI data
+    assert mri["source"]["series_description"] == "^T1post$" and mri["source"]["max_series"] >= 40
+    assert merged["study"]["folds"] >= 5 and merged["study"]["primary_metric"] == "rmse"
+
+
 def test_every_rule_has_log_benchmark_and_conda() -> None:
     for smk in sorted((ROOT / "rules").glob("*.smk")):
         text = smk.read_text()
@@ -289,7 +319,7 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     assert not leaks, leaks[:10]
 
     for model in TRAINED:
-        folder = work / "results/models" / model
+        folder = work / "results/models" / model / "fold1"  # a single holdout: one instance, fold 1
         for name in ("generator.pt", "history.tsv", "model.yaml"):
             assert (folder / name).is_file(), f"{model}: {name} missing"
     imported = ModelCard.read(work / "results/models/pretrained/model.yaml")
@@ -297,7 +327,7 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     assert not (work / "results/models/pretrained/history.tsv").exists()
     for model in MODELS:
         for name in DATASETS:
-            scores = pd.read_csv(work / f"results/score/{model}/{name}.tsv", sep="\t")
+            scores = pd.read_csv(work / f"results/score/{model}/{name}/fold1.tsv", sep="\t")
             assert len(scores) > 0
             assert scores[["rmse", "ssim"]].map(math.isfinite).all().all()
     summary = pd.read_csv(work / "results/report/summary.tsv", sep="\t")
@@ -309,21 +339,22 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     # (fine-tuned models: tiny.yaml's `finetune` schedule, and the model they started from on the card)
     init = {"mri_ft": "generic", "astro_ft": "generic", "mri_ftp": "pretrained"}
     for model in TRAINED:
-        card = ModelCard.read(work / "results/models" / model / "model.yaml")
+        card = ModelCard.read(work / "results/models" / model / "fold1" / "model.yaml")
         assert card.training_data["dataset"] == model.split("_")[0] and card.normalization["high_percentile"] > 0
+        assert (card.training_data["fold"], card.training_data["folds"]) == (1, 1)
         assert min(card.wall_seconds.values()) > 0 and card.init_from == init.get(model)
         total = 14 if model in init else 26
         assert re.search(rf"<td>{model}</td><td>[0-9\u2009]+</td><td>total</td><td>{total}</td>", html)
-    ftp = ModelCard.read(work / "results/models/mri_ftp/model.yaml")
+    ftp = ModelCard.read(work / "results/models/mri_ftp/fold1/model.yaml")
     assert ftp.arch == "rrdbnet" and ftp.args["in_channels"] == 3 and ftp.channels == 1  # through the adapter
     assert "pretrained (imported from small-rrdbnet.param + small-rrdbnet.bin, not trained here)" in html
 
     # the budget crossover: snapshots at 10 and 20 iterations, scored; points, statements and figures
     for model in TRAINED:
-        budgets = read_budget_table(work / "results/models" / model / "budgets.tsv")
+        budgets = read_budget_table(work / "results/models" / model / "fold1" / "budgets.tsv")
         final = 14 if model in init else 20  # a budget past a model's schedule is its final model
         assert budgets["iteration"].tolist() == [10, final] and budgets["seconds"].is_monotonic_increasing
-        assert all((work / "results/models" / model / "budget" / f"{b}.pt").is_file() for b in (10, 20))
+        assert all((work / "results/models" / model / "fold1" / "budget" / f"{b}.pt").is_file() for b in (10, 20))
     points = pd.read_csv(work / "results/report/budget.tsv", sep="\t")
     assert set(points["budget"]) == {10, 20, 26} and set(points["dataset"]) == {"mri", "astro"}
     assert {"generic", "mri", "mri_ft", "mri_ftp"} == set(points.loc[points["dataset"] == "mri", "model"])
@@ -332,13 +363,16 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
         assert re.search(rf"{dataset}: (crossover at \d+ iterations|no crossover in the range|too few test subjects)",
                          html)
     # field metrics: a table per (model, field dataset), their statistics and their section
-    mri_field = pd.read_csv(work / "results/score/mri/mri.field.tsv", sep="\t")
+    mri_field = pd.read_csv(work / "results/score/mri/mri/fold1.field.tsv", sep="\t")
     assert {"rmse_fg", "psnr_fg", "ssim_fg"} <= set(mri_field.columns) and (mri_field["fg_fraction"] > 0).all()
-    astro_field = pd.read_csv(work / "results/score/generic/astro.field.tsv", sep="\t")
+    astro_field = pd.read_csv(work / "results/score/generic/astro/fold1.field.tsv", sep="\t")
     assert astro_field[["rmse_phys", "total_flux_rel_err"]].map(math.isfinite).all().all()
     field_stats = pd.read_csv(work / "results/report/field_stats.tsv", sep="\t")
     assert set(field_stats["field"]) == {"mri", "astronomy"}
     assert "<h2>Field metrics</h2>" in html and "<h2>Training budget</h2>" in html
+    # the declared plan opens the page, then the answer, then the details
+    assert html.index("<h2>Statistical plan</h2>") < html.index("<h2>Answer</h2>") < html.index("Scores per dataset")
+    assert "What this study cannot show" in html  # 1 mri test subject: no primary verdict can be significant
     # costs from model cards and benchmark files
     cost = pd.read_csv(work / "results/report/costs.tsv", sep="\t")
     totals = cost[cost["stage"] == "total"].set_index("model")
