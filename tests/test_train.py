@@ -136,7 +136,12 @@ def test_outputs(reference):
     training = card.training
     assert training["ema"] == 0.999 and training["exported_weights"] == "ema" and training["gan_loss"] == "bce"
     assert training["perceptual"] == {"weight": 0.0, "layer": None, "weights_file": None, "sha256": None}
-    assert training["precision"] == "fp32" and training["grad_clip"] is None and training["distributed"] is None
+    # amp auto: bf16 autocast exactly where the CPU has bf16 instructions, and the card says which and why
+    from scisr.models.device import bf16_support
+
+    supported, reason = bf16_support(torch.device("cpu"))
+    assert training["precision"] == ("bf16" if supported else "fp32") and training["precision_reason"] == reason
+    assert training["grad_clip"] is None and training["distributed"] is None
     assert (card.device, card.threads, card.gpus) == ("cpu", 1, 1) and card.device_name
     # wall time per stage: both stages took time; together, the history's last timestamp and the last save
     assert set(card.wall_seconds) == {"pixel", "gan"} and min(card.wall_seconds.values()) > 0

@@ -86,6 +86,7 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
             },
             "grad_clip": cfg.grad_clip,
             "precision": trainer.precision,
+            "precision_reason": trainer.precision_reason,
             "memory_format": format_name(trainer.memory_format),  # the generator's (scisr.train.speed)
             "distributed": (
                 {"world_size": trainer.world_size, "backend": dist.get_backend(),

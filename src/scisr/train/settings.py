@@ -21,8 +21,8 @@ Keys (see config/train.schema.yaml for their meaning and defaults):
     perceptual                      dict   weight (0 = off), weights_file, sha256, layer (VGG19 convB_N)
     ema                             float  decay of the exported weight average; 0 = off
     grad_clip                       float  gradient-norm clip of each network, or null (0 counts as null)
-    amp                             str    "auto" (bf16 autocast on CUDA GPUs with bf16) or "off"; YAML's
-                                           unquoted `off` (read as false) counts as "off"
+    amp                             str    "auto" (bf16 autocast where the GPU or CPU has bf16: scisr.train.speed),
+                                           "bf16" (always) or "off"; YAML's unquoted `off` (read as false) is "off"
     val_every, checkpoint_every     int    in global iterations
 """
 
@@ -35,7 +35,7 @@ from scisr.checks import train_problems
 from scisr.models.vgg import LAYERS
 from scisr.train import losses
 
-AMP_MODES = ("auto", "off")
+AMP_MODES = ("auto", "bf16", "off")
 STAGE_KEYS = ("iterations", "lr", "milestones", "gamma")
 GAN_KEYS = (*STAGE_KEYS, "adv_weight", "pixel_weight", "loss")
 PERCEPTUAL_KEYS = ("weight", "weights_file", "sha256", "layer")

@@ -21,6 +21,11 @@ seed both ways and compares the loss and validation histories.
   `vector_norm` call per parameter: on CPU PyTorch's default is that Python loop. Checking only every N steps
   would be cheaper still but would let a non-finite update reach the weights (and the EMA), which the guard
   exists to prevent; the loss check alone misses gradients that overflow while the loss stays finite.
+- Precision (`amp`): `auto` trains under bf16 autocast where the hardware has bf16 (CUDA GPUs that support it,
+  CPUs with AVX512-BF16 or AMX: `scisr.models.device.bf16_support`) and fp32 elsewhere, saying which and why in
+  the log and the model card; `bf16` forces autocast (slow where bf16 is emulated), `off` stays fp32. Weights,
+  Adam state, the EMA, losses and validation are fp32 either way. bench/bf16_quality.py trains the same runs
+  in both and compares validation PSNR/RMSE over seeds; bench/train_step.py times the steps.
 - Patches are sampled on the critical path: measured at 0.5 ms for 16 patches of 64 px against 80 ms or
   more per step on CPU (under 1%), so a prefetch thread would only compete for the 2 cores. On CUDA the
   batch is copied from pinned memory without blocking.
@@ -33,8 +38,20 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from scisr.models.device import bf16_support
+
 # generator architecture -> memory format on CPU (bench/train_step.py --formats measures both)
 CPU_MEMORY_FORMATS = {"srresnet": torch.channels_last, "rrdbnet": torch.channels_last}
+
+
+def amp_choice(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype of training (bf16, or None for fp32) for the `amp` setting on `device`, and why."""
+    if amp == "off":
+        return None, "fp32: amp is off"
+    supported, reason = bf16_support(device)
+    if amp == "bf16":
+        return torch.bfloat16, "bf16 autocast: amp is bf16" + ("" if supported else f" (but {reason})")
+    return (torch.bfloat16 if supported else None), reason
 
 
 def format_name(memory_format: torch.memory_format) -> str:

@@ -35,7 +35,7 @@ from scisr.train.data import PatchSampler, load_pairs
 from scisr.train.ema import EMA
 from scisr.train.progress import Progress
 from scisr.train.settings import Settings, StageSettings
-from scisr.train.speed import adam, format_name, generator_memory_format, gradient_norm
+from scisr.train.speed import adam, amp_choice, format_name, generator_memory_format, gradient_norm
 from scisr.train.start import InitWeights, start_generator
 
 log = logging.getLogger(__name__)
@@ -110,12 +110,9 @@ class Trainer:
             self.train_generator = DistributedDataParallel(self.generator, device_ids=ids)
             self.train_discriminator = DistributedDataParallel(self.discriminator, device_ids=ids)
         self.perceptual = perceptual.to(device, memory_format=torch.channels_last) if perceptual else None
-        # bf16 autocast only where it pays: CUDA with native bf16 (no GradScaler needed for bf16)
-        self.amp_dtype = (
-            torch.bfloat16
-            if cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-            else None
-        )
+        # bf16 autocast where it pays (scisr.models.device.bf16_support: CUDA with bf16, CPUs with AVX512-BF16 or
+        # AMX); weights, optimizer state, EMA, losses and validation stay fp32 (no GradScaler needed for bf16)
+        self.amp_dtype, self.precision_reason = amp_choice(cfg.amp, device)
         self.sampler = PatchSampler(self.train, cfg.scale, cfg.patch_size, cfg.seed + rank)
         self.local_batch = cfg.batch_size // world_size
         self.pixel_loss = losses.pixel_loss(cfg.pixel_loss)
@@ -126,8 +123,9 @@ class Trainer:
         self.resumed: dict | None = None
         self.last_lr = math.nan  # the generator learning rate of the latest iteration
         self.clock = time.perf_counter()  # time since then is not yet in progress.elapsed (see tick)
-        log.info("training %s on %s: precision %s, generator %s, ema %s, grad_clip %s, gan.loss %s, perceptual "
-                 "weight %g", name, device, self.precision, format_name(self.memory_format), cfg.ema or "off",
+        log.info("training %s on %s: precision %s (%s), generator %s, ema %s, grad_clip %s, gan.loss %s, perceptual "
+                 "weight %g", name, device, self.precision, self.precision_reason, format_name(self.memory_format),
+                 cfg.ema or "off",
                  cfg.grad_clip or "off", cfg.stages[1].adversarial_loss, cfg.perceptual.weight if perceptual else 0.0)
         if world_size > 1:
             log.info("%s: process %d of %d (DistributedDataParallel, backend %s), %d of the %d patches per step",
