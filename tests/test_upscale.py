@@ -117,3 +117,21 @@ def test_colliding_outputs_are_a_usage_error(identity, tmp_path):
         (tmp_path / sub).mkdir()
         tifffile.imwrite(tmp_path / sub / "x.tif", physical((8, 8)).astype(np.float32))
     assert run("--model", identity, "--out", tmp_path / "o", tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif") == EXIT_USAGE
+
+
+def test_bf16_preview_is_close_labelled_and_never_the_default(tmp_path, capsys):
+    """--precision bf16 runs the network in bfloat16: close to fp32 (a preview) but not equal, and the FITS
+    HISTORY and the command's own message say it is lossy; without the flag the output is fp32's."""
+    from astropy.io import fits
+
+    model = model_folder(tmp_path / "random", identity=False)
+    image = physical((48, 40)).astype(np.float32)
+    fits.PrimaryHDU(image).writeto(tmp_path / "x.fits")
+    assert run("--model", model, "--out", tmp_path / "fp32", tmp_path / "x.fits") == EXIT_OK
+    assert run("--model", model, "--out", tmp_path / "bf16", tmp_path / "x.fits", "--precision", "bf16") == EXIT_OK
+    assert "bf16 preview" in capsys.readouterr().err
+    with fits.open(tmp_path / "fp32" / "x.fits") as a, fits.open(tmp_path / "bf16" / "x.fits") as b:
+        exact, preview = a[0].data.astype(np.float64), b[0].data.astype(np.float64)
+        assert "bf16 preview" in str(b[0].header.get("HISTORY")) and "bf16" not in str(a[0].header.get("HISTORY"))
+    difference = np.abs(exact - preview).max() / 4000  # of the normalized range
+    assert 0 < difference < 2e-2

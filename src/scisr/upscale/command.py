@@ -42,9 +42,13 @@ class Options:
     flux: str = "surface-brightness"
     range_mode: str = "extrapolate"
     anonymize: bool = False
+    precision: str = "fp32"
     progress: bool = True
     uid_map: dict[str, str] = field(default_factory=dict)
     series_map: dict[str, str] = field(default_factory=dict)
+
+
+BF16_NOTE = "bf16 preview: network run in bfloat16, LOSSY (not for measurement)"
 
 
 @dataclass
@@ -126,6 +130,9 @@ def upscale_paths(inputs: Sequence[str | os.PathLike], options: Options) -> int:
         print(f"scisr upscale: model error: {error}", file=sys.stderr)
         return EXIT_MODEL
     failed = bool(problems)
+    if options.precision == "bf16":
+        print(f"scisr upscale: {BF16_NOTE}; DICOM descriptions and FITS HISTORY record it, PNG/TIFF outputs cannot",
+              file=sys.stderr)
     files = tqdm(pairs, desc="files", unit="file", file=sys.stderr, disable=not options.progress, ascii=True)
     for source, target in files:
         try:
@@ -169,14 +176,15 @@ def _hr_planes(planes, target: Path, model: LoadedModel, options: Options, label
         with output_buffer(shape, beside=target) as buffer:
             upscale_physical(model.net, plane, model.scale, model.normalization, buffer, range_mode=options.range_mode,
                              tile=options.tile, overlap=options.overlap, batch=options.batch, device=model.device,
-                             progress=progress)
+                             progress=progress, precision=options.precision)
             bar.close()
             yield buffer
 
 
 def _description(model: LoadedModel, options: Options) -> str:
     return (f"SciSR x{model.scale} super-resolution, model {model.name} ({model.arch}); "
-            f"input normalized as its training data, output in input units ({options.range_mode} out-of-range)")
+            f"input normalized as its training data, output in input units ({options.range_mode} out-of-range)"
+            + (f"; {BF16_NOTE}" if options.precision == "bf16" else ""))
 
 
 def _dicom(source: Path, target: Path, frames: list[Frame], model: LoadedModel, options: Options) -> Path:
@@ -197,6 +205,8 @@ def _fits(source: Path, target: Path, model: LoadedModel, options: Options) -> P
 
     index, planes = _fits_planes(source, options.hdu)
     history = [f"model {model.name} ({model.arch}), x{model.scale}", f"out-of-range values: {options.range_mode}"]
+    if options.precision == "bf16":
+        history.append(BF16_NOTE)
     write_upscaled_fits(source, target, index, _hr_planes(planes, target, model, options, source.name), model.scale,
                         flux=options.flux, history=history)
     return target

@@ -37,8 +37,10 @@ def upscale_physical(
     batch: int = 1,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Upscale a 2-D image in physical units into `out` (H*scale, W*scale), in the same units.
+    """Upscale a 2-D image in physical units into `out` (H*scale, W*scale), in the same units (`precision`: the
+    network's, scisr.tiling.upscale_tiled; "bf16" is a lossy preview).
 
     The image is normalized with the training data's settings from its own percentiles. Values
     outside the percentile range: `range_mode="extrapolate"` (default) maps them by the same linear
@@ -63,7 +65,7 @@ that is constant between the percentiles is normalized between its minimum and m
         settings.update(low_percentile=0.0, high_percentile=100.0)
         norm, params = normalize_image(np.where(invalid, np.nan, image), **settings, clip=range_mode == "clip")
     upscale_tiled(model, norm, scale, tile=tile, overlap=overlap, batch=batch, device=device, out=out,
-                  progress=progress)
+                  progress=progress, precision=precision)
     for row in range(0, image.shape[0], _BLOCK_ROWS):
         block = np.s_[row * scale : (row + _BLOCK_ROWS) * scale]
         values = np.clip(out[block], 0.0, 1.0) if range_mode == "clip" else out[block]
