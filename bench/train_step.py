@@ -5,7 +5,9 @@ anchor   what BasicSR's SRModel does per iteration, written here from the algori
          backward, Adam (PyTorch's default implementation), `loss.item()`; no EMA, no checks.
 SciSR    one iteration of `Trainer.run`'s loop: `Trainer.step` (patch sampling and dihedral augmentation on
          the critical path, forward, L1, non-finite loss and gradient-norm guards, backward, Adam), the EMA
-         update (decay 0.999) and the scheduler step, with the speed choices of scisr.train.speed.
+         update (decay 0.999) and the scheduler step, with the speed choices of scisr.train.speed, in the
+         precision `amp: auto` picks (bf16 autocast where the CPU or GPU has bf16: scisr.models.device).
+SciSR fp32  the same with `amp: off`, printed when auto picked bf16 (the path of a machine without bf16).
 plain    the same SciSR iteration with those choices off (`Trainer(fast=False)`: the trainer before them).
 
 Both start from the same weights and train on the same synthetic 1-channel images (96-px HR patches, x4).
@@ -65,7 +67,7 @@ def synthetic_split(root: Path, scale: int = 4, size: int = 192, count: int = 8)
     return root
 
 
-def settings(model: str) -> dict:
+def settings(model: str, amp: str = "auto") -> dict:
     """The study's full-scale pixel-stage settings (config/study.yaml) for one generator and its batch."""
     generator, batch = MODELS[model]
     return {
@@ -76,7 +78,7 @@ def settings(model: str) -> dict:
         "gan": {"iterations": 0, "lr": 1e-4, "adv_weight": 1e-3, "pixel_weight": 1.0, "milestones": [],
                 "gamma": 0.5, "loss": "bce"},
         "perceptual": {"weight": 0.0, "weights_file": None, "sha256": None, "layer": "conv5_4"},
-        "val_every": 10**9, "checkpoint_every": 10**9, "ema": 0.999, "grad_clip": None, "amp": "auto",
+        "val_every": 10**9, "checkpoint_every": 10**9, "ema": 0.999, "grad_clip": None, "amp": amp,
     }
 
 
@@ -86,10 +88,11 @@ def sync(device: torch.device) -> None:
 
 
 def scisr_side(model: str, split: Path, device: torch.device, fast: bool = True,
-               memory_format: torch.memory_format | None = None, compile_: bool = False) -> tuple[Trainer, Callable]:
+               memory_format: torch.memory_format | None = None, compile_: bool = False,
+               amp: str = "auto") -> tuple[Trainer, Callable]:
     """A Trainer and one iteration of its loop (step, EMA update, scheduler step)."""
-    trainer = Trainer(split / "train", split / "val", Path(tempfile.mkdtemp()), Settings.from_dict(settings(model)),
-                      "bench", device, model, fast=fast)
+    trainer = Trainer(split / "train", split / "val", Path(tempfile.mkdtemp()),
+                      Settings.from_dict(settings(model, amp)), "bench", device, model, fast=fast)
     if memory_format is not None:  # force the other layout (--formats)
         trainer.memory_format = memory_format
         trainer.generator.to(memory_format=memory_format)
@@ -226,6 +229,8 @@ def main() -> None:
             sides = {"SciSR": scisr_side(model, split, device, compile_=args.compile)}
             weights = {k: v.detach().clone() for k, v in sides["SciSR"][0].generator.state_dict().items()}
             sides["anchor"] = anchor_side(model, split, device, weights, compile_=args.compile)
+            if sides["SciSR"][0].precision != "fp32":
+                sides["SciSR fp32"] = scisr_side(model, split, device, compile_=args.compile, amp="off")
             if not args.no_plain:
                 sides["plain"] = scisr_side(model, split, device, fast=False, compile_=args.compile)
             if args.formats:
@@ -246,7 +251,8 @@ def main() -> None:
             median = {name: statistics.median(t) for name, t in times.items()}
             trainer = sides["SciSR"][0]
             print(f"\n{LABELS[model]}, batch {batch}: {flops / 1e9:.1f} GFLOP per iteration (generator fwd+bwd); "
-                  f"SciSR generator {format_name(trainer.memory_format)}, {trainer.precision}")
+                  f"SciSR generator {format_name(trainer.memory_format)}, {trainer.precision} "
+                  f"({trainer.precision_reason})")
             for name, t in times.items():
                 print(f"  {name:<24} median {median[name]:.3f} s  ({' '.join(f'{x:.3f}' for x in t)})  "
                       f"{flops / median[name] / 1e9:.1f} GFLOP/s = {flops / median[name] / peak:.0%} of peak")
@@ -255,17 +261,20 @@ def main() -> None:
                     print(f"  anchor / {name}: {median['anchor'] / median[name]:.2f}x")
             rss = {} if args.no_rss else {s: peak_memory(s, model, split, device, args.threads)
                                           for s in ("anchor", "scisr")}
-            rows.append((model, batch, median, rss))
+            rows.append((model, batch, median, rss, trainer.precision))
             del sides
     what = "peak CUDA memory" if device.type == "cuda" else "peak RSS"
     print(f"\n| measure | anchor | SciSR | ratio (>1 = SciSR faster) |\n|---|---|---|---|")
-    for model, batch, median, rss in rows:
+    for model, batch, median, rss, precision in rows:
         mem = (f"; {what} {rss['anchor'] / 2**20:.0f} MiB" if rss else "", f"; {rss['scisr'] / 2**20:.0f} MiB"
                if rss else "")
         before = f" (before: {median['anchor'] / median['plain']:.2f}x)" if "plain" in median else ""
         print(f"| {LABELS[model]} pixel step, batch {batch} | BasicSR-style step (NCHW fp32, L1, Adam) "
-              f"{median['anchor']:.3f} s{mem[0]} | SciSR trainer step {median['SciSR']:.3f} s{mem[1]} | "
+              f"{median['anchor']:.3f} s{mem[0]} | SciSR trainer step, {precision} {median['SciSR']:.3f} s{mem[1]} | "
               f"{median['anchor'] / median['SciSR']:.2f}x{before} |")
+        if "SciSR fp32" in median:
+            print(f"| {LABELS[model]} pixel step, batch {batch}, where no bf16 exists | the same anchor | SciSR "
+                  f"trainer step, fp32 {median['SciSR fp32']:.3f} s | {median['anchor'] / median['SciSR fp32']:.2f}x |")
 
 
 if __name__ == "__main__":

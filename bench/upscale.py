@@ -1,16 +1,22 @@
 """Tiled inference speed against a Real-ESRGAN-style anchor, and `scisr upscale`'s peak memory by image size.
 
-(a) anchor: the algorithm of Real-ESRGAN's `tile_process`, written here from its description (not its
-    code): the whole LR image moved to the device first, non-overlapping `tile` tiles each read with
-    a 10-pixel pad, run one at a time in the network's default (NCHW) layout, the padded border
-    cropped off the output and the rest pasted without blending into a full-size output on the
-    device. SciSR: `scisr.tiling.upscale_tiled` (fewest evenly spread tiles of at most `tile`,
-    overlap from the measured receptive field, blended, float32, channels_last on CPU). Both run
-    the same weights on the same image, interleaved in one process; the script prints MP/s (output
-    megapixels per second, median of the repeats), the ratio SciSR / anchor, the peak RSS increase
-    of each call over the process's resident size before it (sampled every 2 ms), and each
-    method's largest difference from whole-image inference. "SciSR tile+2pad" gives SciSR the
-    anchor's largest network input (tile + 2 x 10) instead of `tile`.
+(a) anchor: the algorithm of Real-ESRGAN's `tile_process` (realesrgan/utils.py, RealESRGANer), written here
+    from it step by step (not its code): the whole LR image moved to the device first (pre_process; pre_pad
+    0, no mod pad at x4); tiles_x = ceil(W / tile), tiles_y = ceil(H / tile); each tile [x*tile, min((x+1)*tile,
+    W)) read with `tile_pad` = 10 px more on every side that has image (clipped at the borders), as a view of
+    the device image; run one at a time in the network's default NCHW layout, fp32; the output's padded border
+    cropped off and the rest pasted without blending into a zeroed full-size output on the device; then
+    `.float().cpu()`. Differences: `inference_mode` instead of `no_grad` (the same arithmetic, less bookkeeping)
+    and no `clamp_(0, 1)` (compared unclipped, as SciSR's output). SciSR: `scisr.tiling.upscale_tiled` (fewest
+    evenly spread tiles of at most `tile`, overlap from the measured receptive field, blended, float32,
+    channels_last on CPU). Both run the same weights on the same image, interleaved in one process; the
+    script prints MP/s (output megapixels per second, median of the repeats), the ratio SciSR / anchor, the
+    peak RSS increase of each call over the process's resident size before it (sampled every 2 ms), and each
+    method's largest difference from whole-image inference. "SciSR tile+2pad" gives SciSR the anchor's largest
+    possible network input (tile + 2 x 10) instead of `tile`; "cold" includes measuring the receptive radius
+    (what one `scisr upscale` call pays once per model); "bf16 preview" is `--precision bf16` (lossy). Last, the
+    network alone: one tile of each method's size timed on its own, times the tile count, and the tiler's
+    overhead (its time minus that).
     Cases (issue 14): SRResNet-16x64 512^2 -> 2048^2, LR tile 256; RRDBNet-23 192^2 -> 768^2, LR tile 96.
 (b) memory: `scisr upscale` on a float32 FITS file in a fresh subprocess per case, 1024^2 -> 4096^2 and
     2048^2 -> 8192^2 outputs; peak RSS of that process (os.wait4) and end-to-end MP/s (model load,
@@ -41,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from scisr.models import build_generator  # noqa: E402
-from scisr.tiling import default_overlap, upscale_tiled  # noqa: E402
+from scisr.tiling import _RADIUS_CACHE, default_overlap, upscale_tiled  # noqa: E402
 
 PAD = 10
 
@@ -121,16 +127,25 @@ def part_a(args: argparse.Namespace) -> None:
         with torch.inference_mode():
             whole = fast(torch.from_numpy(image)[None, None].to(args.device).contiguous(
                 memory_format=torch.channels_last))[0, 0].float().cpu().numpy()
+        def cold() -> np.ndarray:
+            _RADIUS_CACHE.pop(fast, None)  # measured again, as a fresh `scisr upscale` call does
+            return upscale_tiled(fast, image, 4, tile=tile + 2 * PAD, device=args.device)
+
         methods = {
             "anchor (pad 10)": lambda: anchor_tiles(net, image, 4, tile, args.device),
             "SciSR tile": lambda: upscale_tiled(fast, image, 4, tile=tile, device=args.device),
             "SciSR tile+2pad": lambda: upscale_tiled(fast, image, 4, tile=tile + 2 * PAD, device=args.device),
+            "SciSR tile+2pad, cold": cold,
             "SciSR tile, NCHW": lambda: upscale_tiled(net, image, 4, tile=tile, device=args.device, channels_last=False),
+            "SciSR tile+2pad, bf16": lambda: upscale_tiled(fast, image, 4, tile=tile + 2 * PAD, device=args.device,
+                                                           precision="bf16"),
         }
         tiles = {"anchor (pad 10)": ((size + tile - 1) // tile) ** 2}
-        from scisr.tiling import tile_count
+        from scisr.tiling import tile_count, tile_size
         tiles["SciSR tile"] = tiles["SciSR tile, NCHW"] = tile_count(size, tile, overlap) ** 2
-        tiles["SciSR tile+2pad"] = tile_count(size, tile + 2 * PAD, default_overlap(fast, tile + 2 * PAD)[0]) ** 2
+        wide = default_overlap(fast, tile + 2 * PAD)[0]
+        tiles["SciSR tile+2pad"] = tiles["SciSR tile+2pad, cold"] = tiles["SciSR tile+2pad, bf16"] = \
+            tile_count(size, tile + 2 * PAD, wide) ** 2
         times = {key: [] for key in methods}
         peaks = {key: 0 for key in methods}
         diffs = {}
@@ -147,7 +162,22 @@ def part_a(args: argparse.Namespace) -> None:
             print(f"{name:16} {size:>5} {tile:>4} {key:22} {tiles[key]:>5} {statistics.median(times[key]):7.2f} "
                   f"{rate:7.3f} {rate / anchor_rate:6.2f} {peaks[key] / 2**20:8.1f} {diffs[key]:12.2e}")
         print(f"{'':16} SciSR overlap {overlap} px, margin {margin:g} px (effective receptive radius, measured once "
-              f"in {measure:.1f} s, not in the times above)")
+              f"in {measure:.1f} s; in the 'cold' row only)")
+        # the network alone: one tile of each plan's size, times the plan's tile count
+        sides = {"anchor (pad 10)": (net, min(size, tile + PAD) if size > tile else size, torch.contiguous_format),
+                 "SciSR tile+2pad": (fast, tile_size(size, tile + 2 * PAD, wide), torch.channels_last)}
+        for key, (model, side, layout) in sides.items():
+            x = torch.from_numpy(smooth_image(side))[None, None].to(args.device).contiguous(memory_format=layout)
+            with torch.inference_mode():
+                model(x)
+                runs = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    model(x)
+                    runs.append(time.perf_counter() - start)
+            network = statistics.median(runs) * tiles[key]
+            print(f"{'':16} {key}: network alone {tiles[key]} x {side}^2 tile = {network:.2f} s of "
+                  f"{statistics.median(times[key]):.2f} s (tiler overhead {statistics.median(times[key]) - network:+.2f} s)")
 
 
 def part_b(args: argparse.Namespace) -> None:
