@@ -141,7 +141,7 @@ def part_a(args: argparse.Namespace) -> None:
                                                            precision="bf16"),
         }
         tiles = {"anchor (pad 10)": ((size + tile - 1) // tile) ** 2}
-        from scisr.tiling import tile_count, tile_size
+        from scisr.tiling import channels_last_pays, tile_count, tile_size
         tiles["SciSR tile"] = tiles["SciSR tile, NCHW"] = tile_count(size, tile, overlap) ** 2
         wide = default_overlap(fast, tile + 2 * PAD)[0]
         tiles["SciSR tile+2pad"] = tiles["SciSR tile+2pad, cold"] = tiles["SciSR tile+2pad, bf16"] = \
@@ -164,9 +164,11 @@ def part_a(args: argparse.Namespace) -> None:
         print(f"{'':16} SciSR overlap {overlap} px, margin {margin:g} px (effective receptive radius, measured once "
               f"in {measure:.1f} s; in the 'cold' row only)")
         # the network alone: one tile of each plan's size, times the plan's tile count
+        layout = torch.channels_last if channels_last_pays(fast, torch.device(args.device)) else torch.contiguous_format
         sides = {"anchor (pad 10)": (net, min(size, tile + PAD) if size > tile else size, torch.contiguous_format),
-                 "SciSR tile+2pad": (fast, tile_size(size, tile + 2 * PAD, wide), torch.channels_last)}
+                 "SciSR tile+2pad": (fast, tile_size(size, tile + 2 * PAD, wide), layout)}
         for key, (model, side, layout) in sides.items():
+            model.to(memory_format=layout)  # as upscale_tiled runs it (the anchor: NCHW)
             x = torch.from_numpy(smooth_image(side))[None, None].to(args.device).contiguous(memory_format=layout)
             with torch.inference_mode():
                 model(x)
