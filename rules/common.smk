@@ -260,11 +260,12 @@ def get_train_data(wildcards):
 
 
 def get_train_split(wildcards):
-    """Train and val split folders of the model's fold of the dataset it learns from."""
+    """Train and val split folders of the model's fold of the dataset it learns from, and its training store."""
     data = get_train_data(wildcards)
     return {
         "train": f"results/split/{data}/fold{wildcards.fold}/train",
         "val": f"results/split/{data}/fold{wildcards.fold}/val",
+        "store": f"results/split/{data}/store",
     }
 
 

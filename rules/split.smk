@@ -1,6 +1,7 @@
 # Phase 4: subject-level split, HR and LR pairs as 16-bit PNG. A single holdout writes fold1/{train,val,test};
 # under study.folds k > 1 every cross-validated dataset writes fold1..k, each fold testing its own subject
-# groups (scisr.prepare.split). The generic model's photographs always keep a single holdout.
+# groups (scisr.prepare.split). The generic model's photographs always keep a single holdout. Every pair is also
+# written once into the dataset's training store (scisr.prepare.store), which training reads a patch at a time.
 
 
 rule split:
@@ -11,6 +12,7 @@ rule split:
     output:
         table="results/split/{dataset}/split.tsv",
         parts=split_outputs(1),
+        store=directory("results/split/{dataset}/store"),
     log:
         "logs/split/{dataset}.log",
     benchmark:
@@ -38,6 +40,7 @@ rule split_folds:
     output:
         table="results/split/{dataset}/split.tsv",
         parts=split_outputs(FOLDS),
+        store=directory("results/split/{dataset}/store"),
     log:
         "logs/split/{dataset}.log",
     benchmark:

@@ -22,6 +22,7 @@ def main(smk) -> None:
             slab_gap=settings["slab_gap"],
             pointing_tolerance=settings["pointing_tolerance"],
             dataset=smk.wildcards.dataset,
+            store_dir=smk.output.store,
         )
 
 

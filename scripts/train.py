@@ -19,6 +19,7 @@ def main(smk) -> None:
                 dataset=smk.params.data,
                 fold=int(smk.wildcards.fold),
                 folds=smk.params.folds,
+                store=smk.input.store,
                 normalization=dict(smk.params.normalization),
                 device=smk.params.device,
                 threads=smk.threads,

@@ -244,3 +244,24 @@ def test_a_single_holdout_is_fold_one(tmp_path):
     assert (flat["fold"] == 1).all()
     pd.testing.assert_frame_equal(flat, folded)
     assert read_split_table(tmp_path / "one.tsv")["fold"].eq(1).all()
+
+
+def test_the_split_writes_each_pair_once_into_the_training_store(tmp_path):
+    """Every fold's part reads its pairs from the dataset's one store: the same pixels as its PNGs."""
+    from scisr.prepare.store import open_part
+
+    norm = _dataset(tmp_path)
+    table = split_dataset(tmp_path / "index.tsv", norm, fold_parts(tmp_path / "split", 3), tmp_path / "split.tsv",
+                          scale=4, fractions=FRACTIONS, seed=0, tile_size=32, store_dir=tmp_path / "store", **DEGRADE)
+    pieces = table.loc[table["fold"] == 1, "id"]
+    index = (tmp_path / "store" / "index.json").read_text()
+    assert all(index.count(f'"{p}.png"') == 1 for p in pieces)  # once each, whatever the folds
+    for fold in (1, 2, 3):
+        for part in ("train", "val", "test"):
+            folder = tmp_path / "split" / f"fold{fold}" / part
+            store = open_part(folder, tmp_path / "store")
+            assert sorted(store.names) == sorted(p.name for p in (folder / "HR").glob("*.png"))
+            for i, name in enumerate(store.names):
+                lr, hr = store.image(i)
+                assert np.array_equal(hr, read_png16(folder / "HR" / name))
+                assert np.array_equal(lr, read_png16(folder / "LR" / name))

@@ -73,18 +73,25 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:
-    """Quantize [0,1] floats to uint16 (values outside are clipped)."""
+    """Quantize [0,1] floats to uint16 (values outside are clipped); uint16 input is returned as it is."""
+    if getattr(image, "dtype", None) == np.uint16:
+        return image
     image = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
     return np.round(image * PNG_MAX).astype(np.uint16)
 
 
 def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a 2-D image with values in [0,1] as a 16-bit grayscale PNG."""
+    """Write a 2-D image with values in [0,1] (or uint16 pixels, as they are) as a 16-bit grayscale PNG."""
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got shape {image.shape}")
     with atomic_path(path) as tmp:
         Image.fromarray(to_uint16(image)).save(tmp, format="PNG")
+
+
+def as_png16(image: np.ndarray) -> np.ndarray:
+    """What `write_png16` then `read_png16` would give back for `image`: float32 in [0,1], quantized to 16 bits."""
+    return to_uint16(image).astype(np.float32) / PNG_MAX
 
 
 def read_png16(path: str | os.PathLike) -> np.ndarray:

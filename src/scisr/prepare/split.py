@@ -43,9 +43,10 @@ import tifffile
 
 from scisr.checks import split_problems
 from scisr.index import read_index
-from scisr.io.files import atomic_path, link_or_copy, read_tiff, remove_stale, write_png16
+from scisr.io.files import atomic_path, link_or_copy, read_tiff, remove_stale, to_uint16, write_png16
 from scisr.prepare.degrade import degrade
 from scisr.prepare.grouping import Piece, build_units, cut_slabs, largest_volume, tile_grid
+from scisr.prepare.store import StoreWriter
 
 __all__ = [
     "SPLITS", "SPLIT_COLUMNS", "Piece", "assign_folds", "assign_units", "read_split_table", "split_dataset", "tile_grid",
@@ -232,9 +233,11 @@ def split_dataset(
     slab_gap: int,
     pointing_tolerance: float,
     dataset: str = "",
+    store_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Split normalized images by subject group into the `part_dirs`; write HR/LR 16-bit PNGs into each part's
-    `pair_dirs`, and split.tsv.
+    `pair_dirs`, and split.tsv; with `store_dir`, also every pair once into a training store there
+    (scisr.train.data.StoreWriter: the same 16-bit pixels, read a patch at a time by training).
 
     `part_dirs` is {fold: {train, val, test: folder}} for folds 1..k (k > 1: cross-validation, module doc), or
     {train, val, test: folder} for a single holdout (fold 1). `slab_gap` (slice positions between slabs) and
@@ -291,28 +294,39 @@ def split_dataset(
     written = {folder: set() for pair in folders.values() for folder in pair}
     records = []
     pieces = sorted((p for unit in units.values() for p in unit), key=lambda p: (p.image_id, p.id))
-    cache_id, cache = None, None
-    for piece in pieces:
-        if piece.image_id != cache_id:
-            cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
-        hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
-        options = dict(degradation_options or {})
-        lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece_keys[piece.id]), **options)
-        name = f"{piece.id}.png"
-        first: tuple[Path, Path] | None = None
-        for fold in folds:
-            split = assignment[fold][piece.unit]
-            hr_dir, lr_dir = folders[(fold, split)]
-            if first is None:  # degraded once; every other fold's copy is a link to the same bytes
-                write_png16(hr_dir / name, hr)
-                write_png16(lr_dir / name, lr)
-                first = (hr_dir / name, lr_dir / name)
-            else:
-                link_or_copy(first[0], hr_dir / name)
-                link_or_copy(first[1], lr_dir / name)
-            written[hr_dir].add(name)
-            written[lr_dir].add(name)
-            records.append({**asdict(piece), "fold": fold, "split": split, "reason": ""})
+    store = StoreWriter(store_dir) if store_dir is not None else None
+    try:
+        cache_id, cache = None, None
+        for piece in pieces:
+            if piece.image_id != cache_id:
+                cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
+            hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
+            options = dict(degradation_options or {})
+            lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece_keys[piece.id]), **options)
+            hr, lr = to_uint16(hr), to_uint16(lr)  # the PNGs' pixels, and the store's
+            name = f"{piece.id}.png"
+            if store is not None:
+                store.add(name, hr, lr)
+            first: tuple[Path, Path] | None = None
+            for fold in folds:
+                split = assignment[fold][piece.unit]
+                hr_dir, lr_dir = folders[(fold, split)]
+                if first is None:  # degraded once; every other fold's copy is a link to the same bytes
+                    write_png16(hr_dir / name, hr)
+                    write_png16(lr_dir / name, lr)
+                    first = (hr_dir / name, lr_dir / name)
+                else:
+                    link_or_copy(first[0], hr_dir / name)
+                    link_or_copy(first[1], lr_dir / name)
+                written[hr_dir].add(name)
+                written[lr_dir].add(name)
+                records.append({**asdict(piece), "fold": fold, "split": split, "reason": ""})
+    except BaseException:
+        if store is not None:
+            store.abort()
+        raise
+    if store is not None:
+        store.close(scale)
     for folder, keep in written.items():
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder, "*.png", keep)

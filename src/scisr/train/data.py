@@ -1,55 +1,67 @@
-"""Paired HR/LR images held in memory, and seeded random patch batches with dihedral augmentation."""
+"""Training pairs and seeded random patch batches with dihedral augmentation.
+
+Training reads its pairs from a `scisr.prepare.store.PairStore` (a patch at a time, so memory does not grow
+with the data). `PairedImages` (`load_pairs`) holds a part's pairs in memory instead, for small sets and
+benchmarks; both give float32 arrays in the same order and with the same values, so the same seed samples
+bit-identical batches from either (tests/test_train_data.py).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from scisr.io.files import read_png16
-from scisr.prepare.split import pair_dirs
+from scisr.prepare.store import PairStore, check_shapes, content_key, pair_paths, read_u16, to_float
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PairedImages:
-    """HR and LR images of one split folder, as float32 (1, H, W) tensors in [0, 1]."""
+    """HR and LR images of one split folder held in memory, as float32 (H, W) arrays in [0, 1]."""
 
     names: list[str]
-    hr: list[torch.Tensor]
-    lr: list[torch.Tensor]
+    hr: list[np.ndarray]
+    lr: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lr_shape(self, i: int) -> tuple[int, int]:
+        return tuple(self.lr[i].shape)
+
+    def hr_shape(self, i: int) -> tuple[int, int]:
+        return tuple(self.hr[i].shape)
+
+    def image(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pair i as (LR, HR)."""
+        return self.lr[i], self.hr[i]
+
+    def patch(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        """The LR patch of `size` px at (y, x) of pair i and its HR partner."""
+        return (self.lr[i][y : y + size, x : x + size],
+                self.hr[i][y * scale : (y + size) * scale, x * scale : (x + size) * scale])
 
 
 def load_pairs(folder: str | os.PathLike, scale: int) -> PairedImages:
-    """Read the HR PNGs of split part `folder` and their LR partners, checking that LR is exactly HR / scale.
+    """Read the HR PNGs of split part `folder` and their LR partners into memory, checking LR is exactly HR / scale.
 
     Pairs are held in the order of their pixels' sha256, not of their file names: names are keyed
     pseudonyms (another installation's secret renames them), and the patch sampler draws images by
     position, so ordering by name would make the same data and seed train differently elsewhere.
     """
-    hr_dir, lr_dir = pair_dirs(folder)
-    hr_paths = sorted(hr_dir.glob("*.png"))
-    if not hr_paths:
-        raise FileNotFoundError(f"{hr_dir}: no PNG images")
-    names, hr, lr = [], [], []
-    for hr_path in hr_paths:
-        lr_path = lr_dir / hr_path.name
-        if not lr_path.is_file():
-            raise FileNotFoundError(f"{lr_path}: missing LR partner of {hr_path}")
-        hr_image, lr_image = read_png16(hr_path), read_png16(lr_path)
-        expected = (hr_image.shape[0] // scale, hr_image.shape[1] // scale)
-        if hr_image.shape[0] % scale or hr_image.shape[1] % scale or lr_image.shape != expected:
-            raise ValueError(
-                f"{lr_path}: LR shape {lr_image.shape} is not HR shape {hr_image.shape} / scale {scale}"
-            )
+    names, hr, lr, keys = [], [], [], []
+    for hr_path, lr_path in pair_paths(folder, scale):
+        hr_u16, lr_u16 = read_u16(hr_path), read_u16(lr_path)
+        check_shapes(lr_path, hr_u16.shape, lr_u16.shape, scale)
         names.append(hr_path.name)
-        hr.append(torch.from_numpy(hr_image)[None])
-        lr.append(torch.from_numpy(lr_image)[None])
-    keys = [hashlib.sha256(h.numpy().tobytes() + lo.numpy().tobytes()).hexdigest() for h, lo in zip(hr, lr)]
+        keys.append(content_key(hr_u16, lr_u16))
+        hr.append(to_float(hr_u16))
+        lr.append(to_float(lr_u16))
     order = sorted(range(len(names)), key=lambda i: (keys[i], names[i]))
     return PairedImages([names[i] for i in order], [hr[i] for i in order], [lr[i] for i in order])
 
@@ -61,12 +73,12 @@ def dihedral(image: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class PatchSampler:
-    """Random aligned (LR, HR) patch batches drawn from a seeded torch.Generator."""
+    """Random aligned (LR, HR) patch batches drawn from a seeded torch.Generator (from a store or from memory)."""
 
-    def __init__(self, pairs: PairedImages, scale: int, patch_size: int, seed: int) -> None:
+    def __init__(self, pairs: PairedImages | PairStore, scale: int, patch_size: int, seed: int) -> None:
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} must be a multiple of the scale {scale}")
-        smallest = min(min(image.shape[-2:]) for image in pairs.hr)
+        smallest = min(min(pairs.hr_shape(i)) for i in range(len(pairs)))
         if patch_size > smallest:
             log.warning(
                 "patch_size %d is larger than the smallest training image (%d px); using %d",
@@ -82,18 +94,18 @@ class PatchSampler:
         return int(torch.randint(high, (1,), generator=self.generator))
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of LR (B, C, p/s, p/s) and HR (B, C, p, p) patches, augmented identically."""
+        """A batch of LR (B, 1, p/s, p/s) and HR (B, 1, p, p) patches, augmented identically."""
         p_lr = self.patch_size // self.scale
         lr_batch, hr_batch = [], []
         for _ in range(batch_size):
-            i = self._randint(len(self.pairs.hr))
-            lr, hr = self.pairs.lr[i], self.pairs.hr[i]
-            y = self._randint(lr.shape[-2] - p_lr + 1)
-            x = self._randint(lr.shape[-1] - p_lr + 1)
+            i = self._randint(len(self.pairs))
+            height, width = self.pairs.lr_shape(i)
+            y = self._randint(height - p_lr + 1)
+            x = self._randint(width - p_lr + 1)
             k = self._randint(8)
-            s = self.scale
-            lr_batch.append(dihedral(lr[:, y : y + p_lr, x : x + p_lr], k))
-            hr_batch.append(dihedral(hr[:, y * s : (y + p_lr) * s, x * s : (x + p_lr) * s], k))
+            lr, hr = self.pairs.patch(i, y, x, p_lr, self.scale)
+            lr_batch.append(dihedral(torch.from_numpy(np.ascontiguousarray(lr))[None], k))
+            hr_batch.append(dihedral(torch.from_numpy(np.ascontiguousarray(hr))[None], k))
         return torch.stack(lr_batch), torch.stack(hr_batch)
 
     def state(self) -> torch.Tensor:

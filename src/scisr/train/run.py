@@ -49,6 +49,8 @@ class TrainJob:
     name, dataset        the model's name and the name of the dataset it learns from (for the model card)
     fold, folds          which cross-validation fold of that dataset it learns from, of how many (1 of 1: a
                          single holdout; for the model card)
+    store                the dataset's training store from the split phase (scisr.prepare.store; it holds the
+                         pairs of train_dir and val_dir); None writes one for the two parts into checkpoint_dir
     normalization        the normalize settings of that dataset (for the model card)
     device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
     budgets, budget_weights, budget_table   study.budgets (iterations), the snapshot output path of each (same
@@ -76,6 +78,7 @@ class TrainJob:
     init_card: PathLike | None = None
     fold: int = 1
     folds: int = 1
+    store: PathLike | None = None
 
     @classmethod
     def read(cls, path: PathLike) -> TrainJob:
@@ -134,7 +137,7 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
             hashed["init_sha256"] = init.sha256
         trainer = Trainer(job.train_dir, job.val_dir, job.checkpoint_dir, cfg,
                           fingerprint(hashed, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
-                          rank=rank, world_size=world_size, init=init)
+                          rank=rank, world_size=world_size, init=init, store=job.store)
         trainer.try_resume()
         snapshots.start(trainer.progress.iteration)
         trainer.hooks = (snapshots,)

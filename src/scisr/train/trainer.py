@@ -31,7 +31,8 @@ from scisr.metrics import psnr, rmse, ssim
 from scisr.models import build_discriminator
 from scisr.train import losses
 from scisr.train.checkpoint import load_checkpoint, save_checkpoint, settings_hash
-from scisr.train.data import PatchSampler, load_pairs
+from scisr.prepare.store import open_part, open_store
+from scisr.train.data import PatchSampler
 from scisr.train.ema import EMA
 from scisr.train.progress import Progress
 from scisr.train.settings import Settings, StageSettings
@@ -76,7 +77,7 @@ class Trainer:
     def __init__(self, train_dir: str | Path, val_dir: str | Path, checkpoint_dir: str | Path, cfg: Settings,
                  fingerprint: str, device: torch.device, name: str,
                  perceptual: losses.PerceptualLoss | None = None, *, rank: int = 0, world_size: int = 1,
-                 fast: bool = True, init: InitWeights | None = None) -> None:
+                 fast: bool = True, init: InitWeights | None = None, store: str | Path | None = None) -> None:
         if cfg.uses_perceptual and perceptual is None:
             raise ValueError("training settings ask for a perceptual loss: pass perceptual_loss(cfg)")
         if world_size != cfg.gpus or not 0 <= rank < world_size:
@@ -88,9 +89,15 @@ class Trainer:
         self.name = name
         self.fingerprint = fingerprint
         self.checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        self.train = load_pairs(train_dir, cfg.scale)
-        self.val = load_pairs(val_dir, cfg.scale)
-        self.data_channels = channels = self.train.hr[0].shape[0]
+        # the pairs in a uint16 store read a patch at a time (scisr.prepare.store): memory does not grow with the
+        # data. The split phase's store of the dataset, or one written once into the checkpoint folder.
+        if store is not None:
+            self.train, self.val = open_part(train_dir, store), open_part(val_dir, store)
+        else:
+            stores = Path(checkpoint_dir) / "store"
+            self.train = open_store(train_dir, cfg.scale, stores / "train")
+            self.val = open_store(val_dir, cfg.scale, stores / "val")
+        self.data_channels = channels = 1  # the split's 16-bit grayscale pairs
         torch.manual_seed(cfg.seed)
         # from scratch, or from the init model's weights (fine-tuning; a ChannelAdapter for other channels)
         self.generator, self.generator_args = start_generator(cfg, channels, init, name)
@@ -333,10 +340,10 @@ class Trainer:
         model.eval()
         border = self.cfg.scale
         scores = []
-        for lr, hr in zip(self.val.lr, self.val.hr):
-            x = lr[None].to(self.device).contiguous(memory_format=self.memory_format)
+        for i in range(len(self.val)):
+            lr, target = self.val.image(i)
+            x = torch.from_numpy(lr)[None, None].to(self.device).contiguous(memory_format=self.memory_format)
             sr = model(x).clamp_(0.0, 1.0)[0, 0].float().cpu().numpy()
-            target = hr[0].numpy()
             scores.append([metric(sr, target, crop_border=border) for metric in (rmse, psnr, ssim)])
         model.train(was_training)
         means = np.mean(np.asarray(scores, dtype=np.float64), axis=0)
