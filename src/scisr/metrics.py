@@ -71,6 +71,23 @@ def ssim(img: np.ndarray, img2: np.ndarray, *, crop_border: int, data_range: flo
     )
 
 
+def score_images(pairs, *, border: int) -> pd.DataFrame:
+    """The score table of (image_id, prediction, HR) triples: image_id, rmse, psnr, ssim, sorted by image_id."""
+    records = []
+    for image_id, pred, hr in pairs:
+        if pred.shape != hr.shape:
+            raise ValueError(f"{image_id}: prediction shape {pred.shape} differs from HR {hr.shape}")
+        records.append({"image_id": image_id, "rmse": rmse(pred, hr, crop_border=border),
+                        "psnr": psnr(pred, hr, crop_border=border), "ssim": ssim(pred, hr, crop_border=border)})
+    return pd.DataFrame(records, columns=SCORE_COLUMNS).sort_values("image_id", ignore_index=True)
+
+
+def write_scores(table: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
+    """Write a score table (the score phase's file: image_id, rmse, psnr, ssim) atomically."""
+    with atomic_path(out_tsv) as tmp:
+        table[SCORE_COLUMNS].to_csv(tmp, sep="\t", index=False)
+
+
 def score_folder(
     pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, out_tsv: str | os.PathLike, *, border: int
 ) -> pd.DataFrame:
@@ -83,20 +100,10 @@ def score_folder(
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise FileNotFoundError(f"{pred_dir}: missing predictions for {len(missing)} HR image(s): {shown}")
-    records = []
-    for hr_path in hr_paths:
-        hr, pred = read_png16(hr_path), read_png16(pred_dir / hr_path.name)
-        if pred.shape != hr.shape:
-            raise ValueError(f"{pred_dir / hr_path.name}: shape {pred.shape} differs from HR {hr.shape}")
-        records.append(
-            {
-                "image_id": hr_path.stem,
-                "rmse": rmse(pred, hr, crop_border=border),
-                "psnr": psnr(pred, hr, crop_border=border),
-                "ssim": ssim(pred, hr, crop_border=border),
-            }
-        )
-    table = pd.DataFrame(records, columns=SCORE_COLUMNS).sort_values("image_id", ignore_index=True)
-    with atomic_path(out_tsv) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    try:
+        table = score_images(((p.stem, read_png16(pred_dir / p.name), read_png16(p)) for p in hr_paths),
+                             border=border)
+    except ValueError as error:
+        raise ValueError(f"{pred_dir}: {error}") from None
+    write_scores(table, out_tsv)
     return table
