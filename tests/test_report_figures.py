@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from scisr.report import figures
+from scisr.report import answer_figures, figures
 
 PNG = b"\x89PNG"
 NAN = math.nan
@@ -49,7 +49,7 @@ def _no_open_figures():
 @pytest.mark.parametrize("metric", ["rmse", "psnr", "ssim"])
 def test_forest_figure_writes_a_png(tmp_path, metric):
     path = tmp_path / "forest.png"
-    figures.forest_figure(_forest_rows(4), path, metric=metric, palette=PALETTE, datasets=["mri", "ct"])
+    answer_figures.forest_figure(_forest_rows(4), path, metric=metric, palette=PALETTE, datasets=["mri", "ct"])
     width, height = _png_size(path)
     assert width > 500 and height > 200
 
@@ -57,8 +57,8 @@ def test_forest_figure_writes_a_png(tmp_path, metric):
 def test_forest_figure_grows_with_the_number_of_rows(tmp_path):
     one, six = tmp_path / "one.png", tmp_path / "six.png"
     rows = _forest_rows(6).assign(dataset="mri")  # one group, so only the comparison count differs
-    figures.forest_figure(rows.iloc[:1], one, metric="rmse", palette=PALETTE, datasets=["mri"])
-    figures.forest_figure(rows, six, metric="rmse", palette=PALETTE, datasets=["mri"])
+    answer_figures.forest_figure(rows.iloc[:1], one, metric="rmse", palette=PALETTE, datasets=["mri"])
+    answer_figures.forest_figure(rows, six, metric="rmse", palette=PALETTE, datasets=["mri"])
     (_, h1), (_, h6) = _png_size(one), _png_size(six)
     assert h6 >= 1.5 * h1
 
@@ -70,20 +70,20 @@ def test_forest_figure_draws_nan_cis_missing_counts_and_unlisted_datasets(tmp_pa
     rows.loc[2, ["n_subjects", "n_improved"]] = NAN
     rows = pd.concat([rows, _forest_rows(1).assign(dataset="photos")], ignore_index=True)
     path = tmp_path / "forest.png"
-    figures.forest_figure(rows, path, metric="rmse", palette={}, datasets=["ct"])
+    answer_figures.forest_figure(rows, path, metric="rmse", palette={}, datasets=["ct"])
     _png_size(path)
 
 
 def test_forest_figure_on_no_rows_says_so(tmp_path):
     path = tmp_path / "forest.png"
-    figures.forest_figure(_forest_rows(2).iloc[:0], path, metric="psnr", palette=PALETTE, datasets=["mri"])
+    answer_figures.forest_figure(_forest_rows(2).iloc[:0], path, metric="psnr", palette=PALETTE, datasets=["mri"])
     width, height = _png_size(path)
     assert width > height
 
 
 def test_forest_figure_rejects_an_unknown_metric(tmp_path):
     with pytest.raises(KeyError):
-        figures.forest_figure(_forest_rows(2), tmp_path / "forest.png", metric="mae", palette=PALETTE,
+        answer_figures.forest_figure(_forest_rows(2), tmp_path / "forest.png", metric="mae", palette=PALETTE,
                               datasets=["mri"])
 
 
@@ -102,9 +102,9 @@ def test_paired_subjects_figure_writes_a_png_per_dataset_panel(tmp_path):
     two, five = tmp_path / "two.png", tmp_path / "five.png"
     data = _per_subject({"mri": (["mri_ft", "generic", "mri_scratch"], 6), "ct": (["generic", "ct_ft"], 3),
                          "a": (["generic"], 2), "b": (["generic", "bicubic"], 4), "c": (["generic", "mri_ft"], 5)})
-    figures.paired_subjects_figure(data[data["dataset"].isin(["mri", "ct"])], two, metric="rmse",
+    answer_figures.paired_subjects_figure(data[data["dataset"].isin(["mri", "ct"])], two, metric="rmse",
                                    reference="generic", palette=PALETTE, datasets=["mri", "ct", "unused"])
-    figures.paired_subjects_figure(data, five, metric="rmse", reference="generic", palette=PALETTE,
+    answer_figures.paired_subjects_figure(data, five, metric="rmse", reference="generic", palette=PALETTE,
                                    datasets=["mri", "ct", "a", "b", "c"])
     (w2, h2), (w5, h5) = _png_size(two), _png_size(five)
     assert w5 > 1.5 * w2  # four panels in the first row against two
@@ -116,7 +116,7 @@ def test_paired_subjects_figure_handles_missing_values_and_a_missing_reference(t
     data.loc[0, "value"] = NAN
     data = data.drop(index=3)  # one subject lacks a model
     path = tmp_path / "paired.png"
-    figures.paired_subjects_figure(data, path, metric="psnr", reference="generic", palette=PALETTE,
+    answer_figures.paired_subjects_figure(data, path, metric="psnr", reference="generic", palette=PALETTE,
                                    datasets=["mri"])
     _png_size(path)
 
@@ -124,7 +124,7 @@ def test_paired_subjects_figure_handles_missing_values_and_a_missing_reference(t
 def test_paired_subjects_figure_on_no_rows_says_so(tmp_path):
     path = tmp_path / "paired.png"
     empty = pd.DataFrame(columns=["dataset", "subject_id", "model", "value"])
-    figures.paired_subjects_figure(empty, path, metric="ssim", reference="generic", palette=PALETTE,
+    answer_figures.paired_subjects_figure(empty, path, metric="ssim", reference="generic", palette=PALETTE,
                                    datasets=["mri"])
     _png_size(path)
 
@@ -150,9 +150,9 @@ def _budget_diffs() -> pd.DataFrame:
 @pytest.mark.parametrize("metric", ["rmse", "psnr"])
 def test_budget_figure_two_models_three_budgets_with_nan_cis(tmp_path, metric, monkeypatch):
     saved = []
-    monkeypatch.setattr(figures, "save_figure", lambda fig, path: saved.append(fig) or fig.savefig(path))
+    monkeypatch.setattr(answer_figures, "save_figure", lambda fig, path: saved.append(fig) or fig.savefig(path))
     path = tmp_path / "budget.png"
-    figures.budget_figure(_budget_diffs(), path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"],
+    answer_figures.budget_figure(_budget_diffs(), path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"],
                           palette=PALETTE, metric=metric,
                           statement="mri: crossover at 1000 iterations. " * 8)  # long enough to wrap
     assert path.read_bytes()[:4] == PNG
@@ -177,7 +177,7 @@ def test_budget_figure_two_models_three_budgets_with_nan_cis(tmp_path, metric, m
 def test_budget_figure_on_an_empty_selection_says_so(tmp_path):
     for diffs, dataset in ((_budget_diffs(), "photos"), (pd.DataFrame(), "mri")):
         path = tmp_path / f"budget_{dataset}.png"
-        figures.budget_figure(diffs, path, dataset=dataset, models=["generic", "mri_ft"], palette=PALETTE,
+        answer_figures.budget_figure(diffs, path, dataset=dataset, models=["generic", "mri_ft"], palette=PALETTE,
                               statement="")
         _png_size(path)
 
@@ -186,6 +186,6 @@ def test_budget_figure_skips_the_reference_and_unknown_models(tmp_path):
     path = tmp_path / "budget.png"
     diffs = _budget_diffs()
     diffs = diffs[diffs["model"] == "mri_scratch"]
-    figures.budget_figure(diffs, path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"], palette={},
+    answer_figures.budget_figure(diffs, path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"], palette={},
                           statement="one model only")
     _png_size(path)

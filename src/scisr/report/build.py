@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from scisr.io.files import atomic_path, write_text_atomic
-from scisr.report import budget, costs, field, figures, html, meaning, panels, sections, stats, tables, text
+from scisr.report import answer_figures, budget, costs, field, figures, html, meaning, panels, sections, stats, tables, text
 
 PathLike = str | os.PathLike
 HISTORY_COLUMNS = ("iteration", "stage", "val_rmse", "val_psnr")
@@ -75,7 +75,7 @@ def _budget_part(inputs: Mapping, outputs: Mapping[str, PathLike], long: pd.Data
         path = outputs.get(f"budget_{dataset}")
         if path is None:
             continue
-        figures.budget_figure(diffs, path, dataset=dataset, models=[m for m in models if m in own], palette=palette,
+        answer_figures.budget_figure(diffs, path, dataset=dataset, models=[m for m in models if m in own], palette=palette,
                               statement=" ".join(lines), metric=metric)
         shown.append((f"Budget: {dataset}", f"{dataset} test set: the paired difference of {text.metric_name(metric)} "
                       f"between each domain model and the {generic} model at the same training budget (mean over "
@@ -139,21 +139,21 @@ def build_report(inputs: Mapping, outputs: Mapping[str, PathLike], settings: Map
 
     train_cost = costs.training_costs(cards, inputs.get("train_benchmarks")) if inputs.get("train_benchmarks") \
         else None
-    answer_figures = []
+    answer_shown = []
     if outputs.get("forest"):
-        figures.forest_figure(primary, outputs["forest"], metric=metric, palette=palette, datasets=datasets)
-        answer_figures.append(("Primary comparisons", f"Each primary comparison: mean over subjects of the per-subject "
+        answer_figures.forest_figure(primary, outputs["forest"], metric=metric, palette=palette, datasets=datasets)
+        answer_shown.append(("Primary comparisons", f"Each primary comparison: mean over subjects of the per-subject "
                                f"difference in {text.metric_name(metric)} (model \u2212 {generic}) with its 95% "
                                "bootstrap CI over subjects; right: the verdict (Holm over the primary family) and "
                                "the subjects on which the model was better.", Path(outputs["forest"])))
     if outputs.get("paired"):
-        figures.paired_subjects_figure(_per_subject(long, subjects, primary, metric, generic), outputs["paired"],
+        answer_figures.paired_subjects_figure(_per_subject(long, subjects, primary, metric, generic), outputs["paired"],
                                        metric=metric, reference=generic, palette=palette, datasets=datasets)
-        answer_figures.append(("Per subject", f"Each line is one test subject: its mean {text.metric_name(metric)} "
+        answer_shown.append(("Per subject", f"Each line is one test subject: its mean {text.metric_name(metric)} "
                                f"under the {generic} model and under each model of the primary comparisons, so "
                                "every pairing the statistics use is visible.", Path(outputs["paired"])))
     answer = sections.answer_section(primary, datasets, metric=metric, costs=train_cost, imported=imported,
-                                     figures=[(h, c, p.read_bytes()) for h, c, p in answer_figures])
+                                     figures=[(h, c, p.read_bytes()) for h, c, p in answer_shown])
     counts = {d: int(rows["n_subjects"].max()) for d, rows in primary.groupby("dataset", sort=False)}
     family = int(primary["family_size"].iloc[0]) if not primary.empty else 1
     plan = sections.plan_section(
