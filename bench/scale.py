@@ -1,0 +1,245 @@
+"""How cost grows with the collection: the data phases and training's data loading on synthetic collections.
+
+Collections, written once into --workdir and reused:
+- MRI: synthetic MR DICOM series, one subject = one axial series of 100 slices (Explicit VR Little Endian,
+  12 bits stored in 16, MONOCHROME2, PatientID, Study/Series/SOP instance UIDs, ImagePositionPatient,
+  ImageOrientationPatient, PixelSpacing, SliceThickness, RescaleSlope/Intercept, ImageType ORIGINAL), a smooth
+  head-like phantom with noise; `--sizes` slices in all, `--slice` pixels square (256 or 512).
+- Photos: `--photos` DIV2K-sized grey 16-bit PNGs of 2040 x 1400 (DIV2K's HR training set has 800 of about
+  that size), smooth random texture.
+Each phase runs in a fresh subprocess (its peak RSS is its own: os.wait4's ru_maxrss), through the library
+entry points the workflow's rules call: download (`scisr.sources.fetch`, kind local: copy + MANIFEST),
+extract, normalize, split (a single holdout, with the training store), and training's data loading
+(`scisr.prepare.store.open_part` + `PatchSampler`: 96-px HR patches, batch 16, for --seconds). For the photos,
+`train` runs `scisr.train.train` for a few iterations of a small SRResNet on the 2040 x 1400 pairs without a
+split store (the run writes its own store first), to show training's peak RSS against the in-memory loading it
+replaced (every pair as float32: 12 bytes per HR pixel with its LR).
+
+Printed: per collection and phase, wall seconds, seconds per 1000 slices, peak RSS (MiB); patches per second
+(one process, `torch.set_num_threads(1)`: per core). Usage:
+  PYTHONPATH=src python bench/scale.py [--sizes 1000 10000] [--slice 256] [--photos 450] [--workdir DIR]
+      [--seconds 10] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SLICES_PER_SUBJECT = 100
+PHASES = ("download", "extract", "normalize", "split", "load")
+
+
+def write_series(folder: Path, subject: int, slices: int, size: int) -> None:
+    """One subject's axial MR series of `slices` slices of size x size, one DICOM file each."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    rng = np.random.default_rng(subject)
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    head = ((yy / 0.42) ** 2 + (xx / 0.36) ** 2 < 1).astype(np.float64)
+    texture = rng.random((size // 8, size // 8)).repeat(8, axis=0).repeat(8, axis=1)
+    for k in range(slices):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID, ds.PatientName = f"SCALE{subject:05d}", f"SCALE^{subject:05d}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.Modality, ds.ImageType, ds.Manufacturer = "MR", ["ORIGINAL", "PRIMARY", "M", "ND"], "SYNTHETIC"
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [-120.0, -120.0, 2.0 * k]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [240.0 / size, 240.0 / size], 2.0
+        ds.RescaleSlope, ds.RescaleIntercept = 1.0, 0.0
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        shade = 0.6 + 0.4 * np.sin(np.pi * (k + 1) / (slices + 1))
+        pixels = 300 + 2500 * head * shade * (0.7 + 0.3 * texture) + rng.normal(0, 30, head.shape)
+        ds.PixelData = np.clip(pixels, 0, 4095).astype(np.uint16).tobytes()
+        ds.save_as(folder / f"IM{k:05d}.dcm", enforce_file_format=True)
+
+
+def write_photos(folder: Path, count: int) -> None:
+    """`count` smooth random grey 16-bit PNGs of 2040 x 1400 (DIV2K's size), split into train and val parts."""
+    import numpy as np
+    from scipy.ndimage import zoom
+
+    from scisr.io.files import write_png16
+    from scisr.prepare.resize import imresize
+
+    for i in range(count):
+        part = "val" if i < 2 else "train"
+        rng = np.random.default_rng(i)
+        hr = np.clip(zoom(rng.random((35, 51)), 40, order=3)[:1400, :2040] + 0.05 * rng.random((1400, 2040)), 0, 1)
+        write_png16(folder / part / "HR" / f"p{i:04d}.png", hr)
+        write_png16(folder / part / "LR" / f"p{i:04d}.png", np.clip(imresize(hr, 0.25), 0, 1))
+
+
+def settings(section: str) -> dict:
+    """A dataset's `section` with the schema's defaults (config/schema.yaml is where they live)."""
+    from snakemake.utils import validate
+
+    config = {"datasets": {"d": {"source": {"kind": "local", "path": "."}, section: {}}},
+              "models": {"m": {"data": "d"}}, "evaluate": ["d"]}
+    validate(config, str(ROOT / "config" / "schema.yaml"))
+    return config["datasets"]["d"][section]
+
+
+def phase(name: str, work: Path, source: Path, seconds: float) -> dict:
+    """Run one phase in this process (the child); return what it reports beside time and memory."""
+    raw, results = work / "raw", work / "results"
+    if name == "download":
+        from scisr.sources import fetch
+
+        shutil.rmtree(raw, ignore_errors=True)
+        fetch({"kind": "local", "path": str(source)}, raw, raw / "MANIFEST.tsv")
+        return {}
+    if name == "extract":
+        from scisr.extract import extract_dataset
+
+        frames = settings("frames")
+        table = extract_dataset(raw, raw / "MANIFEST.tsv", results / "frames", results / "index.tsv",
+                                secret=work / "secret.key", key_map=work / "deid.tsv", dataset="mri",
+                                modalities=["MR"], frames=frames)
+        return {"images": int((table["status"] == "ok").sum())}
+    if name == "normalize":
+        from scisr.prepare.normalize import normalize_dataset
+
+        normalize_dataset(results / "index.tsv", results / "frames", results / "norm", results / "params.tsv",
+                          low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4)
+        return {}
+    if name == "split":
+        from scisr.prepare.split import split_dataset
+
+        split = settings("split") | {"degradation": "kspace"}
+        parts = {part: results / "split" / "fold1" / part for part in ("train", "val", "test")}
+        split_dataset(results / "index.tsv", results / "norm", parts, results / "split.tsv", scale=4, seed=0,
+                      dataset="mri", store_dir=results / "store", **split)
+        return {}
+    if name == "load":
+        import torch
+
+        from scisr.prepare.store import open_part
+        from scisr.train.data import PatchSampler
+
+        torch.set_num_threads(1)
+        sampler = PatchSampler(open_part(results / "split" / "fold1" / "train", results / "store"), 4, 96, seed=0)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            sampler.sample(16)
+            count += 16
+        return {"patches_per_s": count / (time.perf_counter() - start)}
+    if name == "train":
+        from snakemake.utils import validate
+
+        from scisr.train import TrainJob, train
+
+        cfg = {"generator": {"arch": "srresnet", "channels": 16, "blocks": 2}, "batch_size": 16, "patch_size": 96,
+               "pixel": {"iterations": 20, "milestones": []}, "gan": {"iterations": 0}, "val_every": 10**6,
+               "checkpoint_every": 10**6, "ema": 0}
+        validate(cfg, str(ROOT / "config" / "train.schema.yaml"))
+        out = work / "model"
+        train(TrainJob(train_dir=source / "train", val_dir=source / "val", generator=out / "generator.pt",
+                       history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=work / "ckpt",
+                       settings={**cfg, "seed": 0, "scale": 4}, name="scale", dataset="photos",
+                       normalization={}, device="cpu", threads=2))
+        return {}
+    raise ValueError(name)
+
+
+def run_child(name: str, work: Path, source: Path, seconds: float) -> dict:
+    """One phase in a fresh process: wall seconds, peak RSS (MiB) and the phase's own report."""
+    report = work / f".{name}.json"
+    command = [sys.executable, __file__, "--child", name, "--work", str(work), "--source", str(source),
+               "--seconds", str(seconds), "--report", str(report)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    error = proc.stderr.read().decode(errors="replace")[-2000:]
+    if status:
+        raise RuntimeError(f"{name} failed ({status}):\n{error}")
+    return {"seconds": wall, "rss_mib": usage.ru_maxrss / 1024, **json.loads(report.read_text())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--slice", type=int, default=256, choices=(256, 512))
+    parser.add_argument("--photos", type=int, default=450)
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long the data-loading phase samples")
+    parser.add_argument("--keep", action="store_true", help="keep the collections and results")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--report", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        Path(args.report).write_text(json.dumps(phase(args.child, Path(args.work), Path(args.source), args.seconds)))
+        return
+    base = Path(args.workdir or tempfile.mkdtemp(prefix="scisr-scale-"))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"# {os.cpu_count()} CPUs, load average {load}; work in {base}; one process per phase")
+    print(f"{'collection':24} {'phase':10} {'s':>8} {'s/1000 slices':>14} {'peak RSS MiB':>13}  other")
+    first: dict[str, float] = {}
+    for size in args.sizes:
+        source = base / f"mri{size}x{args.slice}"
+        if not (source / ".done").exists():
+            start = time.perf_counter()
+            for subject in range(size // SLICES_PER_SUBJECT):
+                write_series(source / f"s{subject:05d}", subject, SLICES_PER_SUBJECT, args.slice)
+            (source / ".done").touch()
+            print(f"# wrote {size} slices of {args.slice}^2 in {time.perf_counter() - start:.0f} s")
+        work = base / f"run{size}x{args.slice}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        for name in PHASES:
+            row = run_child(name, work, source, args.seconds)
+            # the loading phase samples for a fixed time: its figure is patches per second, not seconds
+            per = row["patches_per_s"] if name == "load" else row["seconds"] / size * 1000
+            first.setdefault(name, per)
+            other = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in row.items() if k not in ("seconds", "rss_mib"))
+            growth = f" ({per / first[name]:.2f}x the first size)" if size != args.sizes[0] else ""
+            shown = f"{'':14}" if name == "load" else f"{per:14.2f}"
+            print(f"{source.name:24} {name:10} {row['seconds']:8.1f} {shown} {row['rss_mib']:13.0f}  "
+                  f"{other}{growth}", flush=True)
+        if not args.keep:
+            shutil.rmtree(work)
+    if args.photos:
+        source = base / f"photos{args.photos}"
+        if not (source / ".done").exists():
+            start = time.perf_counter()
+            write_photos(source, args.photos)
+            (source / ".done").touch()
+            print(f"# wrote {args.photos} photos of 2040x1400 in {time.perf_counter() - start:.0f} s")
+        work = base / "train-photos"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        row = run_child("train", work, source, args.seconds)
+        in_memory = (args.photos - 2) * 2040 * 1400 * 4 * (1 + 1 / 16) / 2**20
+        print(f"{source.name:24} {'train':10} {row['seconds']:8.1f} {'':14} {row['rss_mib']:13.0f}  20 iterations of "
+              f"SRResNet-2x16 incl. writing its store; the pairs in memory as float32 would be {in_memory:.0f} MiB")
+        if not args.keep:
+            shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
