@@ -31,6 +31,7 @@ _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -6
 # astropy pads a short data section with zeros and only warns; SciSR refuses it.
 _FATAL_WARNING = "File may have been truncated"
 _MAX_HEADER_BLOCKS = 1000  # 2880-byte blocks: 36,000 cards, far more than any real header
+_MAX_HDUS = 10_000
 _SUFFIXES = (".gz", ".fz", ".bz2", ".fits", ".fit", ".fts")
 
 
@@ -42,7 +43,7 @@ def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
-                hdu = _first_image(hdul)
+                hdu = _first_image(hdul, path)
                 if hdu is None:
                     raise ReadError(f"{path.name}: no image HDU with 2-D (or more) data")
                 header = hdu.header.copy()  # before .data: astropy rewrites BITPIX/BZERO on scaling
@@ -86,6 +87,38 @@ def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     ]
 
 
+def fits_planes(source: str | os.PathLike, hdu: str | None = None) -> tuple[int, list[np.ndarray]]:
+    """(HDU index, 2-D float32 planes) for `scisr upscale`: `read_fits`'s image HDU, or the named/numbered one."""
+    source = Path(source)
+    if hdu is None:
+        frames = read_fits(source)
+        with fits.open(source) as hdul:
+            index = next(i for i, h in enumerate(hdul)
+                         if h.name == frames[0].meta["hdu"] and int(h.header.get("NAXIS", 0)) >= 2)
+        return index, [f.image for f in frames]
+    try:
+        with fits.open(source, memmap=False) as hdul:
+            key = int(hdu) if hdu.isdigit() else hdu
+            try:
+                index = hdul.index_of(key)
+            except (KeyError, IndexError):
+                names = ", ".join(f"{i}:{h.name}" for i, h in enumerate(hdul))
+                raise ReadError(f"{source.name}: no HDU {hdu!r}; it has {names}") from None
+            item = hdul[index]
+            if item.data is None or item.data.ndim < 2 or not item.is_image:
+                raise ReadError(f"{source.name}: HDU {hdu!r} holds no 2-D (or more) image")
+            data = np.asarray(item.data)
+            blank = item.header.get("BLANK")
+            image = data.astype(np.float64)
+            if blank is not None and data.dtype.kind in "iu":
+                image[data == blank] = np.nan
+    except ReadError:
+        raise
+    except Exception as exc:
+        raise ReadError(f"{source.name}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+    return index, [plane.astype(np.float32) for plane in image.reshape(-1, *image.shape[-2:])]
+
+
 def _check_header(path: Path, header: fits.Header, name: str, max_bytes: int) -> None:
     """BITPIX must be a FITS pixel type; the declared data size must be within `max_bytes`."""
     bitpix = header.get("BITPIX")
@@ -114,6 +147,20 @@ def _check_gzip(path: Path, max_bytes: int) -> None:
     cards = (head[i : i + 80] for i in range(0, len(head) - 79, 80))
     if not any(card.rstrip() == b"END" for card in cards):
         raise ReadError(f"{path.name}: no END card in the first {_MAX_HEADER_BLOCKS} header blocks; not a FITS file or damaged")
+    _check_naxis(path, data if data[:2] != b"\x1f\x8b" else head)
+
+
+def _check_naxis(path: Path, data: bytes) -> None:
+    """Every NAXIS card (at a card boundary) must hold 0..999, as FITS requires: astropy builds a list
+    of NAXIS entries before anything checks it, so NAXIS = 2147483647 would take minutes and gigabytes."""
+    at = data.find(b"NAXIS   =")
+    while at >= 0:
+        if at % 80 == 0:
+            text = data[at + 10 : at + 80].split(b"/")[0].strip()
+            if not (text.isdigit() and int(text) <= 999):
+                value = text.decode("ascii", "replace")[:20]
+                raise ReadError(f"{path.name}: a header declares NAXIS = {value}; FITS allows 0 to 999")
+        at = data.find(b"NAXIS   =", at + 1)
 
 
 def is_fits_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
@@ -121,7 +168,7 @@ def is_fits_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
     try:
         _check_gzip(Path(path), max_bytes)
         with fits.open(path, memmap=False) as hdul:
-            hdu = _first_image(hdul)
+            hdu = _first_image(hdul, path)
             return hdu is not None and _is_quantized(hdu)
     except Exception:
         return False
@@ -136,9 +183,19 @@ def _is_quantized(hdu) -> bool:
     return zquantiz.strip().upper() != "NONE"
 
 
-def _first_image(hdul: fits.HDUList):
-    """The first primary/image/compressed HDU whose header declares >= 2 non-empty axes."""
-    for hdu in hdul:
+def _first_image(hdul: fits.HDUList, path: Path):
+    """The first primary/image/compressed HDU whose header declares >= 2 non-empty axes.
+
+    An HDU that declares a negative axis length is refused before astropy looks for the next HDU: its data
+    size is negative, and astropy would find "the next HDU" at or before this one, forever.
+    """
+    for number, hdu in enumerate(hdul):
+        if number >= _MAX_HDUS:
+            raise ReadError(f"{path.name}: more than {_MAX_HDUS:,} HDUs")
+        naxis = hdu.header.get("NAXIS", 0)
+        lengths = [hdu.header.get(f"NAXIS{i}", 0) for i in range(1, naxis + 1)] if isinstance(naxis, int) else []
+        if not isinstance(naxis, int) or naxis < 0 or any(not isinstance(n, int) or n < 0 for n in lengths):
+            raise ReadError(f"{path.name}: HDU {number} declares axes NAXIS={naxis!r} {lengths}, not lengths")
         if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
             naxis = int(hdu.header.get("NAXIS", 0))
             if naxis >= 2 and all(int(hdu.header.get(f"NAXIS{i}", 0)) > 0 for i in range(1, naxis + 1)):

@@ -8,17 +8,29 @@
 - Without one, a pointing from RA/DEC (or OBJCTRA/OBJCTDEC) keywords: degrees when numeric,
   hours and degrees when sexagesimal text; radius 0.
 - None when the header says neither, or says it in a way astropy cannot parse.
+
+A DSS plate solution (PLTRAH..., AMDX1...) whose numeric keywords are not all finite numbers, or
+that has an AMDXn/AMDYn beyond n = 20, is dropped before wcslib sees it: wcslib's DSS translation
+crashes the process on either (a header with AMDY1 = 'FK4' beside a valid TAN solution, or a DSS
+solution with AMDY70, is enough; astropy 7 / wcslib 8). Every read runs in the reader worker anyway (`scisr.io.isolated`); this keeps such
+files readable, with the footprint of their other keywords.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
 from astropy.io import fits
 
+from scisr.io.limits import stage
+
 _POINTING_KEYS = (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC"), ("RA_OBJ", "DEC_OBJ"))
+_DSS_NUMERIC = ("PLTRAH", "PLTRAM", "PLTRAS", "PLTDECD", "PLTDECM", "PLTDECS", "PLTSCALE", "XPIXELSZ", "YPIXELSZ",
+                "CNPIX1", "CNPIX2", *(f"PPO{i}" for i in range(1, 7)), *(f"AMDX{i}" for i in range(1, 21)),
+                *(f"AMDY{i}" for i in range(1, 21)))
 
 
 def sky_footprint(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float] | None:
@@ -35,7 +47,8 @@ def _from_wcs(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float
     from astropy.wcs import WCS
     from astropy.wcs.utils import pixel_to_skycoord
 
-    wcs = WCS(header)
+    with stage("WCS parsing"):
+        wcs = WCS(_without_bad_dss(header))
     if not wcs.has_celestial:
         return None
     celestial = wcs.celestial
@@ -48,6 +61,21 @@ def _from_wcs(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float
         return None
     radius = float(coords[0].separation(coords[1:]).deg.max())
     return float(ra[0]), float(dec[0]), radius
+
+
+def _without_bad_dss(header: fits.Header) -> fits.Header:
+    """`header`, or a copy without its DSS plate keywords when one of them is not a finite number."""
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    present = [key for key in _DSS_NUMERIC if key in header]
+    beyond = [key for key in header if re.fullmatch(r"AMD[XY]\d+", key) and key not in _DSS_NUMERIC]
+    if not beyond and all(number(header[key]) for key in present) and isinstance(header.get("PLTDECSN", "+"), str):
+        return header
+    header = header.copy()
+    for key in (*present, *beyond, "PLTDECSN"):
+        header.remove(key, ignore_missing=True, remove_all=True)
+    return header
 
 
 def _from_pointing(header: fits.Header) -> tuple[float, float, float] | None:
