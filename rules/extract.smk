@@ -22,6 +22,8 @@ rule extract:
     params:
         modalities=lambda wildcards: get_dataset(wildcards)["modalities"],
         max_bytes=config["extract"]["max_image_bytes"],
+        reader_memory_mb=config["extract"]["reader_memory_mb"],
+        reader_timeout_s=config["extract"]["reader_timeout_s"],
         frames=lambda wildcards: get_dataset(wildcards)["frames"],
         secret=config["deid"]["secret"],
     script:

@@ -3,12 +3,14 @@
 from pathlib import Path
 
 from scisr.extract import extract_dataset
+from scisr.io.isolated import IsolatedReader
 from scisr.logs import log_to
 
 
 def main(smk) -> None:
     manifest = Path(smk.input.manifest)
-    with log_to(smk.log[0]):
+    reader = IsolatedReader(memory_mb=smk.params.reader_memory_mb, timeout_s=smk.params.reader_timeout_s)
+    with log_to(smk.log[0]), reader:
         extract_dataset(
             manifest.parent,
             manifest,
@@ -20,6 +22,7 @@ def main(smk) -> None:
             modalities=list(smk.params.modalities) or None,
             max_bytes=smk.params.max_bytes,
             frames=dict(smk.params.frames),
+            reader=reader,
         )
 
 

@@ -15,38 +15,41 @@ from scisr.io.limits import DEFAULT_MAX_BYTES
 def _info(args: argparse.Namespace) -> int:
     """Print what SciSR reads from each file: frames, size, dtype, value range.
 
-    A bad file gets one line on stderr (never a traceback) and makes the exit status 1.
+    A bad file gets one line on stderr (never a traceback) and makes the exit status 1; files are parsed in a
+    reader worker process, so one that crashes a native decoder is reported like any other bad file.
     """
-    from scisr.io import NotAnImageError, ReadError
-    from scisr.io.readers import read_frames
+    from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, IsolatedReader
 
-    status = 0
-    for path in args.files:
-        try:
-            frames = read_frames(path, max_bytes=args.max_bytes)
-        except NotAnImageError as error:
-            print(f"{path}: not an image: {error}", file=sys.stderr)
-            status = 1
-            continue
-        except ReadError as error:
-            print(f"{path}: cannot read: {error}", file=sys.stderr)
-            status = 1
-            continue
-        except Exception as error:  # a reader bug: still one line, not a traceback
-            print(f"{path}: cannot read: unexpected {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
-            status = 1
-            continue
-        for frame in frames:
-            image = frame.image
-            finite = image[np.isfinite(image)]
-            low, high = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
-            print(
-                f"{path}\tframe {frame.frame}\t{image.shape[0]}x{image.shape[1]}\t"
-                f"{frame.modality or '-'}\t{frame.original_dtype}\t"
-                f"range [{low:g}, {high:g}]\tsubject {frame.subject_id or '-'}"
-                + ("\tlossy" if frame.lossy else "")
-            )
-    return status
+    with IsolatedReader(memory_mb=DEFAULT_MEMORY_MB, timeout_s=DEFAULT_TIMEOUT_S) as reader:
+        return max([_info_file(reader, path, args.max_bytes) for path in args.files], default=0)
+
+
+def _info_file(reader, path: str, max_bytes: int) -> int:
+    """Print one file's frames (0) or one line on stderr saying why it cannot be read (1)."""
+    from scisr.io import NotAnImageError, ReadError
+
+    try:
+        frames = reader.call("scisr.io.readers:read_frames", path, max_bytes=max_bytes)
+    except NotAnImageError as error:
+        print(f"{path}: not an image: {error}", file=sys.stderr)
+        return 1
+    except ReadError as error:
+        print(f"{path}: cannot read: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a reader bug: still one line, not a traceback
+        print(f"{path}: cannot read: unexpected {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    for frame in frames:
+        image = frame.image
+        finite = image[np.isfinite(image)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
+        print(
+            f"{path}\tframe {frame.frame}\t{image.shape[0]}x{image.shape[1]}\t"
+            f"{frame.modality or '-'}\t{frame.original_dtype}\t"
+            f"range [{low:g}, {high:g}]\tsubject {frame.subject_id or '-'}"
+            + ("\tlossy" if frame.lossy else "")
+        )
+    return 0
 
 
 def _score(args: argparse.Namespace) -> int:

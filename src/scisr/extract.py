@@ -1,7 +1,10 @@
 """Extract phase: every manifest file -> float32 TIFF frames in physical units + index.tsv.
 
 Rules (the index records one row per frame, or one per unreadable file with frame -1):
-- a file that cannot be decoded is skipped with the reader's message as the reason;
+- a file that cannot be decoded is skipped with the reader's message as the reason; with a
+  `reader` (`scisr.io.isolated.IsolatedReader`, as the workflow runs it) files are parsed in a
+  worker process, and a file that crashes it (a signal in native code, its memory or time limit)
+  is skipped as "reader crashed" naming the signal and the reader's step;
 - DICOM frames whose Modality is not in `modalities` (when given) are skipped;
 - DICOM frames whose image type the dataset's frame rules (`FrameRules`, config
   `datasets.<name>.frames`) refuse are skipped naming the value: by default only ORIGINAL,
@@ -33,6 +36,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -44,6 +48,7 @@ import pandas as pd
 
 from scisr.deid import Pseudonymizer, load_secret, write_key_map
 from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
+from scisr.io.isolated import IsolatedReader, ReaderCrashed
 from scisr.io.readers import is_lossy, read_frames
 from scisr.index import write_index
 from scisr.io.files import read_tiff, remove_stale, write_tiff
@@ -52,6 +57,8 @@ from scisr.sources.manifest import read_manifest
 log = logging.getLogger("scisr.extract")
 
 MIN_SIZE = 16
+# What the reader worker runs for the phase's two reads of a file (module:function).
+READ_TARGET, PROBE_TARGET = "scisr.io.readers:read_frames", "scisr.io.readers:is_lossy"
 # Lossy copies of one SOP instance must match the kept copy to this PSNR (over its value range).
 LOSSY_PSNR_DB = 30.0
 # Image type values that mark a frame as no anatomical magnitude image (config frames.exclude default).
@@ -132,18 +139,21 @@ def extract_dataset(
     modalities: list[str] | None = None,
     frames: Mapping | FrameRules | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    reader: IsolatedReader | None = None,
 ) -> pd.DataFrame:
     """Write `frames_dir/<image_id>.tif` for every usable frame and `index_path`; return the index.
 
     `secret` is the study's secret file (created when absent, `scisr.deid.load_secret`) or its
     bytes; `key_map` (optional) receives the pseudonym -> original table. `frames` holds the
     frame rules (`FrameRules` or its config block). `max_bytes` caps the decoded pixel bytes one
-    file may declare (config `extract.max_image_bytes`).
+    file may declare (config `extract.max_image_bytes`). `reader` parses the files in its worker
+    process (module doc); without one they are parsed in this process.
     """
     raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
     table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
-    order = sorted(files, key=lambda item: (is_lossy(raw_dir / item[0], max_bytes=max_bytes), item[0]))
+    read = _Reads(reader, max_bytes)
+    order = sorted(files, key=lambda item: (read.is_lossy(raw_dir / item[0]), item[0]))
     wanted = set(modalities) if modalities else None
     rules = frames if isinstance(frames, FrameRules) else FrameRules.from_config(frames)
     ids = Pseudonymizer(secret if isinstance(secret, bytes) else load_secret(secret))
@@ -152,7 +162,7 @@ def extract_dataset(
     seen, rows = _Seen(frames_dir, ids, rules, dataset), []
     with _quiet_readers() as muted:
         for rel, subject_hint in order:
-            for row in _extract_file(raw_dir / rel, rel, subject_hint, wanted, seen, max_bytes):
+            for row in _extract_file(raw_dir / rel, rel, subject_hint, wanted, seen, read):
                 rows.append(row)
     if muted:
         log.info("%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted))
@@ -164,6 +174,8 @@ def extract_dataset(
     remove_stale(frames_dir, "*.tif", {f"{i}.tif" for i in index.loc[index["status"] == "ok", "image_id"]})
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
     log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
+    if reader is not None and reader.started > 1:
+        log.info("the reader worker was replaced %d time(s) after a crash or time limit", reader.started - 1)
     return index
 
 
@@ -182,7 +194,9 @@ def _quiet_readers() -> Iterator[list]:
     """Keep pydicom's and astropy's warnings and log lines (which quote header values, e.g. an
     invalid PatientName) out of the job's log; yield the list that collects them."""
     muted: list = []
-    loggers = [logging.getLogger(name) for name in ("pydicom", "astropy")]
+    # Creating the "astropy" logger before astropy is imported would make it a plain Logger, and astropy's import
+    # then fails ("'Logger' object has no attribute '_set_defaults'"): only existing loggers get the filter.
+    loggers = [logging.getLogger(name) for name in ("pydicom", "astropy") if name == "pydicom" or name in sys.modules]
     drop = _Drop(muted)
     for logger in loggers:
         logger.addFilter(drop)
@@ -214,13 +228,37 @@ def pixel_hash(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _Reads:
+    """The phase's two reads of a file, in `reader`'s worker process when there is one."""
+
+    reader: IsolatedReader | None
+    max_bytes: int
+
+    def is_lossy(self, path: Path) -> bool:
+        if self.reader is None:
+            return is_lossy(path, max_bytes=self.max_bytes)
+        try:
+            return bool(self.reader.call(PROBE_TARGET, path, max_bytes=self.max_bytes))
+        except ReaderCrashed:
+            return False  # as for any unreadable header: reading the file reports it
+
+    def frames(self, path: Path) -> list[Frame]:
+        if self.reader is None:
+            return read_frames(path, max_bytes=self.max_bytes)
+        return self.reader.call(READ_TARGET, path, max_bytes=self.max_bytes)
+
+
 def _extract_file(
-    path: Path, rel: str, subject_hint: str, wanted: set[str] | None, seen: _Seen, max_bytes: int
+    path: Path, rel: str, subject_hint: str, wanted: set[str] | None, seen: _Seen, read: _Reads
 ) -> Iterator[dict]:
     """Yield the index row (plus its reason kind under "kind") for every frame of one file; never raises."""
     source = seen.ids.source(rel)
     try:
-        frames = read_frames(path, max_bytes=max_bytes)
+        frames = read.frames(path)
+    except ReaderCrashed as exc:
+        yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "reader crashed")
+        return
     except NotAnImageError as exc:
         yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "not an image")
         return

@@ -35,7 +35,7 @@ from scisr.io.hashing import file_sha256
 from scisr.io.codestream import Geometry, check_frames
 from scisr.io.dicom_frames import frame_groups, frame_type, slice_position
 from scisr.io.frame import Frame, NotAnImageError, ReadError, luma, native_dtype_name
-from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
+from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge, stage
 
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 # pydicom parses an inflated run of zeros as millions of empty elements (minutes per 100 MB).
@@ -267,7 +267,8 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            array = ds.pixel_array
+            with stage(f"{name} decoding"):
+                array = ds.pixel_array
         except (RuntimeError, NotImplementedError) as exc:
             text = " ".join(str(exc).split())
             package = _DECODER_PACKAGE.get(ts)

@@ -7,6 +7,8 @@
   before any decoder allocates them (the `extract.max_image_bytes` setting).
 - `inflated_size` measures a zlib/deflate/gzip stream's output in bounded memory and stops
   counting past a limit, so a decompression bomb is refused without being inflated.
+- `stage` names the native step a reader is in ("WCS parsing", "DICOM reading"); a worker process
+  (`scisr.io.isolated`) publishes it, so a crash there is reported with the step that crashed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ DEFAULT_MAX_BYTES = 1 << 30
 LIMIT_NAME = "extract.max_image_bytes"
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 _CHUNK = 1 << 20
+# Set by scisr.io.isolated's worker: called with the name of the step being entered ('' when left).
+STAGE_HOOK: list = []
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Mark the block as the reader step `name` for a crash report (no-op outside a reader worker)."""
+    if not STAGE_HOOK:
+        yield
+        return
+    hook = STAGE_HOOK[0]
+    previous = hook(name)
+    try:
+        yield
+    finally:
+        hook(previous)
 
 
 @contextmanager

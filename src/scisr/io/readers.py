@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scisr.io.frame import Frame, ReadError
-from scisr.io.limits import DEFAULT_MAX_BYTES, reader_edge
+from scisr.io.limits import DEFAULT_MAX_BYTES, reader_edge, stage
 
 __all__ = ["is_lossy", "read_frames", "sniff"]
 
@@ -74,8 +74,9 @@ def read_frames(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) 
     `max_bytes` caps the decoded pixel bytes a file may declare (checked before decoding).
     """
     path = Path(path)
-    with reader_edge(path, "cannot be read"):
-        frames = READERS[sniff(path)](path, max_bytes=max_bytes)
+    kind = sniff(path)
+    with reader_edge(path, "cannot be read"), stage(f"{kind.split('-')[0].upper()} reading"):
+        frames = READERS[kind](path, max_bytes=max_bytes)
     if not frames:
         raise ReadError(f"{path.name}: no image frames found")
     return frames
@@ -91,6 +92,7 @@ def is_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
         with reader_edge(path, "header unreadable"):
             kind = sniff(path)
             extra = {} if kind == "raster" else {"max_bytes": max_bytes}
-            return bool(_LOSSY_PROBES[kind](path, **extra))
+            with stage(f"{kind.split('-')[0].upper()} header probe"):
+                return bool(_LOSSY_PROBES[kind](path, **extra))
     except ReadError:
         return False

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from scisr.io.frame import Frame, ReadError
+from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, IsolatedReader
 
 log = logging.getLogger(__name__)
 
@@ -134,24 +135,26 @@ def upscale_paths(inputs: Sequence[str | os.PathLike], options: Options) -> int:
         print(f"scisr upscale: {BF16_NOTE}; DICOM descriptions and FITS HISTORY record it, PNG/TIFF outputs cannot",
               file=sys.stderr)
     files = tqdm(pairs, desc="files", unit="file", file=sys.stderr, disable=not options.progress, ascii=True)
-    for source, target in files:
-        try:
-            written = upscale_file(source, target, model, options)
-            log.info("%s -> %s", source, written)
-        except (ReadError, ModelMismatch, ValueError, OSError) as error:
-            print(f"scisr upscale: {source}: {' '.join(str(error).split())}", file=sys.stderr)
-            failed = True
+    with IsolatedReader(memory_mb=DEFAULT_MEMORY_MB, timeout_s=DEFAULT_TIMEOUT_S) as reader:
+        for source, target in files:
+            try:
+                written = upscale_file(source, target, model, options, reader)
+                log.info("%s -> %s", source, written)
+            except (ReadError, ModelMismatch, ValueError, OSError) as error:
+                print(f"scisr upscale: {source}: {' '.join(str(error).split())}", file=sys.stderr)
+                failed = True
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def upscale_file(source: Path, target: Path, model: LoadedModel, options: Options) -> Path:
-    """Read one file, upscale each frame, write it in its own format; return the path written."""
-    from scisr.io.readers import read_frames, sniff
+def upscale_file(source: Path, target: Path, model: LoadedModel, options: Options, reader: IsolatedReader) -> Path:
+    """Read one file (in `reader`'s worker process), upscale each frame, write it in its own format; return the
+    path written."""
+    from scisr.io.readers import sniff
 
     kind = sniff(source)
     if kind == "fits":
-        return _fits(source, target, model, options)
-    frames = read_frames(source)
+        return _fits(source, target, model, options, reader)
+    frames = reader.call("scisr.io.readers:read_frames", source)
     if kind.startswith("dicom"):
         return _dicom(source, target, frames, model, options)
     return _raster(source, target, frames, model, options)
@@ -200,51 +203,16 @@ def _dicom(source: Path, target: Path, frames: list[Frame], model: LoadedModel, 
     return target
 
 
-def _fits(source: Path, target: Path, model: LoadedModel, options: Options) -> Path:
+def _fits(source: Path, target: Path, model: LoadedModel, options: Options, reader: IsolatedReader) -> Path:
     from scisr.io.fits_writer import write_upscaled_fits
 
-    index, planes = _fits_planes(source, options.hdu)
+    index, planes = reader.call("scisr.io.fits:fits_planes", source, hdu=options.hdu)
     history = [f"model {model.name} ({model.arch}), x{model.scale}", f"out-of-range values: {options.range_mode}"]
     if options.precision == "bf16":
         history.append(BF16_NOTE)
     write_upscaled_fits(source, target, index, _hr_planes(planes, target, model, options, source.name), model.scale,
                         flux=options.flux, history=history)
     return target
-
-
-def _fits_planes(source: Path, hdu: str | None) -> tuple[int, list[np.ndarray]]:
-    """(HDU index, 2-D float32 planes): the reader's first image HDU, or the named/numbered one."""
-    from astropy.io import fits
-
-    from scisr.io.fits import read_fits
-
-    if hdu is None:
-        frames = read_fits(source)
-        with fits.open(source) as hdul:
-            index = next(i for i, h in enumerate(hdul)
-                         if h.name == frames[0].meta["hdu"] and int(h.header.get("NAXIS", 0)) >= 2)
-        return index, [f.image for f in frames]
-    try:
-        with fits.open(source, memmap=False) as hdul:
-            key = int(hdu) if hdu.isdigit() else hdu
-            try:
-                index = hdul.index_of(key)
-            except (KeyError, IndexError):
-                names = ", ".join(f"{i}:{h.name}" for i, h in enumerate(hdul))
-                raise ReadError(f"{source.name}: no HDU {hdu!r}; it has {names}") from None
-            item = hdul[index]
-            if item.data is None or item.data.ndim < 2 or not item.is_image:
-                raise ReadError(f"{source.name}: HDU {hdu!r} holds no 2-D (or more) image")
-            data = np.asarray(item.data)
-            blank = item.header.get("BLANK")
-            image = data.astype(np.float64)
-            if blank is not None and data.dtype.kind in "iu":
-                image[data == blank] = np.nan
-    except ReadError:
-        raise
-    except Exception as exc:
-        raise ReadError(f"{source.name}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
-    return index, [plane.astype(np.float32) for plane in image.reshape(-1, *image.shape[-2:])]
 
 
 def _raster(source: Path, target: Path, frames: list[Frame], model: LoadedModel, options: Options) -> Path:
