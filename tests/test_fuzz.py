@@ -1,7 +1,9 @@
-"""Bounded fuzzing of every reader: only ReadError escapes, no input hangs, nothing allocates past a limit.
+"""Bounded fuzzing of every reader: only ReadError escapes, no input hangs or kills the reader, nothing
+allocates past a limit.
 
-Each reader is fuzzed in a child process (tests/fuzz_readers.py) under RLIMIT_AS, so a native
-decoder abort or runaway allocation fails the test instead of the test run. The duration per
+Each reader is fuzzed in a child process (tests/fuzz_readers.py) that reads every mutant the way the
+extract phase does, in a reader worker process under RLIMIT_AS and a time limit: a native crash, a
+runaway allocation or a hang kills that worker, is counted, and fails the test. The duration per
 reader is SCISR_FUZZ_SECONDS (default 60 when CI=true, else 10); the counts are printed
 (`pytest -s tests/test_fuzz.py`) so they can be reported.
 """
@@ -33,9 +35,11 @@ def test_fuzz_reader(reader: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, f"{reader}: child died ({proc.returncode}) on {list(tmp_path.glob('current.*'))}: {proc.stderr[-2000:]}"
     result = json.loads((tmp_path / "result.json").read_text())
     print(f"\nfuzz {reader}: {result['inputs']} inputs in {SECONDS:g} s from {result['seeds']} seeds, "
-          f"slowest {result['slowest_s']} s, outcomes {result['outcomes']}")
+          f"slowest {result['slowest_s']} s, worker deaths {len(result['deaths'])}, outcomes {result['outcomes']}")
     assert result["inputs"] > 50
     assert not result["escaped"], result["escaped"]
+    assert not result["deaths"], result["deaths"]  # a signal in native code, a limit or a hang
+    assert result["workers"] == 1
     assert result["slowest_s"] < HANG_S
     assert not any("MemoryError" in k for k in result["outcomes"]), result["outcomes"]
     assert result["outcomes"].get("ok", 0) > 0  # the mutator leaves some inputs readable: the readers were exercised
