@@ -6,17 +6,80 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from scisr.io.limits import DEFAULT_MAX_BYTES
 
 
+EXIT_USAGE = 2  # a path of the wrong kind (or a bad command line: argparse's own exit status)
+
+
+class WrongPath(Exception):
+    """A path given on the command line is not the kind the command takes: one line, exit status 2."""
+
+
+def _what(path: Path) -> str:
+    """What a path is, in words, for "expected X, got Y"."""
+    if not path.exists():
+        return "nothing (no such file or folder)"
+    if path.is_dir():
+        return "a folder"
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "a file that looks like a PyTorch checkpoint (zip or pickle)"
+    if path.name == "model.yaml":
+        return "a model card file"
+    return "a file"
+
+
+def _need_file(path: str, what: str) -> None:
+    if not Path(path).is_file():
+        raise WrongPath(f"{path}: expected {what}, got {_what(Path(path))}")
+
+
+def _need_folder(path: str, what: str) -> None:
+    if not Path(path).is_dir():
+        raise WrongPath(f"{path}: expected {what}, got {_what(Path(path))}")
+
+
+def _need_writable_file(path: str) -> None:
+    if Path(path).is_dir():
+        raise WrongPath(f"{path}: expected a file to write, got a folder")
+
+
+def _doors(args: argparse.Namespace) -> None:
+    """Check every path argument's kind before any work (WrongPath names what was expected and what was given)."""
+    if args.command == "info":
+        for path in args.files:
+            _need_file(path, "an image file (DICOM, FITS, PNG, JPEG, TIFF...); for a folder give its files")
+    elif args.command == "score":
+        _need_folder(args.predictions, "a folder of predicted 16-bit PNGs")
+        _need_folder(args.hr, "a folder of HR 16-bit PNGs")
+        _need_writable_file(args.out)
+    elif args.command == "import-weights":
+        for source in args.sources:
+            if Path(source).is_dir():
+                raise WrongPath(f"{source}: expected a packaged model name, a .pth file or .param/.bin files, got a folder")
+        if Path(args.out).is_file():
+            raise WrongPath(f"{args.out}: expected a model folder to write, got a file")
+    elif args.command == "upscale":
+        if Path(args.model).is_file():  # a missing folder is a model error (exit 3), as a folder without a card
+            raise WrongPath(f"{args.model}: expected a model folder (model.yaml + generator.pt), got "
+                            f"{_what(Path(args.model))}; a checkpoint becomes a model folder with `scisr import-weights "
+                            "FILE --out DIR`, and a model.yaml is given by its folder")
+        if Path(args.out).is_file():
+            raise WrongPath(f"{args.out}: expected an output folder, got a file")
+
+
 def _info(args: argparse.Namespace) -> int:
     """Print what SciSR reads from each file: frames, size, dtype, value range.
 
-    A bad file gets one line on stderr (never a traceback) and makes the exit status 1; files are parsed in a
-    reader worker process, so one that crashes a native decoder is reported like any other bad file.
+    A damaged file gets one line on stderr (never a traceback) and makes the exit status 1; a readable file that
+    holds no image (a DICOM SEG or structured report, a FITS file of tables only) makes it 2. Files are parsed in
+    a reader worker process, so one that crashes a native decoder is reported like any other bad file.
     """
     from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, IsolatedReader
 
@@ -31,8 +94,8 @@ def _info_file(reader, path: str, max_bytes: int) -> int:
     try:
         frames = reader.call("scisr.io.readers:read_frames", path, max_bytes=max_bytes)
     except NotAnImageError as error:
-        print(f"{path}: not an image: {error}", file=sys.stderr)
-        return 1
+        print(f"{path}: expected an image file, got a file that holds no image: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except ReadError as error:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
         return 1
@@ -166,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `scisr` command."""
     args = build_parser().parse_args(argv)
+    try:
+        _doors(args)
+    except WrongPath as error:
+        print(f"scisr {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return args.func(args)
 
 

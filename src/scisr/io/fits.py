@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from scisr.io.frame import Frame, ReadError
+from scisr.io.frame import Frame, NotAnImageError, ReadError
 from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge
 from scisr.io.sky import sky_footprint
 
@@ -45,7 +45,8 @@ def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
             with fits.open(path, memmap=False) as hdul:
                 hdu = _first_image(hdul, path)
                 if hdu is None:
-                    raise ReadError(f"{path.name}: no image HDU with 2-D (or more) data")
+                    kinds = ", ".join(f"{type(h).__name__.removesuffix('HDU')} {h.name}" for h in hdul)
+                    raise NotAnImageError(f"{path.name}: no image HDU with 2-D (or more) data (it holds {kinds})")
                 header = hdu.header.copy()  # before .data: astropy rewrites BITPIX/BZERO on scaling
                 _check_header(path, header, hdu.name, max_bytes)
                 data = np.asarray(hdu.data)
