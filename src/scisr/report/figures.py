@@ -83,7 +83,12 @@ def metrics_figure(
         for ax, metric in zip(axes, ("rmse", "psnr", "ssim")):
             common = dict(data=data, x="dataset", y=metric, hue="model", order=list(datasets), hue_order=list(models),
                           palette=palette, ax=ax)
-            sns.stripplot(**common, dodge=True, alpha=0.35, size=3.5, jitter=0.15, legend=False, zorder=1)
+            state = np.random.get_state()  # stripplot jitters with numpy's global generator: seed it, so the
+            np.random.seed(0)  # same scores draw the same figure
+            try:
+                sns.stripplot(**common, dodge=True, alpha=0.35, size=3.5, jitter=0.15, legend=False, zorder=1)
+            finally:
+                np.random.set_state(state)
             sns.pointplot(**common, dodge=0.8 - 0.8 / max(len(models), 1), errorbar="sd", linestyle="none",
                           markers="D", markersize=5, capsize=0.08, err_kws={"linewidth": 1.4}, legend=False)
             ax.set_title(METRIC_LABELS[metric], fontsize=10)
