@@ -34,12 +34,15 @@ class Study:
         shutil.copy2(ROOT / "tests" / "data" / "tiny.yaml", folder / "tiny.yaml")
         write_small_pretrained(folder)  # `pretrained` imported from a small ncnn pair: pretrained.yaml
 
-    def run(self, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
+    def command(self, *args: str, config: dict | None = None) -> list[str]:
         (self.folder / "override.yaml").write_text(yaml.safe_dump(config or {}))
         configs = ["config/config.yaml", "tiny.yaml", "pretrained.yaml", "override.yaml"]
-        cmd = [self.exe, "--cores", "2", "--configfile", *configs, *args]
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-        return subprocess.run(cmd, cwd=self.folder, capture_output=True, text=True, timeout=600, env=env)
+        return [self.exe, "--cores", "2", *args, "--configfile", *configs]  # --configfile takes every word after it
+
+    def run(self, *args: str, config: dict | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        return subprocess.run(self.command(*args, config=config), cwd=self.folder, capture_output=True, text=True,
+                              timeout=600, env=env)
 
     def planned(self, config: dict | None = None) -> dict[str, int]:
         """Jobs per phase that a dry run would execute."""
@@ -138,3 +141,112 @@ def test_editing_a_reader_reruns_extraction_of_every_dataset(study: Study) -> No
         plan = study.planned()
     assert plan["extract"] == 3 and "download" not in plan
 
+
+
+# --- Kill at any point, lose nothing -------------------------------------------------------------------------------
+# Each phase's job is SIGKILLed at its first atomic write, after the temporary file is complete and before it is
+# renamed (tests/killhook/sitecustomize.py), the worst moment for a file; the rerun must finish with outputs equal
+# to the uninterrupted run's and leave no temporary file behind. One job per rule: the target and what it writes.
+KILL_AT = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "killhook"), os.environ.get("PYTHONPATH")])),
+           "SCISR_TEST_KILL_AT_WRITE": "1"}
+KILLS = [
+    ("download", "resources/raw/astro/MANIFEST.tsv", "resources/raw/astro"),
+    ("extract", "results/extract/astro/index.tsv", "results/extract/astro"),
+    ("normalize", "results/normalize/astro/params.tsv", "results/normalize/astro"),
+    ("split", "results/split/astro/split.tsv", "results/split/astro"),
+    ("train", "results/models/astro/fold1/generator.pt", "results/models/astro/fold1"),
+    ("infer", "results/infer/generic/astro/fold1", "results/infer/generic/astro/fold1"),
+    ("score", "results/score/generic/astro/fold1.tsv", "results/score/generic/astro/fold1.tsv"),
+    ("score_budget", "results/budget/score/astro/10/astro/fold1.tsv", "results/budget/score/astro"),
+    ("report", "results/report/summary.tsv", "results/report"),
+]
+# Written anew on every run by design: wall-clock columns and fields, not results.
+CLOCK_COLUMNS = {"seconds", "cumulative_seconds", "wall_seconds", "time", "elapsed_s", "device_hours"}
+
+
+def _content(path: Path) -> object:
+    """What must survive a kill unchanged: bytes, except tensors for .pt files and tables without clock columns."""
+    if path.suffix == ".pt":
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: v.float().numpy().tobytes() for k, v in sorted(state.items())}
+    if path.suffix == ".tsv":
+        import pandas as pd
+
+        table = pd.read_csv(path, sep="\t")
+        return table.drop(columns=[c for c in table.columns if c in CLOCK_COLUMNS]).to_csv()
+    if path.name == "model.yaml":
+        card = yaml.safe_load(path.read_text())
+        return {k: v for k, v in card.items() if k not in CLOCK_COLUMNS}
+    return path.read_bytes()
+
+
+def _snapshot(root: Path) -> dict[str, object]:
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): _content(p) for p in files}
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return [str(p) for top in ("results", "resources") for p in (folder / top).rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize(("rule", "target", "written"), KILLS, ids=[k[0] for k in KILLS])
+def test_a_job_killed_mid_write_reruns_to_the_same_outputs(study: Study, rule: str, target: str, written: str) -> None:
+    if rule == "report":  # its cost tables and figures show the job times that the cases before this one renewed
+        assert study.run(target, "--forcerun", target).returncode == 0
+    before = _snapshot(study.folder / written)
+    killed = study.run(target, "--forcerun", target, env=KILL_AT)
+    assert killed.returncode != 0, f"{rule}: the job was not killed"
+    assert f"rule {rule}:" in killed.stdout + killed.stderr
+    rerun = study.run(target)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = _snapshot(study.folder / written)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"{rule}: differs after the kill and rerun: {changed}"
+    assert not _temporaries(study.folder)
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: Study) -> None:
+    target = "results/models/astro/fold1/generator.pt"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    first = subprocess.Popen(study.command(target, "--forcerun", target), cwd=study.folder, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        locks = study.folder / ".snakemake" / "locks"
+        deadline = time.monotonic() + 60
+        while not any(locks.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = study.run("results/report/summary.tsv", "--forcerun", "results/report/summary.tsv")
+        assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
+    finally:
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    # the kills' reruns gave identical outputs, so the jobs after them need not rerun: mark them up to date
+    assert study.run("--touch").returncode == 0 and study.planned() == {}
+
+
+def test_a_hard_kill_of_the_whole_run_resumes_after_unlock(study: Study) -> None:
+    """SIGKILL of Snakemake and its job (a lost node): the lock stays, the README's unlock + rerun-incomplete
+    finish the work with the same outputs."""
+    target, written = "results/models/astro/fold1/generator.pt", "results/models/astro/fold1"
+    before = _snapshot(study.folder / written)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.Popen(study.command(target, "--forcerun", target), cwd=study.folder, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    incomplete = study.folder / ".snakemake" / "incomplete"  # Snakemake's marks of jobs under way
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None and not any(incomplete.glob("*")):
+        time.sleep(0.02)
+    assert run.poll() is None, "the training job finished before it could be killed"
+    os.killpg(run.pid, 9)  # Snakemake and its job (same session)
+    run.wait()
+    refused = study.run(target)
+    assert refused.returncode != 0 and "cannot be locked" in refused.stdout + refused.stderr
+    assert study.run("--unlock").returncode == 0
+    rerun = study.run(target, "--rerun-incomplete")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = _snapshot(study.folder / written)
+    assert sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n)) == []
+    assert not _temporaries(study.folder)
+    assert study.run("--touch").returncode == 0 and study.planned() == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -26,20 +27,60 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary file is `.<name>.<pid>.<random>.tmp<suffix>`: one left by a process that was killed
+    (SIGKILL, a node lost) is removed by the next write of the same path once that process is gone, so a
+    rerun leaves no partial file behind. A full disk or a file-size limit fails with an OSError that says so;
+    `path` is then untouched (the old file, or none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, FILE_MODE)  # mkstemp makes 0600; results are meant to be shared
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise OSError(exc.errno, f"{path}: the disk is full or a file-size limit was reached while writing it "
+                                     f"({exc.strerror}); nothing was written; free space (or raise the limit) and "
+                                     "rerun") from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove temporary files of `path` left by processes that no longer exist (see `atomic_path`)."""
+    prefix = f".{path.name}."
+    try:
+        names = [entry.name for entry in os.scandir(path.parent) if entry.name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid, _, rest = name[len(prefix):].partition(".")
+        if not (pid.isdigit() and ".tmp" in rest) or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
