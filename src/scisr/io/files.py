@@ -15,6 +15,9 @@ import tifffile
 from PIL import Image
 
 PNG_MAX = 65535
+# zlib level 1 for the study's intermediate frames and pairs: lossless like any level, several times faster to
+# write than the default 6 for slightly larger files (the figures: bench/README.md, "Scale").
+TIFF_ZLIB_LEVEL = PNG_ZLIB_LEVEL = 1
 
 
 def _umask() -> int:
@@ -105,7 +108,7 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray) -> None:
     if image.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got shape {image.shape}")
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, image, compression="zlib")
+        tifffile.imwrite(tmp, image, compression="zlib", compressionargs={"level": TIFF_ZLIB_LEVEL})
 
 
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
@@ -127,7 +130,7 @@ def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
     if image.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D image, got shape {image.shape}")
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint16(image)).save(tmp, format="PNG")
+        Image.fromarray(to_uint16(image)).save(tmp, format="PNG", compress_level=PNG_ZLIB_LEVEL)
 
 
 def as_png16(image: np.ndarray) -> np.ndarray:
