@@ -70,13 +70,14 @@ def _remove_orphans(path: Path) -> None:
         return
     for name in names:
         pid, _, rest = name[len(prefix):].partition(".")
-        if not (pid.isdigit() and ".tmp" in rest) or _alive(int(pid)):
+        if not (pid.isdigit() and ".tmp" in rest) or pid_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             os.unlink(path.parent / name)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine (one we may not signal counts as existing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scisr.io.files import pid_alive
 from scisr.sources.builtin import fetch_builtin
 from scisr.sources.http import fetch_http
 from scisr.sources.kaggle import fetch_kaggle
@@ -113,13 +114,7 @@ def remove_stale_staging(out_dir: Path) -> list[Path]:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftovers from an earlier call in this process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _check_apart(source_dir: Path, out_dir: Path) -> None:
