@@ -202,6 +202,8 @@ def main(reader: str, seconds: float, seed: int, out_dir: Path) -> None:
                 deaths.append(f"{keep.name}: {exc}"[:300])
             except ReadError as exc:
                 outcome = f"ReadError ({getattr(exc, 'cause_name', '') or 'own check'})"
+                if "MemoryError" in outcome:  # what the test forbids: kept for replay
+                    (out_dir / f"memory-{tried}{suffix}").write_bytes(mutant)
             except BaseException as exc:  # what the test forbids: recorded with the input kept
                 outcome = f"ESCAPED {type(exc).__name__}"
                 keep = out_dir / f"escaped-{tried}{suffix}"

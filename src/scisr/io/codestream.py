@@ -5,7 +5,9 @@ damaged stream without complaint more often than not. So for every frame this mo
 the codestream's own header and end marker and refuses the file when they disagree with
 Rows, Columns, SamplesPerPixel and BitsAllocated, or when the stream is cut short:
 - JPEG (10918-1 baseline/extended/lossless) and JPEG-LS: SOI first, a SOF/SOF55 frame header
-  with the same width, height and component count, precision <= BitsAllocated, EOI last;
+  with the same width, height and component count, precision <= BitsAllocated, EOI last; a
+  frame header with 0 lines (height deferred to a DNL marker) is refused, since libjpeg's
+  JPEG-LS decoder loops on it;
 - JPEG 2000 and HTJ2K: SOC + SIZ (raw codestream, or inside a JP2 wrapper) with the same image
   size and component count, component depth <= BitsAllocated, EOC last;
 - RLE: 64-byte header with one segment per sample per byte, first offset 64, offsets
@@ -80,7 +82,9 @@ def _check_jpeg(body: bytes, geo: Geometry) -> None:
         (length,) = struct.unpack(">H", body[pos + 2 : pos + 4])
         if marker in _SOF:
             precision, height, width, comps = struct.unpack(">BHHB", body[pos + 4 : pos + 10])
-            _compare("JPEG", width, height or geo.rows, comps, precision, geo)
+            if height == 0:  # libjpeg's JPEG-LS decoder then searches for a DNL marker without end
+                raise ValueError("JPEG frame header gives 0 lines (height left to a DNL marker); not decoded")
+            _compare("JPEG", width, height, comps, precision, geo)
             return
         if marker == 0xDA or length < 2:
             break

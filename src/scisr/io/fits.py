@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 import zlib
 from pathlib import Path
@@ -32,6 +33,7 @@ _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -6
 _FATAL_WARNING = "File may have been truncated"
 _MAX_HEADER_BLOCKS = 1000  # 2880-byte blocks: 36,000 cards, far more than any real header
 _MAX_HDUS = 10_000
+_NAXIS_KEY = re.compile(rb"Z?NAXIS\d{0,3}")
 _SUFFIXES = (".gz", ".fz", ".bz2", ".fits", ".fit", ".fts")
 
 
@@ -152,16 +154,21 @@ def _check_gzip(path: Path, max_bytes: int) -> None:
 
 
 def _check_naxis(path: Path, data: bytes) -> None:
-    """Every NAXIS card (at a card boundary) must hold 0..999, as FITS requires: astropy builds a list
-    of NAXIS entries before anything checks it, so NAXIS = 2147483647 would take minutes and gigabytes."""
-    at = data.find(b"NAXIS   =")
+    """Every NAXIS card (at a card boundary) must hold 0..999 and every NAXISn / ZNAXISn card a whole number, as
+    FITS requires: astropy uses them before anything checks them, so NAXIS = 2147483647 would build a list for
+    minutes, and NAXIS1 = 'RA---NCP' times NAXIS2 = 2147483647 a 17 GB string."""
+    at = data.find(b"NAXIS")
     while at >= 0:
-        if at % 80 == 0:
-            text = data[at + 10 : at + 80].split(b"/")[0].strip()
-            if not (text.isdigit() and int(text) <= 999):
+        start = at - 1 if at % 80 == 1 and data[at - 1 : at] == b"Z" else at
+        key = data[start : start + 8].rstrip()
+        if start % 80 == 0 and data[start + 8 : start + 10] == b"= " and _NAXIS_KEY.fullmatch(key):
+            text = data[start + 10 : start + 80].split(b"/")[0].strip()
+            bound = 999 if key == b"NAXIS" else None
+            if not (text.isdigit() and (bound is None or int(text) <= bound)):
                 value = text.decode("ascii", "replace")[:20]
-                raise ReadError(f"{path.name}: a header declares NAXIS = {value}; FITS allows 0 to 999")
-        at = data.find(b"NAXIS   =", at + 1)
+                allowed = "0 to 999" if bound else "a whole number of pixels"
+                raise ReadError(f"{path.name}: a header declares {key.decode()} = {value}; FITS allows {allowed}")
+        at = data.find(b"NAXIS", at + 1)
 
 
 def is_fits_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
