@@ -142,8 +142,11 @@ def subjects_needed(family_size: int, alpha: float = ALPHA) -> int:
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = N_BOOT, rng: np.random.Generator,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of `values` (one value per cluster), resampling clusters."""
-    values = np.asarray(values, dtype=np.float64)
+    """Percentile bootstrap CI of the mean of `values` (one value per cluster), resampling clusters.
+
+    The values are sorted first: the interval depends on them, not on the order of the subjects, which follows
+    their pseudonyms and so differs between checkouts with different secrets."""
+    values = np.sort(np.asarray(values, dtype=np.float64))
     n = len(values)
     if n < 2:
         return math.nan, math.nan
