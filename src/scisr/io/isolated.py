@@ -28,7 +28,6 @@ import warnings
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import scisr
 from scisr.io.frame import ReadError
 from scisr.io import limits
 
@@ -94,7 +93,7 @@ class IsolatedReader:
         stage_r, stage_w = os.pipe()
         os.set_blocking(stage_r, False)
         os.set_blocking(stage_w, False)  # a full pipe drops step marks rather than block the worker
-        root = str(Path(scisr.__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the scisr package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         command = [sys.executable, "-m", "scisr.io.isolated", str(requests_r), str(replies_w), str(stage_w),
                    str(self.memory_mb)]
