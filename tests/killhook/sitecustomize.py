@@ -7,14 +7,14 @@ import os
 _AT = int(os.environ.get("SCISR_TEST_KILL_AT_WRITE", "0") or 0)
 
 if _AT > 0:
-    import re
     import signal
 
+    from scisr.io.files import ATOMIC_TEMPORARY
+
     _replace, _count = os.replace, [0]
-    _ATOMIC = re.compile(r"^\..+\.\d+\.[a-z0-9_]{8}\.tmp")  # scisr.io.files.atomic_path's temporary names
 
     def _replace_then_die(src, dst, *args, **kwargs):
-        if _ATOMIC.match(os.path.basename(os.fspath(src))):
+        if ATOMIC_TEMPORARY.match(os.path.basename(os.fspath(src))):
             _count[0] += 1
             if _count[0] >= _AT:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,19 +32,25 @@ FILE_MODE = 0o666 & ~_umask()
 
 
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# `atomic_path`'s temporary names: .<name>.<pid>.<8 characters of mkstemp>.tmp<suffix>
+ATOMIC_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")
+_SWEPT: set[Path] = set()  # folders this process has cleared of dead processes' temporary files
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    The temporary file is `.<name>.<pid>.<random>.tmp<suffix>`: one left by a process that was killed
-    (SIGKILL, a node lost) is removed by the next write of the same path once that process is gone, so a
-    rerun leaves no partial file behind. A full disk or a file-size limit fails with an OSError that says so;
+    The temporary file is `.<name>.<pid>.<random>.tmp<suffix>`: those left in a folder by processes that were
+    killed (SIGKILL, a node lost) are removed by a process's first write into that folder, so a rerun leaves
+    no partial file behind (once per folder and process: a scan per write would make writing n files into
+    one folder cost n^2). A full disk or a file-size limit fails with an OSError that says so;
     `path` is then untouched (the old file, or none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
+    if path.parent not in _SWEPT:
+        _remove_orphans(path.parent)
+        _SWEPT.add(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -61,19 +68,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def _remove_orphans(path: Path) -> None:
-    """Remove temporary files of `path` left by processes that no longer exist (see `atomic_path`)."""
-    prefix = f".{path.name}."
+def _remove_orphans(folder: Path) -> None:
+    """Remove `atomic_path` temporary files in `folder` whose writing process no longer exists."""
     try:
-        names = [entry.name for entry in os.scandir(path.parent) if entry.name.startswith(prefix)]
+        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(".")]
     except OSError:
         return
     for name in names:
-        pid, _, rest = name[len(prefix):].partition(".")
-        if not (pid.isdigit() and ".tmp" in rest) or pid_alive(int(pid)):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(path.parent / name)
+        match = ATOMIC_TEMPORARY.match(name)
+        if match and not pid_alive(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
 
 
 def pid_alive(pid: int) -> bool:
