@@ -41,7 +41,7 @@ def read_fits(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     """Read the first >= 2-D image HDU of a FITS file (plain, .gz or tile-compressed)."""
     path = Path(path)
     with reader_edge(path, "not a readable FITS file"):
-        _check_gzip(path, max_bytes)
+        _check_before_open(path, max_bytes)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
@@ -99,6 +99,7 @@ def fits_planes(source: str | os.PathLike, hdu: str | None = None) -> tuple[int,
             index = next(i for i, h in enumerate(hdul)
                          if h.name == frames[0].meta["hdu"] and int(h.header.get("NAXIS", 0)) >= 2)
         return index, [f.image for f in frames]
+    _check_before_open(source, DEFAULT_MAX_BYTES)  # what read_fits checks before astropy parses a header
     try:
         with fits.open(source, memmap=False) as hdul:
             key = int(hdu) if hdu.isdigit() else hdu
@@ -132,10 +133,10 @@ def _check_header(path: Path, header: fits.Header, name: str, max_bytes: int) ->
     check_declared(path, declared, max_bytes, f"HDU {name} ({' x '.join(map(str, axes))}, BITPIX {bitpix})")
 
 
-def _check_gzip(path: Path, max_bytes: int) -> None:
+def _check_before_open(path: Path, max_bytes: int) -> None:
     """Before astropy reads anything: a gzipped file must not inflate past the limit (plus header
-    room), and the primary header must end (END card) within `_MAX_HEADER_BLOCKS` blocks, since
-    astropy scans any amount of data looking for it."""
+    room), the primary header must end (END card) within `_MAX_HEADER_BLOCKS` blocks, since
+    astropy scans any amount of data looking for it, and the NAXIS cards must be sane (`_check_naxis`)."""
     with open(path, "rb") as fh:
         data = fh.read()
     head = data[: _MAX_HEADER_BLOCKS * 2880]
@@ -174,7 +175,7 @@ def _check_naxis(path: Path, data: bytes) -> None:
 def is_fits_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """True when the first image HDU is a quantized (lossy) tile-compressed float image."""
     try:
-        _check_gzip(Path(path), max_bytes)
+        _check_before_open(Path(path), max_bytes)
         with fits.open(path, memmap=False) as hdul:
             hdu = _first_image(hdul, path)
             return hdu is not None and _is_quantized(hdu)
@@ -204,10 +205,8 @@ def _first_image(hdul: fits.HDUList, path: Path):
         lengths = [hdu.header.get(f"NAXIS{i}", 0) for i in range(1, naxis + 1)] if isinstance(naxis, int) else []
         if not isinstance(naxis, int) or naxis < 0 or any(not isinstance(n, int) or n < 0 for n in lengths):
             raise ReadError(f"{path.name}: HDU {number} declares axes NAXIS={naxis!r} {lengths}, not lengths")
-        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
-            naxis = int(hdu.header.get("NAXIS", 0))
-            if naxis >= 2 and all(int(hdu.header.get(f"NAXIS{i}", 0)) > 0 for i in range(1, naxis + 1)):
-                return hdu
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and naxis >= 2 and all(lengths):
+            return hdu
     return None
 
 
