@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-import scisr.extract as extract
+from scisr import extract
 from scisr.io import ReadError
 from scisr.io.isolated import IsolatedReader, ReaderCrashed
 from scisr.io.readers import read_frames

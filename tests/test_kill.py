@@ -15,7 +15,6 @@ import pydicom
 import pytest
 import tifffile
 from astropy.io import fits
-
 from conftest import ROOT
 from upscale_helpers import model_folder, physical
 
@@ -30,7 +29,7 @@ def _env(**extra: str) -> dict:
 def _upscale(model: Path, out: Path, inputs: list[Path], **env: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "scisr.cli", "upscale", "--quiet", "--model", str(model), "--out", str(out),
                *map(str, inputs)]
-    return subprocess.run(command, env=_env(**env), capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=_env(**env), capture_output=True, text=True, timeout=300, check=False)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -94,7 +93,7 @@ def test_a_full_disk_fails_the_write_clearly_and_leaves_nothing(tmp_path: Path) 
     target is not created, so no rerun can trust a truncated file."""
     code = ("import numpy as np; from scisr.io.files import write_tiff; "
             f"write_tiff({str(tmp_path / 'big.tif')!r}, np.random.default_rng(0).random((512, 512)))")
-    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120,
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120, check=False,
                             preexec_fn=_limit_file_size(64 * 1024))
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -106,7 +105,7 @@ def test_upscale_into_a_full_disk_names_the_file_and_writes_nothing(tmp_path: Pa
     model, files = inputs
     command = [sys.executable, "-m", "scisr.cli", "upscale", "--quiet", "--model", str(model), "--out",
                str(tmp_path / "out"), str(files[0])]
-    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300,
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300, check=False,
                             preexec_fn=_limit_file_size(4096))
     assert result.returncode == 4, result.stderr  # an input that could not be written; one line, no traceback
     assert "a.tif" in result.stderr and "the disk is full or a file-size limit" in result.stderr

@@ -28,8 +28,8 @@ import warnings
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from scisr.io.frame import ReadError
 from scisr.io import limits
+from scisr.io.frame import ReadError
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "IsolatedReader", "ReaderCrashed"]
 

@@ -84,7 +84,7 @@ class PairStore:
             self.entries = [e for e in self.entries if e["name"] in wanted]
             missing = wanted - {e["name"] for e in self.entries}
             if missing:
-                raise FileNotFoundError(f"{self.folder}: no pair {sorted(missing)[0]!r} (of {len(missing)} missing); "
+                raise FileNotFoundError(f"{self.folder}: no pair {min(missing)!r} (of {len(missing)} missing); "
                                         "the store and the split part come from different runs: rerun the split")
         self.names = [e["name"] for e in self.entries]
         self._fds = {kind: os.open(self.folder / f"{kind}.u16", os.O_RDONLY) for kind in ("hr", "lr")}
