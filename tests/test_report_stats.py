@@ -90,6 +90,16 @@ def test_bootstrap_is_seeded() -> None:
     assert "1000 resamples, seed 3" in a["ci"].iloc[0]
 
 
+def test_bootstrap_ci_ignores_subject_order_and_is_the_percentile_interval_of_the_draws() -> None:
+    values = np.random.default_rng(4).normal(-0.002, 0.003, size=9)
+    ci = stats.bootstrap_ci(values, n_boot=2000, rng=np.random.default_rng(5))
+    assert ci == stats.bootstrap_ci(values[::-1], n_boot=2000, rng=np.random.default_rng(5))  # pseudonym order
+    # the same resamples drawn by hand from the same generator: 2.5 and 97.5 percentiles of their means
+    means = np.sort(values)[np.random.default_rng(5).integers(0, 9, size=(2000, 9))].mean(axis=1)
+    assert ci == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), rel=0, abs=1e-15)
+    assert np.isnan(stats.bootstrap_ci(values[:1], rng=np.random.default_rng(5))).all()
+
+
 def test_wilcoxon_exact_minimum_and_fallback() -> None:
     assert stats.wilcoxon_p(np.arange(1, 6))[0] == pytest.approx(0.0625)  # n = 5 can never reach 0.05
     p, test = stats.wilcoxon_p(np.arange(1, 7))
