@@ -7,6 +7,12 @@ HTTP basic auth: ``KAGGLE_USERNAME`` and ``KAGGLE_KEY`` from the environment, el
 ``kaggle.json`` in ``$KAGGLE_CONFIG_DIR`` or ``~/.kaggle``. They are never logged, never
 written anywhere, and never sent to the storage host Kaggle redirects to. The ZIP is kept in
 the cache (resumed after a kill) and unpacked safely; `patterns` picks the members to keep.
+
+Why not `kagglehub` (Kaggle's own client, 1.0.3, checked 2026-12): its host comes from a fixed table
+(kagglesdk's KAGGLE_API_ENVIRONMENT: www/api.kaggle.com, http://localhost, http://localhost:7777),
+so it cannot be pointed at the 127.0.0.1 server on a free port that our tests start, nor at a
+mirror (`base_url`); it unpacks ZIPs with `ZipFile.extractall` (no member, byte or link limits)
+into its own ~/.cache/kagglehub; and it adds kagglesdk and protobuf for one GET with basic auth.
 """
 
 from __future__ import annotations

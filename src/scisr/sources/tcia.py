@@ -15,6 +15,13 @@
    is that folder renamed into place: a finished series is never fetched again, a series cut
    off by a kill resumes its ZIP (HTTP Range) on the next run.
 Files land in the output folder as ``<SeriesInstanceUID>/<file>`` (no patient ID in any path).
+
+Why not `tcia-utils` (NCI's client, 3.3.5, checked 2026-12): its host is fixed to
+``https://{nbia|nlst}.cancerimagingarchive.net`` (any other `api_url` is refused), so tests cannot
+point it at a 127.0.0.1 server; `downloadSeries` logs a failed series and returns None instead of
+raising, does not resume, does not check the MD5 list, and unpacks with `ZipFile.extractall`; importing
+it calls `logging.basicConfig(level=INFO)`; and it pulls 24 more packages (IPython, plotly, idc-index
+with its 79 MB index, pyarrow 55 MB, duckdb 22 MB: 172 MB of wheels) for four REST calls.
 """
 
 from __future__ import annotations
