@@ -33,7 +33,7 @@ from scisr.io.files import write_png16
 from scisr.models.device import bf16_support
 from scisr.prepare.resize import imresize
 from scisr.prepare.split import pair_dirs
-from scisr.train import TrainJob, train
+from scisr.train import Settings, TrainJob, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["camera", "astronaut", "coffee", "rocket", "brick", "grass", "gravel"]
@@ -81,8 +81,8 @@ def run(split: Path, out: Path, seed: int, amp: str, threads: int, factor: float
     settings["amp"] = amp
     train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=out / "ckpt",
-                   settings=settings, name="bench", dataset="photos", normalization=NORMALIZATION, device="cpu",
-                   threads=threads))
+                   settings=Settings.from_dict(settings), name="bench", dataset="photos", normalization=NORMALIZATION,
+                   device="cpu", threads=threads))
     card = ModelCard.read(out / "model.yaml")
     final = card.training["final_validation"]
     return {"psnr": final["val_psnr"], "rmse": final["val_rmse"], "seconds": card.total_wall_seconds,

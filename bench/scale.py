@@ -147,7 +147,7 @@ def phase(name: str, work: Path, source: Path, seconds: float) -> dict:
     if name == "train":
         from snakemake.utils import validate
 
-        from scisr.train import TrainJob, train
+        from scisr.train import Settings, TrainJob, train
 
         cfg = {"generator": {"arch": "srresnet", "channels": 16, "blocks": 2}, "batch_size": 16, "patch_size": 96,
                "pixel": {"iterations": 20, "milestones": []}, "gan": {"iterations": 0}, "val_every": 10**6,
@@ -156,8 +156,8 @@ def phase(name: str, work: Path, source: Path, seconds: float) -> dict:
         out = work / "model"
         train(TrainJob(train_dir=source / "train", val_dir=source / "val", generator=out / "generator.pt",
                        history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=work / "ckpt",
-                       settings={**cfg, "seed": 0, "scale": 4}, name="scale", dataset="photos",
-                       normalization={}, device="cpu", threads=2))
+                       settings=Settings.from_dict({**cfg, "seed": 0, "scale": 4}), name="scale",
+                       dataset="photos", normalization={}, device="cpu", threads=2))
         return {}
     raise ValueError(name)
 

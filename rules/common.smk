@@ -352,16 +352,10 @@ def get_final_output():
 BUDGETS = sorted(config["study"]["budgets"])
 
 
-def _model_iterations(model):
-    """Training iterations of a model's schedule (both stages)."""
-    settings = TRAIN_SETTINGS[model]
-    return settings["pixel"]["iterations"] + settings["gan"]["iterations"]
-
-
 def _note_capped_budgets():
     """Say which budgets a model's schedule caps (its snapshot is then the final model)."""
     for model in TRAINED:
-        total = _model_iterations(model)
+        total = checks.total_iterations(TRAIN_SETTINGS[model])
         capped = [b for b in BUDGETS if b > total]
         if capped:
             print(

@@ -1,7 +1,7 @@
 """Snakemake adapter, phase 5: train one model on its dataset's train split (in train.gpus processes)."""
 
 from scisr.logs import log_to
-from scisr.train import TrainJob, train
+from scisr.train import Settings, TrainJob, train
 
 
 def main(smk) -> None:
@@ -14,7 +14,7 @@ def main(smk) -> None:
                 history=smk.output.history,
                 card=smk.output.card,
                 checkpoint_dir=smk.params.checkpoints,
-                settings=dict(smk.params.settings),
+                settings=Settings.from_dict(dict(smk.params.settings)),  # parsed once, here
                 name=smk.wildcards.trained,
                 dataset=smk.params.data,
                 fold=int(smk.wildcards.fold),

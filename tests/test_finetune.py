@@ -20,7 +20,7 @@ from scisr.io.files import read_png16
 from scisr.metrics import psnr, rmse
 from scisr.models import import_weights
 from scisr.models.rrdbnet import RRDBNet
-from scisr.train import TrainJob, train
+from scisr.train import Settings, TrainJob, train
 from test_train import make_split
 
 NORMALIZATION = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
@@ -43,8 +43,8 @@ def run(tmp, split, name: str, cfg: dict, init: str | None = None) -> ModelCard:
                  "init_card": tmp / "models" / init / "model.yaml"}
     train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=tmp / "ckpt" / name,
-                   settings=cfg, name=name, dataset="mri", normalization=NORMALIZATION, device="cpu", threads=1,
-                   **where))
+                   settings=Settings.from_dict(cfg), name=name, dataset="mri", normalization=NORMALIZATION, device="cpu",
+                   threads=1, **where))
     return ModelCard.read(out / "model.yaml")
 
 

@@ -12,7 +12,7 @@ from scisr.infer import infer_folder, load_model, upscale
 from scisr.io.files import read_png16, write_png16
 from scisr.models import build_generator
 from scisr.prepare.resize import imresize
-from scisr.train import TrainJob, train
+from scisr.train import Settings, TrainJob, train
 
 RUN = {"tile": 16, "overlap": 8, "device": "cpu", "threads": 1}
 
@@ -104,7 +104,7 @@ def trained(tmp_path_factory):
     model = root / "model"
     train(TrainJob(train_dir=root / "split" / "train", val_dir=root / "split" / "val",
                    generator=model / "generator.pt", history=model / "history.tsv", card=model / "model.yaml",
-                   checkpoint_dir=root / "ckpt", settings=settings, name="tiny", dataset="smooth",
+                   checkpoint_dir=root / "ckpt", settings=Settings.from_dict(settings), name="tiny", dataset="smooth",
                    normalization={}, device="cpu", threads=1))
     return {"generator": model / "generator.pt", "card": model / "model.yaml"}
 

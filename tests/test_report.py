@@ -262,7 +262,7 @@ def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path:
     from conftest import train_settings
     from scisr.infer import load_model
     from scisr.report import html
-    from scisr.train import TrainJob, train
+    from scisr.train import Settings, TrainJob, train
     from test_train import make_split
 
     torch.set_num_threads(1)
@@ -275,8 +275,8 @@ def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path:
     normalization = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
     train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=model / "generator.pt",
                    history=model / "history.tsv", card=model / "model.yaml", checkpoint_dir=tmp_path / "ckpt",
-                   settings=settings, name="mri", dataset="mri", normalization=normalization, device="cpu",
-                   threads=1))
+                   settings=Settings.from_dict(settings), name="mri", dataset="mri", normalization=normalization,
+                   device="cpu", threads=1))
 
     card = ModelCard.read(model / "model.yaml")
     net = load_model(model / "generator.pt", model / "model.yaml", "cpu")  # infer's loader

@@ -2,7 +2,6 @@
 
 import copy
 import shutil
-import dataclasses
 import hashlib
 import json
 import logging
@@ -29,9 +28,9 @@ from scisr.models import build_generator
 from scisr.models.device import resolve_device
 from scisr.models.vgg import VGG19Features
 from scisr.prepare.resize import imresize
-from scisr.train import TrainJob, losses, train
+from scisr.train import Settings, TrainJob, losses, train
 from scisr.train.checkpoint import load_checkpoint
-from scisr.train.settings import KEYS, Settings, check_settings
+from scisr.train.settings import KEYS, check_settings
 
 # the rule's settings: these keys, the schema's defaults for the others (ema 0.999, no clipping, bce, ...)
 SETTINGS = train_settings({
@@ -59,7 +58,8 @@ KILL_AT = {"srgan": 10, "esrgan": 30}
 def job(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> TrainJob:
     """The job the train rule would give for a model folder `out` (generator.pt, history.tsv, model.yaml)."""
     return TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
-                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=ckpt, settings=settings,
+                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=ckpt,
+                    settings=Settings.from_dict(settings),
                     name=name, dataset="tiny_data", normalization=NORMALIZATION,
                     **({"device": "cpu", "threads": 1} | where))
 
@@ -200,7 +200,7 @@ def slow_save(self):
         Path(self.checkpoint_path.parent, "saved").touch()
         time.sleep(120)  # stand-in for slow progress: the test kills us here
 trainer.Trainer.save = slow_save
-train(TrainJob(**json.loads(sys.argv[1])))
+train(TrainJob.from_dict(json.loads(sys.argv[1])))
 """
 
 
@@ -210,7 +210,7 @@ def test_resume_after_kill_matches_uninterrupted_run(split, references, variant,
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(KILLED_RUN),
-         json.dumps(dataclasses.asdict(job(split, tmp_path / "out", ckpt, settings)), default=str), str(kill_at)],
+         json.dumps(job(split, tmp_path / "out", ckpt, settings).to_dict()), str(kill_at)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -386,6 +386,25 @@ def test_settings_are_checked():
     for name, (change, message) in bad.items():
         with pytest.raises(ValueError, match=message):
             check_settings(SETTINGS | change)
+
+
+def test_a_job_crosses_a_process_boundary_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fine_tune = {"init_generator": Path("init/generator.pt"), "init_card": Path("init/model.yaml"),
+                 "budgets": (5, 20), "budget_weights": (Path("out/budget/5.pt"), Path("out/budget/20.pt"))}
+    original = job(Path("split"), Path("out"), Path("ckpt"), ESRGAN, **fine_tune)
+    assert original.settings.total_iterations == 40 == ESRGAN["pixel"]["iterations"] + ESRGAN["gan"]["iterations"]
+    handed = json.loads(json.dumps(original.to_dict()))  # as the launcher writes it and a worker reads it
+    assert handed["settings"] == ESRGAN and handed["budget_weights"] == ["out/budget/5.pt", "out/budget/20.pt"]
+    again = TrainJob.from_dict(handed)
+    assert again.settings == original.settings and again.settings.to_dict() == ESRGAN
+    assert (again.budgets, again.init_card, again.store) == ((5, 20), "init/model.yaml", None)
+    absolute = original.absolute()  # for workers started elsewhere: every path absolute, settings untouched
+    assert absolute.generator == str(tmp_path / "out" / "generator.pt") and absolute.store is None
+    assert absolute.budget_weights[1] == str(tmp_path / "out" / "budget" / "20.pt") and absolute.budget_table == ""
+    assert absolute.settings is original.settings and absolute.threads == original.threads
+    with pytest.raises(TypeError, match=r"Settings.from_dict\(settings\)"):
+        TrainJob(**{**handed, "settings": ESRGAN})  # a dict is not parsed settings
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")

@@ -16,6 +16,11 @@ from scisr.packaged import PACKAGED
 FRACTION_TOLERANCE = 1e-6
 
 
+def total_iterations(settings: Mapping) -> int:
+    """A training schedule's length: pixel.iterations + gan.iterations (the one place the stages are summed)."""
+    return int(settings["pixel"]["iterations"]) + int(settings["gan"]["iterations"])
+
+
 def train_problems(settings: Mapping, scale: int, prefix: str = "") -> list[str]:
     """Training settings: batch divisible by gpus, patch a multiple of scale, perceptual weight needs a file."""
     problems = []

@@ -12,13 +12,16 @@ on success and on error.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from scisr.train.run import TrainJob, run_process
+from scisr.train.job import TrainJob
+from scisr.train.run import run_process
 
 
 @record
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr, level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s",
     )
-    run_process(TrainJob.read(args.job), rank, world_size)
+    run_process(TrainJob.from_dict(json.loads(Path(args.job).read_text())), rank, world_size)
 
 
 if __name__ == "__main__":

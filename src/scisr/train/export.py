@@ -39,7 +39,7 @@ def device_name(device: torch.device) -> str:
 
 
 def training_card(trainer: Trainer, *, dataset: str, normalization: dict, threads: int, train_hr_sha256: str,
-                  settings: dict, init: InitWeights | None = None, fold: int = 1, folds: int = 1) -> ModelCard:
+                  init: InitWeights | None = None, fold: int = 1, folds: int = 1) -> ModelCard:
     """The model card of a finished run: what it is, what it learnt from (`fold` of `folds` of `dataset`), what it
     started from (`init`, fine-tuning) and what it cost per stage."""
     cfg, p = trainer.cfg, trainer.progress
@@ -95,7 +95,7 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
             ),
             "final_validation": {"val_rmse": float(last["val_rmse"]), "val_psnr": float(last["val_psnr"])},
             "torch_version": str(torch.__version__),
-            "settings": json.loads(json.dumps(settings)),  # plain types for YAML
+            "settings": json.loads(json.dumps(cfg.to_dict())),  # plain types for YAML
         },
     )
 

@@ -1,9 +1,10 @@
 """Several training processes for one model: launch them with torchrun and report a failure by its root cause.
 
 `launch` runs `python -m torch.distributed.run --standalone --nproc-per-node N -m scisr.train.distributed JOB`
-where JOB is the job as JSON (checkpoint_dir/distributed-job.json); each worker runs the same training code as a
-single process (`scisr.train.run.run_process`), as rank r of N. The workers' output goes to this process's
-stderr (the job log); when torchrun fails, the error names the root-cause rank, its exit code and exception.
+where JOB is the job as JSON (checkpoint_dir/distributed-job.json, written by `TrainJob.to_dict`); each worker
+runs the same training code as a single process (`scisr.train.run.run_process`), as rank r of N. The workers'
+output goes to this process's stderr (the job log); when torchrun fails, the error names the root-cause rank,
+its exit code and exception.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 import scisr
 from scisr.io.files import write_text_atomic
-
-if TYPE_CHECKING:
-    from scisr.train.run import TrainJob
+from scisr.train.job import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +47,17 @@ def check_gpus(name: str, device: str, gpus: int) -> None:
             )
 
 
-def launch(job: TrainJob, gpus: int) -> None:
-    """Run `job` in `gpus` DistributedDataParallel processes on this node, each with threads // gpus threads.
+def launch(job: TrainJob) -> None:
+    """Run `job` in settings.gpus DistributedDataParallel processes on this node, threads // gpus threads each.
 
     Device 'cuda' gives process i cuda:i (backend nccl), 'cpu' runs them all on the CPU (backend gloo).
     """
+    gpus = job.settings.gpus
     check_gpus(job.name, job.device, gpus)
     per_process = max(1, job.threads // gpus)
-    checkpoint_dir = Path(job.checkpoint_dir).resolve()
-    job_file = checkpoint_dir / JOB_FILE
-    worker_job = dataclasses.replace(job, threads=per_process, **{
-        key: str(Path(getattr(job, key)).resolve())
-        for key in ("train_dir", "val_dir", "generator", "history", "card", "checkpoint_dir", "init_generator",
-                    "init_card")
-        if getattr(job, key) is not None
-    })
-    write_text_atomic(job_file, json.dumps(dataclasses.asdict(worker_job), indent=1, sort_keys=True) + "\n")
+    job_file = Path(job.checkpoint_dir).resolve() / JOB_FILE
+    worker_job = dataclasses.replace(job.absolute(), threads=per_process)
+    write_text_atomic(job_file, json.dumps(worker_job.to_dict(), indent=1, sort_keys=True) + "\n")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
         "-m", "scisr.train.distributed", str(job_file),

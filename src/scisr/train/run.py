@@ -1,8 +1,8 @@
 """The one training entry point: `train(job)` trains one model, in this process or in torchrun workers.
 
-A `TrainJob` names every path the train rule declares (train and val split folders, generator.pt,
-history.tsv, model.yaml and the checkpoint folder outside the rule's outputs) and the settings, already
-validated against config/train.schema.yaml (scisr.train.settings). With settings `gpus` 1 the job runs here;
+A `TrainJob` (scisr.train.job) names every path the train rule declares (train and val split folders,
+generator.pt, history.tsv, model.yaml and the checkpoint folder outside the rule's outputs) and carries the
+settings, parsed once (scisr.train.settings). With settings `gpus` 1 the job runs here;
 with N > 1 `train` launches N DistributedDataParallel processes with torchrun (scisr.train.launcher), and each
 worker runs the same `run_process` as rank r of N. Rank 0 alone validates and writes checkpoints and outputs.
 A distributed checkpoint stores every process's patch-sampler state, so all processes resume from the same
@@ -12,12 +12,8 @@ checkpoint and a resumed run repeats the uninterrupted one (checked bit for bit 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -28,69 +24,18 @@ from scisr.io.hashing import folder_sha256
 from scisr.budgets import snapshot_plan
 from scisr.train.budget import BudgetSnapshots
 from scisr.train.export import training_card, write_outputs
+from scisr.train.job import TrainJob
 from scisr.train.launcher import launch
-from scisr.train.settings import Settings
 from scisr.train.start import InitWeights
 from scisr.train.trainer import Trainer, fingerprint, perceptual_loss
 
 log = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """One model's training: the rule's input and output paths, its settings, and where it runs.
-
-    train_dir, val_dir   split parts holding HR/ and LR/ (scisr.prepare.split.pair_dirs)
-    generator, history, card   the output files: generator.pt, history.tsv, model.yaml
-    checkpoint_dir       where last.pt lives between runs (outside the outputs, so a killed job resumes)
-    settings             the training settings (see scisr.train.settings), validated against the schema
-    name, dataset        the model's name and the name of the dataset it learns from (for the model card)
-    fold, folds          which cross-validation fold of that dataset it learns from, of how many (1 of 1: a
-                         single holdout; for the model card)
-    store                the dataset's training store from the split phase (scisr.prepare.store; it holds the
-                         pairs of train_dir and val_dir); None writes one for the two parts into checkpoint_dir
-    normalization        the normalize settings of that dataset (for the model card)
-    device, threads      'cpu', 'cuda' or 'cuda:N'; CPU threads (of all processes together)
-    budgets, budget_weights, budget_table   study.budgets (iterations), the snapshot output path of each (same
-                         order) and budgets.tsv (scisr.train.budget; none when budget_table is empty)
-    init_generator, init_card   fine-tuning: the generator.pt and model.yaml of the model training starts from
-                         (scisr.train.start); None trains from scratch
-    """
-
-    train_dir: PathLike
-    val_dir: PathLike
-    generator: PathLike
-    history: PathLike
-    card: PathLike
-    checkpoint_dir: PathLike
-    settings: dict
-    name: str
-    dataset: str
-    normalization: dict
-    device: str
-    threads: int
-    budgets: tuple[int, ...] = ()
-    budget_weights: tuple[str, ...] = ()
-    budget_table: str = ""
-    init_generator: PathLike | None = None
-    init_card: PathLike | None = None
-    fold: int = 1
-    folds: int = 1
-    store: PathLike | None = None
-
-    @classmethod
-    def read(cls, path: PathLike) -> TrainJob:
-        """A job written as JSON by the launcher."""
-        return cls(**json.loads(Path(path).read_text()))
-
 
 def train(job: TrainJob) -> None:
     """Train one model as the job says; write its generator.pt, history.tsv and model.yaml."""
-    cfg = Settings.from_dict(job.settings)
-    if cfg.gpus > 1:
-        launch(job, cfg.gpus)
+    if job.settings.gpus > 1:
+        launch(job)
     else:
         run_process(job)
 
@@ -114,7 +59,7 @@ def process_group(device: torch.device, world_size: int) -> Iterator[None]:
 
 def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
     """Train as process `rank` of `world_size` (1: the only one): build, resume, run, export (rank 0)."""
-    cfg = Settings.from_dict(job.settings)
+    cfg = job.settings
     if world_size != cfg.gpus:
         raise RuntimeError(f"training {job.name}: settings ask for gpus {cfg.gpus} but {world_size} "
                            "process(es) were started")
@@ -126,11 +71,11 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         hr_dir, lr_dir = pair_dirs(job.train_dir)
         hr_sha, lr_sha = folder_sha256(hr_dir), folder_sha256(lr_dir)
         init = read_init(job)
-        total = sum(s.iterations for s in cfg.stages)
+        total = cfg.total_iterations
         snapshots = BudgetSnapshots(job.checkpoint_dir, set(snapshot_plan(job.budgets, total).values()))
         # a checkpoint resumes only from the same init weights; snapshots are taken while training, so other
         # budgets need a fresh run: both are part of the fingerprint
-        hashed = dict(job.settings)
+        hashed = cfg.to_dict()
         if job.budgets:
             hashed["budget_snapshots"] = sorted(snapshots.iterations)
         if init is not None:
@@ -146,7 +91,7 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
         trainer.run()
         if trainer.is_main:
             card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
-                                 threads=job.threads, train_hr_sha256=hr_sha, settings=job.settings, init=init,
+                                 threads=job.threads, train_hr_sha256=hr_sha, init=init,
                                  fold=job.fold, folds=job.folds)
             write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
             if job.budget_table:

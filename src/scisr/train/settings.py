@@ -28,10 +28,11 @@ Keys (see config/train.schema.yaml for their meaning and defaults):
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from scisr.checks import train_problems
+from scisr.checks import total_iterations, train_problems
 from scisr.models.vgg import LAYERS
 from scisr.train import losses
 
@@ -140,6 +141,7 @@ class Settings:
     amp: str
     val_every: int
     checkpoint_every: int
+    source: dict = field(repr=False, compare=False)  # the validated dict these were read from (see to_dict)
 
     @classmethod
     def from_dict(cls, settings: dict) -> Settings:
@@ -163,6 +165,7 @@ class Settings:
             amp=_known("off" if amp is False else str(amp), AMP_MODES, "amp"),
             val_every=int(_require(settings, "val_every")),
             checkpoint_every=int(_require(settings, "checkpoint_every")),
+            source=copy.deepcopy(dict(settings)),
         )
         _require(parsed.generator, "arch", "generator.")
         _require(parsed.discriminator, "arch", "discriminator.")
@@ -170,7 +173,7 @@ class Settings:
             raise ValueError(f"training settings: ema must be in [0, 1) (0 = off), got {parsed.ema}")
         if parsed.grad_clip is not None and not parsed.grad_clip > 0:
             raise ValueError(f"training settings: grad_clip must be > 0 (null: no clipping), got {parsed.grad_clip}")
-        if sum(s.iterations for s in parsed.stages) <= 0:
+        if parsed.total_iterations <= 0:
             raise ValueError("training settings: pixel.iterations + gan.iterations must be positive")
         if parsed.gpus < 1:
             raise ValueError(f"training settings: gpus must be >= 1, got {parsed.gpus}")
@@ -178,6 +181,16 @@ class Settings:
         if problems:
             raise ValueError("training settings: " + "; ".join(problems))
         return parsed
+
+    def to_dict(self) -> dict:
+        """The validated settings dict these were read from (a copy): what the model card records, the checkpoint
+        fingerprint hashes and a job hands to its torchrun workers; `from_dict(to_dict())` reads it back."""
+        return copy.deepcopy(self.source)
+
+    @property
+    def total_iterations(self) -> int:
+        """The schedule's length, both stages (scisr.checks.total_iterations, the one definition)."""
+        return total_iterations(self.source)
 
     @property
     def uses_perceptual(self) -> bool:

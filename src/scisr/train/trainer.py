@@ -386,7 +386,7 @@ class Trainer:
 
     def run(self) -> None:
         """Train both stages from the current progress to the configured total."""
-        total = sum(s.iterations for s in self.cfg.stages)
+        total = self.cfg.total_iterations
         self.clock = time.perf_counter()
         p = self.progress
         bar = tqdm(total=total, initial=p.iteration, desc=self.name, file=sys.stderr, mininterval=5.0,
