@@ -262,7 +262,7 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     name = ts.name if ts else "unknown transfer syntax"
     if ts in uids.RLETransferSyntaxes:
         # pydicom's own RLE decoder warns when a segment decodes to the wrong length (caught below as
-        # an error) and cannot panic; pylibjpeg-rle does neither. Measured cost: ~5 ms more per 384^2 frame.
+        # an error) and cannot panic; pylibjpeg-rle does neither (its cost: bench/README.md, "Readers").
         ds.pixel_array_options(decoding_plugin="pydicom")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

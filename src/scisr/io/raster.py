@@ -16,10 +16,7 @@ Conventions:
   bits: measured with Pillow 13.0.0, `Image.open` gives mode "RGB" uint8 holding the high byte of each
   sample, and imageio 2.x reads PNG through Pillow (uint8 too); tifffile reads no PNG. (imagecodecs'
   libpng decoder would, at the cost of another binary dependency for a rare input.) The scanline
-  filters are undone with numpy, one anti-diagonal of pixels at a time. Measured on a 1024x1024 RGB
-  image, 2-core AMD EPYC shared with other jobs (hence ranges), one thread: all rows Paeth-filtered
-  (libpng's usual choice for photos) 0.29-0.53 s against 2.2-5.7 s for the former per-byte Python
-  loop; filters 0-4 in turn 0.9 s against 1.0-1.6 s; sub/up only 0.1 s both.
+  filters are undone with numpy, one anti-diagonal of pixels at a time (timings: bench/README.md, "Readers").
   The header's size is checked against Pillow's decompression-bomb limit (2 x `Image.MAX_IMAGE_PIXELS`)
   before anything is inflated, and never more bytes are inflated than the header promises.
 """

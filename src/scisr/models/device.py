@@ -52,8 +52,8 @@ def _cpu_flags() -> set[str]:
 
 def bf16_support(device: torch.device) -> tuple[bool, str]:
     """Whether bf16 autocast pays on `device`, and why: CUDA GPUs that support bf16; x86 CPUs with AVX512-BF16
-    or AMX instructions (measured 2x faster than fp32 training there, bench/bf16_quality.py). Elsewhere bf16 runs
-    emulated and is slower than fp32 (10-100x on an AVX2 CPU), so training stays fp32."""
+    or AMX instructions. Elsewhere bf16 runs emulated and is slower than fp32, so training stays fp32 (figures:
+    bench/README.md, "bf16 training quality")."""
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return True, f"bf16 autocast: {torch.cuda.get_device_name(device)} supports bf16"
