@@ -227,7 +227,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: 
 
 
 def test_a_hard_kill_of_the_whole_run_resumes_after_unlock(study: Study) -> None:
-    """SIGKILL of Snakemake and its job (a lost node): the lock stays, the README's unlock + rerun-incomplete
+    """SIGKILL of Snakemake and its job (a lost node): the lock stays, docs/running.md's unlock + rerun-incomplete
     finish the work with the same outputs."""
     target, written = "results/models/astro/fold1/generator.pt", "results/models/astro/fold1"
     before = _snapshot(study.folder / written)

@@ -290,7 +290,7 @@ def test_study_runs_on_a_real_slurm_cluster(slurm_cluster: Cluster, snakemake_ex
     assert held, f"no GPU job ever waited for the GPU, so the limit was not exercised:\n{table}"
 
     # (c) extract, normalize and split are deterministic: byte-identical to a local run.
-    # the same per-study secret gives the same pseudonymous ids (README: De-identified outputs)
+    # the same per-study secret gives the same pseudonymous ids (docs/deid.md)
     (local / "resources").mkdir(parents=True, exist_ok=True)
     shutil.copy2(work / "resources" / "secret.key", local / "resources" / "secret.key")
     local_targets = [f"results/split/{name}/split.tsv" for name in DATASETS]
