@@ -9,7 +9,6 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -24,8 +23,8 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(page: Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # no headings inside code blocks
-    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, flags=re.M)}
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)  # no headings inside code blocks
+    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)}
 
 
 def test_readme_is_short_and_opens_with_the_two_commands_ci_runs() -> None:
@@ -37,12 +36,12 @@ def test_readme_is_short_and_opens_with_the_two_commands_ci_runs() -> None:
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
     assert ci[-1] == "make test", ".ci/run must run the README's test command"
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^study: ", makefile, flags=re.M) and re.search(r"^test: ", makefile, flags=re.M)
+    assert re.search(r"^study: ", makefile, flags=re.MULTILINE) and re.search(r"^test: ", makefile, flags=re.MULTILINE)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
     broken = []
     for target in LINK.findall(text):
         if re.match(r"[a-z]+:", target):  # http(s), mailto
@@ -62,10 +61,19 @@ def test_no_page_points_outside_the_repository() -> None:
 
 
 def test_configuration_reference_is_generated_from_the_current_schemas() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "docs" / "make_configuration.py"), "--check"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "make_configuration.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     reference = (ROOT / "docs" / "configuration.md").read_text()
-    for key in ("`scale`", "`datasets.<name>.split.fractions`", "`study.folds`", "`train.gan.iterations`",
-                "`datasets.<name>.source.collection [kind: tcia]`"):
+    for key in (
+        "`scale`",
+        "`datasets.<name>.split.fractions`",
+        "`study.folds`",
+        "`train.gan.iterations`",
+        "`datasets.<name>.source.collection [kind: tcia]`",
+    ):
         assert f"| {key} |" in reference, f"{key} is missing from docs/configuration.md"
