@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.metrics import structural_similarity  # not its MSE/PSNR: their module imports scipy.stats (1-2 s a job)
+from skimage.metrics import structural_similarity  # not its MSE/PSNR: their module imports scipy.stats (bench/README.md)
 
 from scisr.io.files import atomic_path, read_png16
 
