@@ -7,15 +7,15 @@ evenly. Every tile has the same shape, so tiles are batched and the network sees
 
 Blend. Per axis the tile weights form a partition of unity: each seam is a raised-cosine ramp
 centred in its overlap that stays `margin` LR pixels away from both tiles' edges (and out of the
-next seam's ramp), so a tile gives weight 0 within `margin` of its inner edges. The 2-D weight is the outer product, so the output is a plain weighted sum (no weight map, no
-division). A pixel's value only comes from tiles in which it lies at least `margin` LR pixels from
-an inner edge; when `margin` >= the network's receptive radius the tiled output equals the
-whole-image output up to float rounding.
+next seam's ramp), so a tile gives weight 0 within `margin` of its inner edges. The 2-D weight is the
+outer product, so the output is a plain weighted sum (no weight map, no division). A pixel's value
+only comes from tiles in which it lies at least `margin` LR pixels from an inner edge; when `margin` >=
+the network's receptive radius the tiled output equals the whole-image output up to float rounding.
 
 Receptive radius. `receptive_radius` is exact: the sum over the network's convolutions of their
 reach (kernel//2 x dilation) divided by the upsampling factor at that convolution (measured with
 forward hooks), which is the longest path through SRResNet's residual blocks and RRDBNet's dense
-blocks alike. For deep nets it is far larger than what matters (RRDBNet-23: 345 LR px), so the
+blocks alike. For deep nets it is far larger than what matters (RRDBNet-23: 348.25 LR px), so the
 default overlap uses `effective_radius`: the smallest box around an input pixel holding all
 but `tol` (1e-4) of the output change when that pixel is raised by 1 (an impulse response,
 measured once per model on a mid-grey noise image and cached). By default the margin is that radius and
