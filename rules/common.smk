@@ -1,72 +1,12 @@
-# Config validation, the lists of datasets and models, wildcard constraints and the
-# input functions (get_*) of the phases. No heavy imports: parsing stays fast.
-# Jobs import scisr from the venv (editable install) or, in a conda env, through the
-# scripts/scisr link to src/scisr, which Snakemake puts on the path of every script.
-import copy
+# The study's names and settings (scisr.config, read once at parse time), wildcard constraints and the input
+# functions (get_*) of the phases. No heavy imports: parsing stays fast. Jobs import the installed scisr (the
+# venv's editable install, or the one each rule's conda env installs: envs/*.post-deploy.sh).
 import sys
 from pathlib import Path
 
-import yaml
-from snakemake.utils import validate
-
-
-def _drop_foreign_source_keys(config):
-    """Drop from each dataset's source the keys of other kinds than its own, with a note.
-
-    `--configfile` files are deep-merged over config/config.yaml, so a user file that switches
-    a dataset to another kind (e.g. `source: {kind: local, path: ...}`) inherits the default's
-    keys (`set: mri`). Keys that config/schema.yaml declares only for other kinds are removed;
-    keys no kind declares stay, so validation still rejects typos.
-    """
-    schema_path = Path(workflow.basedir) / "config" / "schema.yaml"
-    defs = yaml.safe_load(schema_path.read_text())["$defs"]
-    kinds = {
-        name.removeprefix("source_"): set(spec["properties"])
-        for name, spec in defs.items()
-        if name.startswith("source_")
-    }
-    for name, dataset in (config.get("datasets") or {}).items():
-        source = dataset.get("source") if isinstance(dataset, dict) else None
-        if not isinstance(source, dict) or source.get("kind") not in kinds:
-            continue
-        own = kinds[source["kind"]]
-        other = set().union(*kinds.values()) - own
-        dropped = sorted(key for key in source if key in other)
-        for key in dropped:
-            del source[key]
-        if dropped:
-            print(
-                f"note: datasets.{name}.source is kind {source['kind']}; dropped "
-                f"{', '.join(dropped)} (keys of other kinds, inherited from a merged config file)",
-                file=sys.stderr,
-            )
-
-
-_drop_foreign_source_keys(config)
-validate(config, "../config/schema.yaml")
-
-SRC = Path(workflow.basedir) / "src"
-# the workflow's own library, not whichever scisr is installed: get_code reads its files
-sys.path.insert(0, str(SRC))
-
 from scisr import checks, packaged
-from scisr.codeinputs import code_files
-from scisr.folds import instance_fold
-
-DATASETS = sorted(config["datasets"])
-BASELINE = "bicubic"
-EVALUATE = list(config["evaluate"])
-GENERIC = config["generic_model"]
-
-
-def _check_names():
-    """Cross-key checks the schema cannot express (scisr.checks, shared with the library)."""
-    problems = checks.config_problems(config)
-    if problems:
-        raise ValueError("config: " + "; ".join(problems))
-
-
-_check_names()
+from scisr.codeinputs import code_inputs
+from scisr.config import BASELINE, load_study
 
 
 def _conda_deploys():
@@ -77,125 +17,27 @@ def _conda_deploys():
     )
 
 
-def _skipped_models():
-    """Models left out, with the reason: packaged weights whose package is not installed, and models
-    fine-tuned from a model left out. Checked without importing the package (scisr.packaged).
-    """
-    skipped = {}
-    for name, spec in config["models"].items():
-        source = spec.get("import")
-        if (
-            isinstance(source, str)
-            and source in packaged.PACKAGED
-            and not _conda_deploys()
-        ):
-            reason = packaged.unavailable(source)
-            if reason:
-                skipped[name] = reason
-    added = True
-    while added:
-        added = False
-        for name, spec in config["models"].items():
-            if name not in skipped and spec.get("init") in skipped:
-                skipped[name] = f"its init model {spec['init']} is skipped"
-                added = True
-    for name, reason in sorted(skipped.items()):
-        print(f"note: {name}: skipped \u2014 {reason}", file=sys.stderr)
-    return skipped
+STUDY = load_study(config, Path(workflow.basedir) / "config", conda=_conda_deploys())
+for _note in STUDY.notes:
+    print(f"note: {_note}", file=sys.stderr)
 
-
-SKIPPED = _skipped_models()
-MODELS = sorted(m for m in config["models"] if m not in SKIPPED)
-IMPORTED = [m for m in MODELS if "import" in config["models"][m]]
-TRAINED = [m for m in MODELS if m not in IMPORTED]
-ALL_MODELS = [BASELINE] + MODELS
-
-
-def _deep_merge(base, override):
-    """Return `base` updated recursively with `override` (neither is modified)."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def _train_base(model):
-    """The settings a model's own overrides merge over: `train`, with `finetune` merged in for a model with `init`."""
-    if config["models"][model].get("init"):
-        return _deep_merge(config["train"], config["finetune"])
-    return config["train"]
-
-
-def _train_settings(model):
-    """Validated training settings of one model: global `train` + its overrides."""
-    settings = _deep_merge(_train_base(model), config["models"][model]["train"])
-    validate(settings, "../config/train.schema.yaml")
-    problems = checks.train_problems(
-        settings, config["scale"], prefix=f"models.{model}.train."
-    )
-    if problems:
-        raise ValueError("config: " + "; ".join(problems))
-    return {**settings, "scale": config["scale"], "seed": config["seed"]}
-
-
-TRAIN_SETTINGS = {model: _train_settings(model) for model in TRAINED}
-
-
-def _check_inits():
-    """Fine-tuning: `finetune` is valid, and each model's generator settings equal those of its init model
-    (an imported init model's card is checked when training starts)."""
-    validate(
-        _deep_merge(config["train"], config["finetune"]), "../config/train.schema.yaml"
-    )
-    problems = []
-    for model in TRAINED:
-        init = config["models"][model].get("init")
-        if init:
-            init_generator = (
-                TRAIN_SETTINGS[init]["generator"] if init in TRAIN_SETTINGS else None
-            )
-            problems += checks.init_problems(
-                model, TRAIN_SETTINGS[model]["generator"], init, init_generator
-            )
-    if problems:
-        raise ValueError("config: " + "; ".join(problems))
-
-
-_check_inits()
-
-
-# --- cross-validation folds (scisr.folds) ----------------------------------------------------------
-
-FOLDS = config["study"]["folds"]
-# the generic model's photographs keep a single holdout: the generic model is trained once
-HOLDOUT_DATA = {config["models"][GENERIC]["data"]} if GENERIC in TRAINED else set()
-
-
-def dataset_folds(dataset):
-    """Folds of a dataset: study.folds, or 1 (a single holdout) for the data the generic model learns from."""
-    return 1 if dataset in HOLDOUT_DATA else FOLDS
-
-
-def model_folds(model):
-    """Instances of a model: one per fold of the dataset it learns from; one when imported."""
-    if model in TRAINED:
-        return dataset_folds(config["models"][model]["data"])
-    return 1
-
-
-def model_dir(model, fold):
-    """The folder of the instance of `model` that scores test fold `fold` (scisr.folds.instance_fold)."""
-    if model in IMPORTED:
-        return f"results/models/{model}"
-    return f"results/models/{model}/fold{instance_fold(int(fold), model_folds(model))}"
-
-
-def test_folds(dataset):
-    """The test folds of a dataset: 1..k."""
-    return list(range(1, dataset_folds(dataset) + 1))
+DATASETS = STUDY.datasets
+EVALUATE = STUDY.evaluate
+GENERIC = STUDY.generic
+SKIPPED = STUDY.skipped
+MODELS = STUDY.models
+IMPORTED = STUDY.imported
+TRAINED = STUDY.trained
+ALL_MODELS = STUDY.all_models
+TRAIN_SETTINGS = STUDY.train_settings
+FOLDS = STUDY.folds
+dataset_folds = STUDY.dataset_folds
+model_folds = STUDY.model_folds
+model_dir = STUDY.model_dir
+test_folds = STUDY.test_folds
+BUDGETS = STUDY.budgets
+get_budget_models = STUDY.budget_models
+get_field_datasets = STUDY.field_datasets
 
 
 def _alternatives(names):
@@ -212,8 +54,9 @@ wildcard_constraints:
 
 
 def get_code(script):
-    """Library files the script imports, followed with ast: editing one reruns its jobs."""
-    return [str(path) for path in code_files(Path(workflow.basedir) / script, SRC)]
+    """Library files the script imports, followed with ast (editing one reruns its jobs), relative paths."""
+    base = Path(workflow.basedir)
+    return code_inputs(base / script, base / "src")
 
 
 def get_source(wildcards):
@@ -349,8 +192,6 @@ def get_final_output():
 
 # --- the budget crossover and field metrics --------------------------------------------------------
 
-BUDGETS = sorted(config["study"]["budgets"])
-
 
 def _note_capped_budgets():
     """Say which budgets a model's schedule caps (its snapshot is then the final model)."""
@@ -383,22 +224,6 @@ def get_budget_card(wildcards):
     return f"{model_dir(wildcards.trained, wildcards.fold)}/model.yaml"
 
 
-def get_budget_models():
-    """Models of the budget crossover per domain dataset: {dataset: [generic, its own models]}."""
-    if GENERIC not in TRAINED:
-        return {}
-    out = {}
-    for dataset in EVALUATE:
-        own = [
-            m
-            for m in TRAINED
-            if m != GENERIC and config["models"][m]["data"] == dataset
-        ]
-        if own:
-            out[dataset] = [GENERIC] + own
-    return out
-
-
 def get_field(wildcards):
     """The field whose metrics apply to a dataset (none, mri, astronomy)."""
     return config["datasets"][wildcards.dataset]["field"]
@@ -412,12 +237,6 @@ def get_field_inputs(wildcards):
         "params": f"results/normalize/{wildcards.dataset}/params.tsv",
         "split": f"results/split/{wildcards.dataset}/split.tsv",
     }
-
-
-def get_field_datasets():
-    """Evaluated datasets with field metrics: {dataset: field}."""
-    fields = {d: config["datasets"][d]["field"] for d in EVALUATE}
-    return {d: f for d, f in fields.items() if f != "none"}
 
 
 # --- the report: every file it reads, nested by model, dataset and fold ------------------------------

@@ -22,7 +22,7 @@ import ast
 import os
 from pathlib import Path
 
-__all__ = ["code_files"]
+__all__ = ["code_files", "code_inputs"]
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
@@ -110,3 +110,11 @@ def code_files(script: str | os.PathLike, root: str | os.PathLike, package: str 
                 seen[dotted] = found.resolve()
                 todo.append((found, dotted, found.name == "__init__.py"))
     return sorted(set(seen.values()))
+
+
+def code_inputs(script: str | os.PathLike, root: str | os.PathLike, start: str | os.PathLike | None = None) -> list[str]:
+    """`code_files` as a rule's inputs: paths relative to `start` (default: the working directory).
+
+    Relative inputs keep the workflow's plan (and Snakemake's records of it) the same wherever the checkout lives.
+    """
+    return [os.path.relpath(path, start) for path in code_files(script, root)]
