@@ -6,8 +6,9 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import ROOT
+from snakemake.exceptions import WorkflowError
+
 from scisr import config as study_config
 from scisr.config import load_study, merge, schema_default, skipped_models
 
@@ -53,8 +54,10 @@ def test_the_default_config_fills_schema_defaults_and_names_the_study() -> None:
         ({"evaluate": ["mri", "nowhere"]}, "evaluate"),
         ({"models": {"mri": {"train": {"patch_size": 50}}}}, "models.mri.train.patch_size"),
         ({"models": {"mri_ft": {"train": {"generator": {"channels": 64}}}}}, "models.mri_ft.train.generator"),
-        ({"datasets": {"mri": {"split": {"fractions": {"train": 0.5, "val": 0.1, "test": 0.1}}}}},
-         "datasets.mri.split.fractions"),
+        (
+            {"datasets": {"mri": {"split": {"fractions": {"train": 0.5, "val": 0.1, "test": 0.1}}}}},
+            "datasets.mri.split.fractions",
+        ),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_key(override: dict, named: str) -> None:
@@ -148,7 +151,7 @@ def effective(base: dict, user: dict) -> tuple | None:
     """What the workflow reads from `user` merged over `base`: the filled config and every model's settings."""
     try:
         s = load_study(merge(base, user), CONFIG, conda=True)
-    except Exception:
+    except (ValueError, WorkflowError):
         return None  # the key is needed for a valid config
     # training blocks count through the settings each model gets (the raw blocks are merged, not read)
     rest = {key: value for key, value in s.config.items() if key not in ("train", "finetune")}

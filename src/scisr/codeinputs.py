@@ -112,7 +112,9 @@ def code_files(script: str | os.PathLike, root: str | os.PathLike, package: str 
     return sorted(set(seen.values()))
 
 
-def code_inputs(script: str | os.PathLike, root: str | os.PathLike, start: str | os.PathLike | None = None) -> list[str]:
+def code_inputs(
+    script: str | os.PathLike, root: str | os.PathLike, start: str | os.PathLike | None = None
+) -> list[str]:
     """`code_files` as a rule's inputs: paths relative to `start` (default: the working directory).
 
     Relative inputs keep the workflow's plan (and Snakemake's records of it) the same wherever the checkout lives.
