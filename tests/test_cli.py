@@ -10,7 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from scisr.cli import main
+from scisr.cli import build_parser, main
+from scisr.config import schema_default
 from scisr.io.files import write_png16
 from scisr.logs import log_to
 
@@ -54,3 +55,18 @@ def test_log_to_captures_logging_and_stderr_and_records_failures(tmp_path: Path)
     assert "hello from the library" in text and "progress bar text" in text
     assert "RuntimeError: boom" in text
     assert sys.stderr is sys.__stderr__ or not sys.stderr.closed
+
+
+def test_upscale_tiles_as_the_study_does_unless_told_otherwise() -> None:
+    """The command's tile and overlap defaults are config/schema.yaml's infer.tile and infer.overlap (one place)."""
+    from scisr.upscale import Options
+
+    parse = build_parser().parse_args
+    args = parse(["upscale", "x.tif", "--model", "m", "--out", "o"])
+    expected = (schema_default("infer.tile"), schema_default("infer.overlap"))
+    assert (args.tile, args.overlap) == expected
+    options = Options(model=Path("m"), out=Path("o"))
+    assert (options.tile, options.overlap) == expected
+    assert parse(["upscale", "x.tif", "--model", "m", "--out", "o", "--overlap", "auto"]).overlap is None
+    with pytest.raises(SystemExit):
+        parse(["upscale", "x.tif", "--model", "m", "--out", "o", "--overlap", "wide"])

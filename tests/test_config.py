@@ -120,6 +120,7 @@ def test_folds_cross_validate_domains_and_keep_the_generic_photographs_to_one_ho
 def test_schema_default_reads_the_schema_and_names_a_missing_key() -> None:
     assert schema_default("infer.tile") == 128 and schema_default("infer.overlap") == 16
     assert schema_default("study.folds") == 1
+    assert "LOCALIZER" in schema_default("datasets.*.frames.exclude")  # through the dataset block's $ref
     with pytest.raises(KeyError, match="infer.tiles"):
         schema_default("infer.tiles")
     value = schema_default("study.budgets")
@@ -173,3 +174,43 @@ def test_a_config_file_states_only_what_differs_from_the_schemas_defaults(name: 
     reference = effective(under, user)
     restated = [".".join(map(str, path)) for path in own if effective(under, without(user, path)) == reference]
     assert not restated, f"config/{name} restates the schema's defaults (remove these keys): {restated}"
+
+
+def test_the_schemas_prose_states_the_degradations_own_defaults() -> None:
+    """degradation_options take no schema `default:` (a default would be passed to every degradation, and each
+    accepts only its own options), so their defaults are the functions' and the schema's prose must match them."""
+    import inspect
+    import re
+
+    from scisr.prepare import degrade
+
+    schema = yaml.safe_load((CONFIG / "schema.yaml").read_text())
+    options = schema["$defs"]["dataset"]["properties"]["split"]["properties"]["degradation_options"]["properties"]
+    checked = 0
+    for name, spec in options.items():
+        kind, _, prose = spec["description"].partition(": ")
+        parameter = inspect.signature(degrade.DEGRADATIONS[kind]).parameters[name]
+        value = parameter.default
+        if value is None:
+            assert re.search(r"default|omitted", prose), (name, prose)
+        elif isinstance(value, str):
+            assert re.search(rf"`{value}`[^`]*\(default\)", prose), (name, value, prose)
+        else:
+            assert f"(default {value:g}" in prose, (name, value, prose)
+        checked += 1
+    assert checked == len(options) >= 7
+
+
+def test_the_librarys_own_fallbacks_equal_the_schemas_defaults() -> None:
+    """scisr.io imports nothing of ours, so its limits are constants; the frame rules' too. Both must be the schema's
+    (the `scisr` command reads the schema itself)."""
+    from scisr.extract import FrameRules
+    from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+    from scisr.io.limits import DEFAULT_MAX_BYTES
+
+    assert DEFAULT_MAX_BYTES == schema_default("extract.max_image_bytes")
+    assert DEFAULT_MEMORY_MB == schema_default("extract.reader_memory_mb")
+    assert DEFAULT_TIMEOUT_S == schema_default("extract.reader_timeout_s")
+    rules = FrameRules()
+    for key in ("pixel_data", "exclude", "components"):
+        assert list(getattr(rules, key)) == schema_default(f"datasets.*.frames.{key}"), key

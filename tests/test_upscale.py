@@ -42,7 +42,8 @@ def test_nan_pixels_stay_nan_over_their_block(identity):
     image = physical((20, 20)).astype(np.float32)
     image[5, 7] = np.nan
     out = np.zeros((80, 80), np.float32)
-    upscale_physical(load_model(identity / "generator.pt", identity / "model.yaml", "cpu"), image, 4, NORMALIZATION, out)
+    net = load_model(identity / "generator.pt", identity / "model.yaml", "cpu")
+    upscale_physical(net, image, 4, NORMALIZATION, out, tile=16)
     assert np.isnan(out[20:24, 28:32]).all() and np.isfinite(out).sum() == 80 * 80 - 16
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scisr.io.limits import DEFAULT_MAX_BYTES
-
+from scisr.config import schema_default
 
 EXIT_USAGE = 2  # a path of the wrong kind (or a bad command line: argparse's own exit status)
 
@@ -81,9 +80,10 @@ def _info(args: argparse.Namespace) -> int:
     holds no image (a DICOM SEG or structured report, a FITS file of tables only) makes it 2. Files are parsed in
     a reader worker process, so one that crashes a native decoder is reported like any other bad file.
     """
-    from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, IsolatedReader
+    from scisr.io.isolated import IsolatedReader
 
-    with IsolatedReader(memory_mb=DEFAULT_MEMORY_MB, timeout_s=DEFAULT_TIMEOUT_S) as reader:
+    limits = schema_default("extract.reader_memory_mb"), schema_default("extract.reader_timeout_s")
+    with IsolatedReader(memory_mb=limits[0], timeout_s=limits[1]) as reader:
         return max([_info_file(reader, path, args.max_bytes) for path in args.files], default=0)
 
 
@@ -163,6 +163,16 @@ def _upscale(args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
 
+def _overlap(text: str) -> int | None:
+    """--overlap: a number of LR pixels, or 'auto' (None: scisr.tiling picks the model's receptive radius)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels or 'auto', got {text!r}") from None
+
+
 def _add_upscale(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser(
         "upscale", help="upscale DICOM/FITS/PNG/TIFF files with a trained model, in their own formats and units",
@@ -173,8 +183,11 @@ def _add_upscale(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--model", required=True, help="a trained model folder (model.yaml + generator.pt)")
     up.add_argument("--out", required=True, help="output folder (files keep their names; folders become subfolders)")
     up.add_argument("--scale", type=int, help="expected scale; an error if the model's differs")
-    up.add_argument("--tile", type=int, default=256, help="largest LR tile side in pixels (default 256)")
-    up.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: from the receptive field)")
+    tile, overlap = schema_default("infer.tile"), schema_default("infer.overlap")
+    up.add_argument("--tile", type=int, default=tile, help=f"largest LR tile side in pixels (default {tile}, as the study)")
+    up.add_argument("--overlap", type=_overlap, default=overlap,
+                    help=f"tile overlap in LR pixels, or 'auto': from the model's receptive field (default {overlap}, "
+                         "as the study)")
     up.add_argument("--batch", type=int, default=1, help="tiles per forward pass (raise it on GPUs)")
     up.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     up.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -202,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument(
         "--max-bytes",
         type=int,
-        default=DEFAULT_MAX_BYTES,
-        help="refuse files declaring more decoded pixel bytes than this (default 1 GiB)",
+        default=schema_default("extract.max_image_bytes"),
+        help="refuse files declaring more decoded pixel bytes than this (default: extract.max_image_bytes, 1 GiB)",
     )
     info.set_defaults(func=_info)
     score = commands.add_parser("score", help="RMSE, PSNR, SSIM of predicted PNGs against HR PNGs")

@@ -59,7 +59,7 @@ def _resolve(node: Mapping, root: Mapping) -> Mapping:
 def schema_default(key: str, schema: str | Path | None = None) -> Any:
     """The default that config/schema.yaml gives a dotted key, e.g. ``schema_default("infer.tile")``.
 
-    `schema` is a schema file (default: config/schema.yaml of this checkout). Raises KeyError naming the key when
+    ``*`` stands for any name of a mapping of named blocks (``"datasets.*.frames.exclude"``). `schema` is a schema file (default: config/schema.yaml of this checkout). Raises KeyError naming the key when
     the schema does not describe it or gives it no default.
     """
     path = Path(schema) if schema is not None else CONFIG_DIR / SCHEMA
@@ -68,9 +68,12 @@ def schema_default(key: str, schema: str | Path | None = None) -> Any:
     for part in key.split("."):
         node = _resolve(node, root)
         properties = node.get("properties", {})
-        if part not in properties:
+        if part == "*" and isinstance(node.get("additionalProperties"), Mapping):
+            node = node["additionalProperties"]
+        elif part in properties:
+            node = properties[part]
+        else:
             raise KeyError(f"{path.name} describes no key {key!r}")
-        node = properties[part]
     node = _resolve(node, root)
     if "default" not in node:
         raise KeyError(f"{path.name} gives {key!r} no default")

@@ -242,7 +242,7 @@ def upscale_tiled(
     image: np.ndarray,
     scale: int,
     *,
-    tile: int = 256,
+    tile: int,
     overlap: int | None = None,
     margin: float | None = None,
     batch: int = 1,

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scisr.config import schema_default
 from scisr.io.frame import Frame, ReadError
-from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, IsolatedReader
+from scisr.io.isolated import IsolatedReader
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class Options:
     model: Path
     out: Path
     scale: int | None = None
-    tile: int = 256
-    overlap: int | None = None
+    tile: int = field(default_factory=lambda: schema_default("infer.tile"))
+    overlap: int | None = field(default_factory=lambda: schema_default("infer.overlap"))  # None: auto
     batch: int = 1
     device: str = "cpu"
     threads: int | None = None
@@ -135,7 +136,8 @@ def upscale_paths(inputs: Sequence[str | os.PathLike], options: Options) -> int:
         print(f"scisr upscale: {BF16_NOTE}; DICOM descriptions and FITS HISTORY record it, PNG/TIFF outputs cannot",
               file=sys.stderr)
     files = tqdm(pairs, desc="files", unit="file", file=sys.stderr, disable=not options.progress, ascii=True)
-    with IsolatedReader(memory_mb=DEFAULT_MEMORY_MB, timeout_s=DEFAULT_TIMEOUT_S) as reader:
+    limits = schema_default("extract.reader_memory_mb"), schema_default("extract.reader_timeout_s")
+    with IsolatedReader(memory_mb=limits[0], timeout_s=limits[1]) as reader:
         for source, target in files:
             try:
                 written = upscale_file(source, target, model, options, reader)

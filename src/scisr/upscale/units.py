@@ -32,7 +32,7 @@ def upscale_physical(
     out: np.ndarray,
     *,
     range_mode: str = "extrapolate",
-    tile: int = 256,
+    tile: int,
     overlap: int | None = None,
     batch: int = 1,
     device: str | torch.device = "cpu",
