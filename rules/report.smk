@@ -1,13 +1,17 @@
 # Phase 8: summary table, statistics (the declared plan), seaborn figures and a self-contained HTML page.
-# get_report_layout (common.smk) names every file the report reads; the rule's inputs are its leaves.
+# Its inputs, per-dataset figures and settings come from rules/report_inputs.smk; the script hands the rule's
+# named inputs and outputs to scisr.report.build_report as they are.
+
+
+include: "report_inputs.smk"
 
 
 rule report:
     input:
-        **get_report_inputs(),
+        **report_inputs(),
         code=get_code("scripts/report.py"),
     output:
-        **get_report_figures(),
+        **report_dataset_figures(),
         html=report(
             "results/report/index.html",
             caption="../report/index.rst",
@@ -82,7 +86,6 @@ rule report:
     resources:
         mem_mb=config["compute"]["mem_mb"],
     params:
-        inputs=get_report_layout(),
-        settings=get_report_settings(),
+        settings=report_settings(),
     script:
         "../scripts/report.py"

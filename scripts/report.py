@@ -6,7 +6,7 @@ from scisr.report import build_report
 
 def main(smk) -> None:
     with log_to(smk.log[0]):
-        build_report(smk.params.inputs, dict(smk.output.items()), smk.params.settings)
+        build_report(dict(smk.input.items()), dict(smk.output.items()), smk.params.settings)
 
 
 if __name__ == "__main__":

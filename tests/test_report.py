@@ -15,6 +15,7 @@ from scisr.card import ModelCard
 from scisr.io.files import write_png16
 from scisr.prepare.split import pair_dirs
 from scisr.report import build_report, tables
+from scisr.report.build import nested
 
 MODELS = ["bicubic", "generic", "mri", "astro"]
 DATASETS = ["mri", "astro", "generic"]
@@ -147,6 +148,18 @@ def test_summary_rows_and_stats(study: dict) -> None:
         assert row.n_psnr_inf == int(np.isinf(raw["psnr"]).sum())
     inf_row = summary[(summary["model"] == "generic") & (summary["dataset"] == "generic")].iloc[0]
     assert inf_row["n_psnr_inf"] == 1 and np.isfinite(inf_row["psnr_mean"])
+
+
+def test_the_rules_input_names_nest_as_the_report_reads_them(study: dict, tmp_path: Path) -> None:
+    names = {"budget_scores/mri/generic/250/2": "a.tsv", "splits/mri": "split.tsv", "code": ["scripts/report.py"]}
+    assert nested(names) == {"budget_scores": {"mri": {"generic": {250: {2: "a.tsv"}}}},
+                             "splits": {"mri": "split.tsv"}, "code": ["scripts/report.py"]}
+    # the rule hands its named inputs over flat (kind/model/dataset/fold): the same report as the nested mapping
+    flat = {f"scores/{m}/{d}/1": path for m, by_dataset in study["scores"].items() for d, path in by_dataset.items()}
+    out = tmp_path / "flat"
+    build_report(flat, {k: out / REPORT_FILES[k] for k in ("html", "summary", "stats")}, report_settings())
+    for table in ("summary.tsv", "stats.tsv"):
+        assert (out / table).read_bytes() == (study["out"] / table).read_bytes()
 
 
 def test_summary_differences(study: dict) -> None:
@@ -297,7 +310,8 @@ def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path:
 def test_imported_and_fine_tuned_models_are_named_as_such_and_skipped_ones_explained(tmp_path: Path) -> None:
     """The report says an imported model was not trained here (no training cost) and what a fine-tuned one
     started from; a model the workflow left out gets a line saying why."""
-    from scisr.report import compared_sentence, html
+    from scisr.report import html
+    from scisr.report.text import compared_sentence
 
     ModelCard(name="pretrained", arch="rrdbnet", args={"channels": 64, "blocks": 23, "scale": 4}, scale=4, channels=3,
               parameters=16_697_987, source="imported",

@@ -2,10 +2,10 @@
 
 `build_report` (scisr.report.build) writes it from the files the workflow names; the parts live in their own
 modules: tables (scores, summary), stats (paired comparisons, the plan's families), text (prose), panels, figures,
-sections and html (the page), budget (the crossover), costs, field (field metrics), meaning (answers in words).
+answer_figures (forest, per subject, budget), sections and html (the page), budget (the crossover), costs, field
+(field metrics), meaning (answers in words).
 """
 
 from scisr.report.build import build_report
-from scisr.report.text import compared_sentence, default_conventions, stats_note
 
-__all__ = ["build_report", "compared_sentence", "default_conventions", "stats_note"]
+__all__ = ["build_report"]

@@ -92,6 +92,22 @@ def _with_crossover(advice: list[meaning.Advice], statements: list[str]) -> list
     return advice
 
 
+def nested(inputs: Mapping) -> dict:
+    """The report's inputs nested by the parts of their names: "scores/mri/mri/1" becomes [scores][mri][mri][1].
+
+    The report rule names each input kind/model/dataset/fold (rules/report_inputs.smk); a name of one part keeps
+    its value as it is (an already nested mapping). Parts that are numbers (folds, budgets) become ints.
+    """
+    out: dict = {}
+    for name, value in inputs.items():
+        *parents, leaf = (int(part) if part.isdigit() else part for part in str(name).split("/"))
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 def _first_instances(cards: Mapping[str, Mapping[int, PathLike] | PathLike]) -> dict[str, PathLike]:
     """One card per model (its first instance), for the per-model facts every instance shares."""
     return {model: tables.by_fold(tree)[min(tables.by_fold(tree))] for model, tree in cards.items()}
@@ -100,7 +116,8 @@ def _first_instances(cards: Mapping[str, Mapping[int, PathLike] | PathLike]) -> 
 def build_report(inputs: Mapping, outputs: Mapping[str, PathLike], settings: Mapping) -> None:
     """Write the report's tables, figures and index.html to `outputs` from the files in `inputs`.
 
-    `inputs` (nested by model, dataset and test fold; a leaf may also be a single path, meaning fold 1):
+    `inputs` (nested by model, dataset and test fold, or named by those parts as the report rule's inputs are:
+      "scores/<model>/<dataset>/<fold>", see `nested`; a leaf may also be a single path, meaning fold 1):
       scores {model: {dataset: {fold: score TSV}}} (required), predictions {model: {dataset: {fold: folder}}},
       histories {model: {fold: history.tsv}} (trained models), cards {model: {fold: model.yaml}} (every model;
       one entry for an imported one), tests {dataset: {fold: test part}}, splits {dataset: split.tsv} (image ->
@@ -113,6 +130,7 @@ def build_report(inputs: Mapping, outputs: Mapping[str, PathLike], settings: Map
       (default rmse), degradations {dataset: name}, fields {dataset: mri|astronomy}, skipped {model: why},
       conventions (text).
     """
+    inputs = nested(inputs)
     baseline, generic = settings["baseline"], settings["generic"]
     metric = settings.get("primary_metric") or "rmse"
     folds = dict(settings.get("folds") or {})
