@@ -1,23 +1,18 @@
 # The study's names and settings (scisr.config, read once at parse time), wildcard constraints and the input
-# functions (get_*) of the phases. No heavy imports: parsing stays fast. Jobs import the installed scisr (the
-# venv's editable install, or the one each rule's conda env installs: envs/*.post-deploy.sh).
+# functions (get_*) of the phases. No heavy imports: parsing stays fast. Jobs import the installed scisr: the
+# venv's editable install, or in each rule's conda env the one its post-deploy script installs from here.
+import os
 import sys
 from pathlib import Path
 
 from scisr import checks, packaged
 from scisr.codeinputs import code_inputs
-from scisr.config import BASELINE, load_study
+from scisr.config import BASELINE, load_study, uses_conda
 
-
-def _conda_deploys():
-    """Whether jobs run in the rules' conda envs (envs/torch.yaml installs the packaged weights there)."""
-    methods = getattr(workflow.deployment_settings, "deployment_method", ())
-    return any(
-        getattr(method, "name", str(method)).upper() == "CONDA" for method in methods
-    )
-
-
-STUDY = load_study(config, Path(workflow.basedir) / "config", conda=_conda_deploys())
+# set, not read (so no envvars: directive): envs/*.post-deploy.sh installs the library from this folder
+os.environ.update(SCISR_SOURCE=workflow.basedir)
+DEPLOYMENT = getattr(workflow.deployment_settings, "deployment_method", ())
+STUDY = load_study(config, Path(workflow.basedir) / "config", uses_conda(DEPLOYMENT))
 for _note in STUDY.notes:
     print(f"note: {_note}", file=sys.stderr)
 

@@ -1,8 +1,9 @@
 """Computed code inputs: each rule declares exactly the library files its script runs.
 
 `scisr.codeinputs.code_files` reads imports with ast; these tests check it against Python itself:
-a fresh interpreter imports the script (as Snakemake's job would, `scisr` found through the
-`scripts/scisr` link) and the `scisr` files in its `sys.modules` must be the declared set.
+a fresh interpreter imports the script (as Snakemake's job would, `scisr` installed in its environment) and the
+`scisr` files in its `sys.modules` must be the declared set. Declared inputs are relative paths, so the plan does
+not depend on where the checkout lives.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from scisr.codeinputs import code_files
 
 SRC = ROOT / "src"
@@ -46,14 +47,17 @@ def loaded_scisr_files(script: Path) -> set[Path]:
         "import importlib, json, sys",
         f"sys.path.insert(0, {str(script.parent)!r})",
         f"importlib.import_module({script.stem!r})",
-        *[f"if {module!r} in sys.modules:\n" + textwrap.indent(code, "    ") for module, code in RUN_TIME_LOADS.items()],
+        *[
+            f"if {module!r} in sys.modules:\n" + textwrap.indent(code, "    ")
+            for module, code in RUN_TIME_LOADS.items()
+        ],
         "files = [m.__file__ for n, m in list(sys.modules.items()) if n == 'scisr' or n.startswith('scisr.')]",
         "print(json.dumps(files))",
     ]
-    # no PYTHONPATH: scisr must come from the scripts/scisr link, as in a job's conda env
+    # no PYTHONPATH: scisr must come from its installation, as in a job's env (the venv, or a rule's conda env)
     env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", "\n".join(lines)], check=False, capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return {Path(f).resolve() for f in json.loads(result.stdout.splitlines()[-1])}
@@ -119,3 +123,32 @@ def test_a_function_named_in_from_import_is_not_a_module(tmp_path: Path) -> None
     script = tmp_path / "script.py"
     write(script, "from pkg import helper\n")
     assert [p.name for p in code_files(script, src, package="pkg")] == ["__init__.py"]
+
+
+def test_code_inputs_are_relative_and_name_the_same_files(tmp_path: Path) -> None:
+    from scisr.codeinputs import code_inputs
+
+    script = ROOT / "scripts" / "score.py"
+    declared = code_inputs(script, SRC, start=ROOT)
+    assert declared and not any(Path(p).is_absolute() for p in declared)
+    assert all(p.startswith("src/scisr/") for p in declared)
+    assert [(ROOT / p).resolve() for p in declared] == code_files(script, SRC)
+    elsewhere = code_inputs(script, SRC, start=tmp_path)  # a working directory outside the checkout still works
+    assert [(tmp_path / p).resolve() for p in elsewhere] == code_files(script, SRC)
+
+
+def test_the_workflow_declares_code_inputs_relative_to_the_working_directory(snakemake_exe: str) -> None:
+    """The dry run's inputs name src/scisr/... files without the checkout's absolute path."""
+    result = subprocess.run(
+        [snakemake_exe, "--dry-run", "--forceall", "--cores", "1", "results/score/bicubic/mri/fold1.tsv"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    inputs = [line for line in result.stdout.splitlines() if line.strip().startswith("input:")]
+    code = [name.strip() for line in inputs for name in line.split(":", 1)[1].split(",") if "scisr/" in name]
+    assert "src/scisr/metrics.py" in code
+    assert not [name for name in code if name.startswith("/")]

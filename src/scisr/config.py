@@ -30,6 +30,7 @@ __all__ = [
     "schema_default",
     "skipped_models",
     "train_settings",
+    "uses_conda",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -129,6 +130,11 @@ def drop_foreign_source_keys(config: dict, schema: Path) -> list[str]:
                 "(keys of other kinds, inherited from a merged config file)"
             )
     return notes
+
+
+def uses_conda(deployment_methods) -> bool:
+    """Whether jobs run in the rules' conda envs, from Snakemake's deployment methods (--sdm)."""
+    return any(getattr(method, "name", str(method)).upper() == "CONDA" for method in deployment_methods)
 
 
 def skipped_models(models: Mapping[str, Mapping], conda: bool) -> dict[str, str]:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-import scisr
 from scisr.io.files import write_text_atomic
 from scisr.train.job import TrainJob
 
@@ -62,11 +61,8 @@ def launch(job: TrainJob) -> None:
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
         "-m", "scisr.train.distributed", str(job_file),
     ]
-    # the workers import the scisr this process runs (in a conda env that is the scripts/scisr link, which is
-    # on this process's path but not on a child's)
-    package_root = str(Path(scisr.__file__).resolve().parents[1])
-    env = dict(os.environ, OMP_NUM_THREADS=str(per_process), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    # the workers import scisr as this process does: installed in its environment (venv or the rule's conda env)
+    env = dict(os.environ, OMP_NUM_THREADS=str(per_process), PYTHONUNBUFFERED="1")
     log.info("training %s in %d processes (%s, %d threads each): %s", job.name, gpus, job.device, per_process,
              " ".join(command))
     tail: collections.deque[str] = collections.deque(maxlen=200)
