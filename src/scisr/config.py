@@ -3,7 +3,7 @@
 `rules/common.smk` calls `load_study(config, ...)` at parse time and keeps only wildcard constraints and input
 functions; everything decided from the config alone lives here, testable without Snakemake. `schema_default`
 gives the library and the `scisr` command the defaults written in config/schema.yaml, so each default is stated
-once. Torch-free and cheap to import; Snakemake's validator is imported only by the functions that validate.
+once. Torch-free and cheap to import: jsonschema and Snakemake are imported only by the functions that use them.
 """
 
 from __future__ import annotations
@@ -90,11 +90,33 @@ def merge(base: Mapping, override: Mapping) -> dict:
     return merged
 
 
-def validate(data: dict, schema: Path) -> None:
-    """Validate `data` against a schema file, filling in its defaults (snakemake.utils.validate)."""
-    from snakemake.utils import validate as snakemake_validate
+@functools.cache
+def _validator(path: Path):
+    """A JSON-schema validator for one schema file that fills in defaults, as snakemake.utils.validate does (which
+    re-reads the file on every call: 0.12 s each, most of a parse), built once per process."""
+    from jsonschema import Draft202012Validator, validators
 
-    snakemake_validate(data, str(schema))
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        for name, subschema in properties.items():
+            if "default" in subschema and isinstance(instance, dict):
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))  # a copy: no block shares a default
+        yield from check_properties(validator, properties, instance, schema)
+
+    filling = validators.extend(Draft202012Validator, {"properties": fill_defaults})
+    return filling(_schema(path))
+
+
+def validate(data: dict, schema: Path) -> None:
+    """Validate `data` against a schema file, filling in its defaults; a ValueError names the first bad key."""
+    from jsonschema import ValidationError
+
+    try:
+        _validator(Path(schema).resolve()).validate(data)
+    except ValidationError as error:
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise ValueError(f"config: {key}: {error.message} ({Path(schema).name})") from None
 
 
 def _refuse(problems: list[str]) -> None:
@@ -280,8 +302,7 @@ def load_study(config: dict, config_dir: str | Path = CONFIG_DIR, conda: bool = 
     """Repair, validate (filling in the schema's defaults, in place) and read a workflow config.
 
     `config_dir` holds schema.yaml and train.schema.yaml; `conda` says whether jobs run in the rules' conda envs
-    (which install packaged weights, so those models are never skipped). Raises ValueError (cross-key problems,
-    each naming its key) or Snakemake's WorkflowError (schema violations).
+    (which install packaged weights, so those models are never skipped). Raises ValueError naming the key(s).
     """
     config_dir = Path(config_dir)
     notes = drop_foreign_source_keys(config, config_dir / SCHEMA)
