@@ -118,6 +118,12 @@ def test_folds_cross_validate_domains_and_keep_the_generic_photographs_to_one_ho
     assert study().dataset_folds("mri") == 1  # the default: a single holdout
 
 
+def test_a_workflow_running_another_checkouts_library_is_told_so(tmp_path) -> None:
+    assert study_config.library_note(ROOT) is None
+    note = study_config.library_note(tmp_path)
+    assert str(ROOT / "src") in note and str(tmp_path / "src") in note and "pip install -e" in note
+
+
 def test_schema_default_reads_the_schema_and_names_a_missing_key() -> None:
     assert schema_default("infer.tile") == 128 and schema_default("infer.overlap") == 16
     assert schema_default("study.folds") == 1

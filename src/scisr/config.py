@@ -298,6 +298,18 @@ def _init_problems(config: Mapping, settings: Mapping[str, Mapping], trained: li
     return problems
 
 
+def library_note(workflow_dir: str | Path) -> str | None:
+    """A note when the scisr imported here is not the workflow's own src/scisr: jobs outside conda envs import the
+    same installed library, so they would run other code than the code inputs track."""
+    imported, own = Path(__file__).resolve().parent, (Path(workflow_dir) / "src" / "scisr").resolve()
+    if imported == own:
+        return None
+    return (
+        f"the scisr library is imported from {imported.parent}, not from this workflow's {own.parent}: jobs "
+        f"outside conda envs run that code; `pip install -e {Path(workflow_dir).resolve()}` to run this one's"
+    )
+
+
 def load_study(config: dict, config_dir: str | Path = CONFIG_DIR, conda: bool = False) -> Study:
     """Repair, validate (filling in the schema's defaults, in place) and read a workflow config.
 
@@ -306,6 +318,7 @@ def load_study(config: dict, config_dir: str | Path = CONFIG_DIR, conda: bool = 
     """
     config_dir = Path(config_dir)
     notes = drop_foreign_source_keys(config, config_dir / SCHEMA)
+    notes += filter(None, [library_note(config_dir.parent)])
     validate(config, config_dir / SCHEMA)
     _refuse(checks.config_problems(config))
     skipped = skipped_models(config["models"], conda)
