@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: install study test lint format dryrun clean
+.PHONY: install study test test-fast lint format dryrun clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ dryrun: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# the unit tests alone: no Snakemake runs, no training runs over ~10 s, no fuzzing (under 2 minutes on 2 cores)
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not fuzz and not workflow"
 
 lint: install
 	$(BIN)/snakemake --lint

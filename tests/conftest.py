@@ -1,13 +1,17 @@
-"""Shared fixtures: the repository root, the team's shared real files, the venv's tools."""
+"""Shared fixtures and helpers: the repository root, the team's shared real files, the venv's tools, the one tiny
+training setup and tiny trained model, the one way to run Snakemake, and the tiny studies built once per test run."""
 
 from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -59,6 +63,66 @@ def dataset_settings(section: str, partial: dict | None = None) -> dict:
     return config["datasets"]["d"][section]
 
 
+# The workflow tests' config (merged over config/config.yaml): the tiny model and schedule every test builds on.
+TINY = yaml.safe_load((ROOT / "tests" / "data" / "tiny.yaml").read_text())
+TINY_NORMALIZATION = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """A copy of `base` with `changes` merged in: nested mappings key by key, any other value replaced."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else copy.deepcopy(value)
+    return out
+
+
+def tiny_settings(changes: dict | None = None, *, seed: int = 0, scale: int = 4) -> dict:
+    """The tests' one tiny training setup, tests/data/tiny.yaml's `train` (SRResNet 8 channels x 1 block, batches
+    of 4 32-px patches, 20 pixel + 6 GAN iterations), with `changes` merged in, as the train rule passes it."""
+    return train_settings(merged(TINY["train"], changes or {}), seed=seed, scale=scale)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny SRResNet (4 channels, 1 block) trained through the train entry point, 3 pixel and 2 GAN iterations on a
+    generated split, as model `mri` of dataset `mri`: {"generator", "history", "card", "normalization"} (read only)."""
+    from train_helpers import make_split
+
+    from scisr.train import Settings, TrainJob, train
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    split = make_split(root / "split", n_train=2, n_val=1)
+    settings = tiny_settings({"generator": {"channels": 4}, "discriminator": {"base_channels": 4}, "batch_size": 2,
+                              "pixel": {"iterations": 3}, "gan": {"iterations": 2}, "val_every": 2})
+    model = root / "models" / "mri"
+    train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=model / "generator.pt",
+                   history=model / "history.tsv", card=model / "model.yaml", checkpoint_dir=root / "ckpt",
+                   settings=Settings.from_dict(settings), name="mri", dataset="mri",
+                   normalization=TINY_NORMALIZATION, device="cpu", threads=1))
+    return {"generator": model / "generator.pt", "history": model / "history.tsv", "card": model / "model.yaml",
+            "normalization": copy.deepcopy(TINY_NORMALIZATION)}
+
+
+def snakemake_command(exe: str, workdir: Path, *args: str, configfiles: Iterable[str | Path] = (),
+                      snakefile: Path | None = None, cores: int | None = 2) -> list[str]:
+    """Snakemake on `snakefile` (this repository's by default) in `workdir`: `args` (targets and options) first,
+    `--configfile` last, since it takes every word after it."""
+    command = [exe, *args, "--snakefile", str(snakefile or ROOT / "Snakefile"), "--directory", str(workdir)]
+    if cores:
+        command += ["--cores", str(cores)]
+    configfiles = [str(c) for c in configfiles]
+    return command + (["--configfile", *configfiles] if configfiles else [])
+
+
+def run_snakemake(exe: str, workdir: Path, *args: str, configfiles: Iterable[str | Path] = (),
+                  snakefile: Path | None = None, cores: int | None = 2, timeout: int = 600,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake_command(...) in `workdir`, its output captured as text."""
+    command = snakemake_command(exe, workdir, *args, configfiles=configfiles, snakefile=snakefile, cores=cores)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env, check=False)
+
+
 # The cross-validated tiny study: 9 synthetic MRI subjects in 3 folds beside the builtin generic photographs,
 # built once per test run and shared by the folds workflow test and the browser test of its report.
 FOLDS_SUBJECTS = 9
@@ -75,11 +139,8 @@ FOLDS_CONFIG = {
     "models": {"generic": {"data": "generic"}, "mri": {"data": "mri"}, "mri_ft": {"data": "mri", "init": "generic"}},
     "evaluate": ["mri", "generic"],
     "study": {"folds": FOLDS_K, "budgets": [10]},
-    "train": {"generator": {"arch": "srresnet", "channels": 8, "blocks": 1},
-              "discriminator": {"arch": "vgg", "base_channels": 8, "pool": 1}, "batch_size": 4, "patch_size": 32,
-              "pixel": {"iterations": 20, "milestones": [15]}, "gan": {"iterations": 6}, "val_every": 10,
-              "checkpoint_every": 10},
-    "finetune": {"pixel": {"iterations": 10, "milestones": [5]}, "gan": {"iterations": 4}},
+    "train": copy.deepcopy(TINY["train"]),
+    "finetune": copy.deepcopy(TINY["finetune"]),
     "compute": {"train_threads": 1},
     "report": {"title": "SciSR folds study"},
 }
@@ -91,23 +152,15 @@ class FoldsStudy:
     def __init__(self, work: Path, exe: str) -> None:
         self.work, self.exe = work, exe
 
-    def run(self, *args: str, config: dict | None = None, timeout: int = 900):
-        import subprocess
-
-        import yaml
-
+    def run(self, *args: str, config: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
         (self.work / "override.yaml").write_text(yaml.safe_dump(config or {}))
-        cmd = [self.exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(self.work), "--configfile",
-               str(self.work / "config.yaml"), str(self.work / "pretrained.yaml"), str(self.work / "override.yaml"),
-               "--cores", "2", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.work)
+        configs = [self.work / name for name in ("config.yaml", "pretrained.yaml", "override.yaml")]
+        return run_snakemake(self.exe, self.work, *args, configfiles=configs, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
 def folds_study(tmp_path_factory: pytest.TempPathFactory, snakemake_exe: str) -> FoldsStudy:
     """The cross-validated tiny study, run once (FOLDS_CONFIG plus a small imported `pretrained` model)."""
-    import yaml
-
     from ncnn_helpers import write_small_pretrained
     from study_data import write_series
 

@@ -63,6 +63,7 @@ def loaded_scisr_files(script: Path) -> set[Path]:
     return {Path(f).resolve() for f in json.loads(result.stdout.splitlines()[-1])}
 
 
+@pytest.mark.slow  # a fresh interpreter per script: 2-6 s each, about 30 s in all
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_declared_code_is_what_the_script_imports(script: Path) -> None:
     declared = set(code_files(script, SRC))

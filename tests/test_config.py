@@ -167,6 +167,7 @@ def effective(base: dict, user: dict) -> tuple | None:
     return rest, s.train_settings
 
 
+@pytest.mark.slow  # validates the config once per key it holds: 8-13 s each
 @pytest.mark.parametrize(("name", "base"), [("config.yaml", None), ("study.yaml", "config.yaml")])
 def test_a_config_file_states_only_what_differs_from_the_schemas_defaults(name: str, base: str | None) -> None:
     """A key whose removal changes nothing the workflow reads restates a default: config.yaml over the schema's

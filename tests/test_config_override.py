@@ -6,17 +6,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, run_snakemake
 
 
 def dry_run(exe: str, work: Path, *configfiles: Path) -> subprocess.CompletedProcess:
-    command = [exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--dry-run", "--cores", "1",
-               "--configfile", *map(str, configfiles)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=work)
+    return run_snakemake(exe, work, "--dry-run", configfiles=configfiles, cores=1, timeout=300)
 
 
+@pytest.mark.slow  # two Snakemake dry runs
 def test_configfile_can_switch_sources_to_other_kinds(snakemake_exe: str, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "config", tmp_path / "config")
     images = tmp_path / "my_dicoms"
@@ -40,12 +40,14 @@ def test_configfile_can_switch_sources_to_other_kinds(snakemake_exe: str, tmp_pa
     assert result.returncode != 0 and "pattern" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # a Snakemake dry run of the full-scale study
 def test_study_config_merges_over_the_default(snakemake_exe: str, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "config", tmp_path / "config")
     result = dry_run(snakemake_exe, tmp_path, tmp_path / "config" / "config.yaml", tmp_path / "config" / "study.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # a Snakemake run of the download rule
 def test_workflow_downloads_an_http_source_into_raw_and_cache(snakemake_exe: str, tmp_path: Path) -> None:
     import hashlib
     import io
@@ -66,10 +68,8 @@ def test_workflow_downloads_an_http_source_into_raw_and_cache(snakemake_exe: str
             "kind": "http", "patterns": ["*.png"],
             "files": [{"url": f"{server.url}/d/photos.zip", "sha256": hashlib.sha256(data).hexdigest(),
                        "size": len(data)}]}}}}))
-        command = [snakemake_exe, "resources/raw/generic/MANIFEST.tsv", "--snakefile", str(ROOT / "Snakefile"),
-                   "--directory", str(tmp_path), "--cores", "1",
-                   "--configfile", str(tmp_path / "config" / "config.yaml"), str(override)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        result = run_snakemake(snakemake_exe, tmp_path, "resources/raw/generic/MANIFEST.tsv", cores=1, timeout=300,
+                               configfiles=[tmp_path / "config" / "config.yaml", override])
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "resources/raw/generic/photos/a.png").read_bytes() == b"\x89PNG one"
     assert not (tmp_path / "resources/raw/generic/photos/notes.txt").exists()

@@ -24,13 +24,14 @@ from scisr.card import ModelCard
 from scisr.train.checkpoint import load_checkpoint
 from scisr.train.launcher import JOB_FILE
 from scisr.train.settings import check_settings
-from test_train import SETTINGS, fit, job, make_split
+from train_helpers import SETTINGS, fit, job, make_split
 
 # 6 pixel + 4 GAN iterations, a checkpoint every 3: the kill at 9 lands mid-GAN-stage
 TINY = copy.deepcopy(SETTINGS) | {"ema": 0.9, "val_every": 3, "checkpoint_every": 3}
 TINY["pixel"] = {"iterations": 6, "lr": 5e-4, "milestones": [4], "gamma": 0.5}
 TINY["gan"] = TINY["gan"] | {"iterations": 4}
 DDP = TINY | {"gpus": 2}
+pytestmark = pytest.mark.slow  # torch.distributed.run with 2 processes per case
 ROWS = [0, 3, 6, 9, 10]
 KILL_AT = 9
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import train_settings
+from conftest import TINY_NORMALIZATION, tiny_settings
 from scisr import checks
 from scisr.card import ModelCard
 from scisr.infer import infer_folder, load_model
@@ -21,17 +21,17 @@ from scisr.metrics import psnr, rmse
 from scisr.models import import_weights
 from scisr.models.rrdbnet import RRDBNet
 from scisr.train import Settings, TrainJob, train
-from test_train import make_split
+from train_helpers import make_split
 
-NORMALIZATION = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
+NORMALIZATION = TINY_NORMALIZATION
 SRRESNET = {"arch": "srresnet", "channels": 4, "blocks": 1}
 RRDB = {"channels": 8, "blocks": 1, "growth": 4}
 
 
 def settings(generator: dict, pixel: int = 4, gan: int = 2, lr: float = 5e-4) -> dict:
-    return train_settings({"generator": generator, "discriminator": {"arch": "vgg", "base_channels": 4},
-                           "batch_size": 2, "patch_size": 32, "pixel": {"iterations": pixel, "lr": lr},
-                           "gan": {"iterations": gan}, "ema": 0.9, "val_every": 2, "checkpoint_every": 100})
+    return tiny_settings({"generator": generator, "discriminator": {"base_channels": 4}, "batch_size": 2,
+                          "pixel": {"iterations": pixel, "lr": lr}, "gan": {"iterations": gan}, "ema": 0.9,
+                          "val_every": 2, "checkpoint_every": 100})
 
 
 def run(tmp, split, name: str, cfg: dict, init: str | None = None) -> ModelCard:

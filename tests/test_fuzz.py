@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("SCISR_FUZZ_SECONDS", "60" if os.environ.get("CI") == "true" else "10"))
 HANG_S = 10.0
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]  # SECONDS per reader, plus the child's start-up
 
 
 @pytest.mark.parametrize("reader", ["dicom", "fits", "raster"])

@@ -69,6 +69,7 @@ def test_x4plus_card_records_origin_without_paths(x4plus):
 
 
 @needs_package
+@pytest.mark.slow  # the 16.7M-parameter RRDBNet on a photo: about 20 s
 def test_x4plus_beats_bicubic_on_the_luminance_of_a_photo(x4plus, tmp_path):
     torch.set_num_threads(2)
     card, generator, _ = x4plus

@@ -7,12 +7,10 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from conftest import train_settings
 from scisr.infer import infer_folder, load_model, upscale
 from scisr.io.files import read_png16, write_png16
 from scisr.models import build_generator
 from scisr.prepare.resize import imresize
-from scisr.train import Settings, TrainJob, train
 
 RUN = {"tile": 16, "overlap": 8, "device": "cpu", "threads": 1}
 
@@ -37,7 +35,7 @@ def test_single_tile_is_the_model_output():
     np.testing.assert_allclose(upscale(model, image, 4, tile=64, overlap=16, device="cpu"), direct, atol=1e-6)
 
 
-@pytest.mark.parametrize("tile,overlap", [(50, 40), (64, 48)])
+@pytest.mark.parametrize("tile,overlap", [pytest.param(50, 40, marks=pytest.mark.slow), (64, 48)])  # 50-40: ~10 s
 def test_tiled_equals_whole_image(tile, overlap):
     model, image = random_model(), smooth((100, 90))
     whole = upscale(model, image, 4, tile=1000, overlap=0, device="cpu")
@@ -87,26 +85,9 @@ def test_infer_folder_bicubic(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model trained for a few pixel iterations on a generated split."""
-    root = tmp_path_factory.mktemp("train")
-    for split in ("train", "val"):
-        for i in range(2):
-            hr = smooth((48, 48), seed=i + (10 if split == "val" else 0))
-            write_png16(root / "split" / split / "HR" / f"{i}.png", hr)
-            write_png16(root / "split" / split / "LR" / f"{i}.png", np.clip(imresize(hr, 0.25), 0, 1))
-    settings = train_settings({
-        "generator": {"arch": "srresnet", "channels": 8, "blocks": 1},
-        "discriminator": {"arch": "vgg", "base_channels": 8}, "batch_size": 2, "patch_size": 32,
-        "pixel_loss": "l1", "pixel": {"iterations": 3, "lr": 1e-3, "milestones": [], "gamma": 0.5},
-        "gan": {"iterations": 0}, "val_every": 10, "checkpoint_every": 10,
-    })
-    model = root / "model"
-    train(TrainJob(train_dir=root / "split" / "train", val_dir=root / "split" / "val",
-                   generator=model / "generator.pt", history=model / "history.tsv", card=model / "model.yaml",
-                   checkpoint_dir=root / "ckpt", settings=Settings.from_dict(settings), name="tiny", dataset="smooth",
-                   normalization={}, device="cpu", threads=1))
-    return {"generator": model / "generator.pt", "card": model / "model.yaml"}
+def trained(tiny_model):
+    """The session's tiny trained model (conftest.tiny_model): its generator and card."""
+    return {"generator": tiny_model["generator"], "card": tiny_model["card"]}
 
 
 def test_infer_folder_with_trained_model(trained, tmp_path):

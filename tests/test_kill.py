@@ -18,6 +18,7 @@ from astropy.io import fits
 from conftest import ROOT
 from upscale_helpers import model_folder, physical
 
+pytestmark = pytest.mark.slow  # each case runs `scisr upscale` in subprocesses, killed and run again
 KILL_HOOK = ROOT / "tests" / "killhook"
 
 

@@ -16,11 +16,10 @@ from scisr.io.files import write_png16
 from scisr.prepare.split import pair_dirs
 from scisr.report import build_report, tables
 from scisr.report.build import nested
+from report_helpers import DATASETS, REPORT_FILES, SCALE, report_outputs, report_settings
 
 MODELS = ["bicubic", "generic", "mri", "astro"]
-DATASETS = ["mri", "astro", "generic"]
 IDS = ["a_small", "b_large", "c_mid"] + [f"img{i}" for i in range(5)]  # the first three also have PNGs
-SCALE = 4
 # Mean RMSE offset of each model from bicubic, per dataset (negative = better than bicubic).
 OFFSETS = {
     "mri": {"bicubic": 0.0, "generic": -0.004, "mri": -0.010, "astro": 0.002},
@@ -112,22 +111,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     build_report({"scores": scores, "predictions": predictions, "histories": histories, "cards": cards,
                   "tests": tests}, report_outputs(out), report_settings(title="SciSR <test> & study"))
     return {"root": root, "scores": scores, "out": out, "html": (out / "index.html").read_text()}
-
-
-REPORT_FILES = {"html": "index.html", "summary": "summary.tsv", "stats": "stats.tsv", "folds": "folds.tsv",
-                "forest": "forest.png", "paired": "paired.png", "metrics": "metrics.png", "heatmap": "heatmap.png",
-                "curves": "learning_curves.png"}
-
-
-def report_outputs(out: Path, datasets: list[str] = DATASETS, **extra: str) -> dict:
-    """The report rule's outputs in folder `out` (named as the rule names them), plus `extra` {name: file}."""
-    files = {**REPORT_FILES, **{f"panel_{d}": f"panel_{d}.png" for d in datasets}, **extra}
-    return {name: out / file for name, file in files.items()}
-
-
-def report_settings(**extra) -> dict:
-    """The report rule's settings for a small constructed study."""
-    return {"baseline": "bicubic", "generic": "generic", "title": "SciSR study", "scale": SCALE, **extra}
 
 
 def test_summary_rows_and_stats(study: dict) -> None:
@@ -268,28 +251,12 @@ def test_answer_lines_follow_the_stats(study: dict) -> None:
     assert "generic: 1000 iterations (600 pixel, 400 gan)" in study["html"]
 
 
-def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tmp_path: Path) -> None:
+def test_a_card_written_by_training_reads_back_in_infer_and_the_report(tiny_model: dict) -> None:
     """The card round trip: the trainer's writer, infer's loader and the report's cost table agree."""
-    import torch
-
-    from conftest import train_settings
     from scisr.infer import load_model
     from scisr.report import html
-    from scisr.train import Settings, TrainJob, train
-    from test_train import make_split
 
-    torch.set_num_threads(1)
-    split = make_split(tmp_path / "split", n_train=2, n_val=1)
-    settings = train_settings({"generator": {"arch": "srresnet", "channels": 4, "blocks": 1},
-                               "discriminator": {"arch": "vgg", "base_channels": 4}, "batch_size": 2,
-                               "patch_size": 32, "pixel": {"iterations": 3}, "gan": {"iterations": 2},
-                               "val_every": 2, "checkpoint_every": 10})
-    model = tmp_path / "models" / "mri"
-    normalization = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
-    train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=model / "generator.pt",
-                   history=model / "history.tsv", card=model / "model.yaml", checkpoint_dir=tmp_path / "ckpt",
-                   settings=Settings.from_dict(settings), name="mri", dataset="mri", normalization=normalization,
-                   device="cpu", threads=1))
+    model, normalization = tiny_model["card"].parent, tiny_model["normalization"]  # 3 pixel + 2 GAN iterations
 
     card = ModelCard.read(model / "model.yaml")
     net = load_model(model / "generator.pt", model / "model.yaml", "cpu")  # infer's loader

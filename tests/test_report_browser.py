@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT
 from scisr.io.files import write_png16
 from scisr.report import build_report
-from test_report import report_outputs, report_settings
+from report_helpers import report_outputs, report_settings
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium found: apt-get install chromium to run this")
@@ -210,6 +210,7 @@ def _check(result: dict) -> None:
     assert not result["wide_tables"], f"tables wider than the page at {WIDTH} px: {result['wide_tables']}"
 
 
+@pytest.mark.slow  # builds a report and renders it in Chromium
 def test_constructed_report_renders_cleanly(tmp_path: Path) -> None:
     html = _constructed_report(tmp_path)
     screenshot = html.parent / "screenshot.png"

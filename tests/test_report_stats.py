@@ -13,7 +13,7 @@ from conftest import dataset_settings
 from scisr.io.files import write_tiff
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.prepare.split import split_dataset
-from test_report import report_outputs, report_settings
+from report_helpers import report_outputs, report_settings
 from scisr.report import build_report, figures, stats
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, snakemake_command
 
 ENABLE = "SCISR_SLURM_TEST"
 START = ROOT / ".ci" / "slurm" / "start.sh"
@@ -56,17 +56,11 @@ def run(cmd: list[str], cwd: Path, log: Path, timeout: int) -> subprocess.Comple
 
 
 def snakemake_cmd(exe: str, work: Path, *args: str) -> list[str]:
-    """snakemake on this repository's Snakefile in `work` with the SLURM test's config."""
-    return [
-        exe, *TARGETS,
-        "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(work),
-        # profiles/default (local; `resources: gpu=1`) would otherwise be merged in as the
-        # workflow profile and serialize GPU jobs in Snakemake, not in SLURM.
-        "--workflow-profile", "none",
-        "--configfile", str(work / "config" / "config.yaml"), str(CONFIG),
-        *args,
-    ]
+    """snakemake on this repository's Snakefile in `work` with the SLURM test's config, the targets first."""
+    # profiles/default (local; `resources: gpu=1`) would otherwise be merged in as the
+    # workflow profile and serialize GPU jobs in Snakemake, not in SLURM.
+    return snakemake_command(exe, work, *TARGETS, "--workflow-profile", "none", *args,
+                             configfiles=[work / "config" / "config.yaml", CONFIG], cores=None)
 
 
 def job_stats(output: str) -> dict[str, int]:
@@ -98,15 +92,13 @@ def test_slurm_profile_requests_gpus_for_train_and_infer() -> None:
     assert ci["executor"] == "slurm" and ci["default-resources"]["slurm_account"]
 
 
+@pytest.mark.slow  # a Snakemake dry run of the full-scale study
 def test_slurm_profile_plans_the_study(snakemake_exe: str, tmp_path: Path) -> None:
     """A dry run with the cluster profile needs no cluster and shows the GPU requests."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
-    cmd = [
-        snakemake_exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-        "--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile", "none",
-        "--configfile", str(tmp_path / "config" / "config.yaml"), str(ROOT / "config" / "study.yaml"),
-        "--dry-run",
-    ]
+    cmd = snakemake_command(snakemake_exe, tmp_path, "--profile", str(ROOT / "profiles" / "slurm"),
+                            "--workflow-profile", "none", "--dry-run", cores=None,
+                            configfiles=[tmp_path / "config" / "config.yaml", ROOT / "config" / "study.yaml"])
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     blocks = result.stdout.split("\nrule ")

@@ -19,66 +19,20 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from scipy.ndimage import gaussian_filter
 
-from conftest import train_settings
 from scisr.card import ModelCard
-from scisr.io.files import read_png16, write_png16
+from scisr.io.files import read_png16
 from scisr.models import build_generator
 from scisr.models.device import resolve_device
 from scisr.models.vgg import VGG19Features
-from scisr.prepare.resize import imresize
-from scisr.train import Settings, TrainJob, losses, train
+from scisr.train import Settings, TrainJob, losses
 from scisr.train.checkpoint import load_checkpoint
 from scisr.train.settings import KEYS, check_settings
+from train_helpers import ESRGAN, NORMALIZATION, SETTINGS, fit, job, make_split
 
-# the rule's settings: these keys, the schema's defaults for the others (ema 0.999, no clipping, bce, ...)
-SETTINGS = train_settings({
-    "generator": {"arch": "srresnet", "channels": 8, "blocks": 1, "batch_norm": False},
-    "discriminator": {"arch": "vgg", "base_channels": 8, "pool": 1},
-    "batch_size": 4,
-    "patch_size": 32,
-    "pixel_loss": "l1",
-    "pixel": {"iterations": 30, "lr": 5e-4, "milestones": [20], "gamma": 0.5},
-    "gan": {"iterations": 10, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": [],
-            "gamma": 0.5},
-    "val_every": 10,
-    "checkpoint_every": 10,
-})
-NORMALIZATION = {"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1}
 TOTAL = 40
-# the papers' additions, all on: EMA, relativistic GAN, gradient clipping; the kill lands mid-GAN-stage
-ESRGAN = copy.deepcopy(SETTINGS) | {"ema": 0.9, "grad_clip": 10.0, "amp": "auto"}
-ESRGAN["pixel"] = {"iterations": 20, "lr": 5e-4, "milestones": [10], "gamma": 0.5}
-ESRGAN["gan"] = ESRGAN["gan"] | {"iterations": 20, "loss": "ragan", "milestones": [5]}
 VARIANTS = {"srgan": SETTINGS, "esrgan": ESRGAN}
 KILL_AT = {"srgan": 10, "esrgan": 30}
-
-
-def job(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> TrainJob:
-    """The job the train rule would give for a model folder `out` (generator.pt, history.tsv, model.yaml)."""
-    return TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
-                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=ckpt,
-                    settings=Settings.from_dict(settings),
-                    name=name, dataset="tiny_data", normalization=NORMALIZATION,
-                    **({"device": "cpu", "threads": 1} | where))
-
-
-def fit(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> None:
-    """Train through the one entry point."""
-    train(job(split, Path(out), Path(ckpt), settings, name, **where))
-
-
-def make_split(root: Path, size: int = 64, scale: int = 4, n_train: int = 6, n_val: int = 2) -> Path:
-    """A split folder of smooth random HR images and their bicubic LR partners."""
-    rng = np.random.default_rng(1)
-    for split, count in [("train", n_train), ("val", n_val)]:
-        for i in range(count):
-            hr = gaussian_filter(rng.random((size, size)), 2.0)
-            hr = (hr - hr.min()) / (hr.max() - hr.min())
-            write_png16(root / split / "HR" / f"im{i:02d}.png", hr)
-            write_png16(root / split / "LR" / f"im{i:02d}.png", np.clip(imresize(hr, 1 / scale), 0, 1))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +158,7 @@ train(TrainJob.from_dict(json.loads(sys.argv[1])))
 """
 
 
+@pytest.mark.slow  # two trainings and a killed one per variant
 @pytest.mark.parametrize("variant", ["srgan", "esrgan"])
 def test_resume_after_kill_matches_uninterrupted_run(split, references, variant, tmp_path, caplog):
     settings, kill_at, reference = VARIANTS[variant], KILL_AT[variant], references(variant)

@@ -6,18 +6,15 @@ import math
 import pytest
 import torch
 
-from conftest import train_settings
+from conftest import tiny_settings
 from scisr.train.settings import Settings
 from scisr.train.speed import CPU_MEMORY_FORMATS, generator_memory_format
 from scisr.train.trainer import Trainer
-from test_train import make_split
+from train_helpers import make_split
 
 # both stages, EMA, clipping: every piece of machinery the speed work touched
-SETTINGS = train_settings({
-    "generator": {"arch": "srresnet", "channels": 8, "blocks": 2},
-    "discriminator": {"arch": "vgg", "base_channels": 8, "pool": 1},
-    "batch_size": 4,
-    "patch_size": 32,
+SETTINGS = tiny_settings({
+    "generator": {"blocks": 2},
     "pixel": {"iterations": 30, "lr": 5e-4, "milestones": [20], "gamma": 0.5},
     "gan": {"iterations": 10, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": []},
     "ema": 0.9,
@@ -113,7 +110,7 @@ def test_amp_auto_uses_bf16_only_where_the_hardware_has_it(monkeypatch):
 def test_the_model_card_records_the_precision_and_why(split, tmp_path):
     from scisr.card import ModelCard
     from scisr.train import train
-    from test_train import job
+    from train_helpers import job
 
     settings = copy.deepcopy(SETTINGS) | {"amp": "off"}
     settings["pixel"] = {**settings["pixel"], "iterations": 2, "milestones": []}
