@@ -17,7 +17,7 @@ import tifffile
 import yaml
 from snakemake.utils import validate
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, run_snakemake
 from scisr.budgets import read_budget_table
 from ncnn_helpers import write_small_pretrained
 from scisr.card import ModelCard
@@ -35,16 +35,9 @@ def snakemake(exe: str, workdir: Path, *args: str, timeout: int = 600, env: dict
               ) -> subprocess.CompletedProcess:
     """Run snakemake on this repository's Snakefile in `workdir` with the tiny config (and the small pretrained
     model of make_workdir)."""
-    cmd = [
-        exe,
-        "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(workdir / "config" / "config.yaml"), str(ROOT / "tests" / "data" / "tiny.yaml"),
-        *([str(workdir / "pretrained.yaml")] if (workdir / "pretrained.yaml").exists() else []),
-        "--cores", "2",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
+    configs = [workdir / "config" / "config.yaml", ROOT / "tests" / "data" / "tiny.yaml",
+               *([workdir / "pretrained.yaml"] if (workdir / "pretrained.yaml").exists() else [])]
+    return run_snakemake(exe, workdir, *args, configfiles=configs, timeout=timeout, env=env)
 
 
 def make_workdir(tmp: Path, *, small_pretrained: bool = True) -> Path:
@@ -138,6 +131,7 @@ REAL_STUDY_JOBS = {"download": 3, "extract": 3, "normalize": 3, "split": 1, "spl
                    "train": 31, "infer": 99, "score": 99, "score_field": 90, "score_budget": 40, "report": 1}
 
 
+@pytest.mark.slow  # a Snakemake dry run of the full-scale study
 def test_the_real_study_plans_offline_as_the_manual_says(snakemake_exe: str, tmp_path: Path) -> None:
     """`snakemake -n --configfile config/study.yaml` needs no network: its plan is docs/own-data.md's (k x training)."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
@@ -198,15 +192,15 @@ def test_perceptual_loss_without_weights_stops_at_validation_saying_what_to_set(
     assert "train.perceptual.weights_file is not set" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # two Snakemake dry runs
 def test_rrdbnet_can_be_selected_by_config(snakemake_exe: str, tmp_path: Path) -> None:
     work = make_workdir(tmp_path)
     config = load("config.yaml")
 
     def dry_run() -> subprocess.CompletedProcess:
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [snakemake_exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-                   "--configfile", str(work / "config" / "config.yaml"), "--dry-run", "--cores", "1"]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        return run_snakemake(snakemake_exe, work, "--dry-run", configfiles=[work / "config" / "config.yaml"], cores=1,
+                             timeout=120)
 
     config["train"]["generator"] = {"arch": "rrdbnet", "channels": 16, "blocks": 2, "growth": 8, "global_skip": True}
     result = dry_run()
@@ -238,6 +232,7 @@ sys.meta_path.insert(0, HidePackage())
 """
 
 
+@pytest.mark.slow  # two Snakemake dry runs
 def test_without_the_weights_package_the_study_runs_without_pretrained_and_says_why(
     snakemake_exe: str, tmp_path: Path
 ) -> None:
@@ -261,6 +256,7 @@ def test_without_the_weights_package_the_study_runs_without_pretrained_and_says_
     assert planned.returncode == 0 and "rule import_weights" in planned.stdout and "mri_ftp" in planned.stdout
 
 
+@pytest.mark.slow  # a Snakemake dry run of the tiny study
 def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
     result = snakemake(snakemake_exe, make_workdir(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
