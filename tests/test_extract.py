@@ -250,3 +250,49 @@ def test_builtin_mri_set(tmp_path: Path) -> None:
     assert len(ok) == 14
     assert {p.stem for p in (tmp_path / "frames").glob("*.tif")} == set(ok["image_id"])
     assert read_tiff(tmp_path / "frames" / f"{rows['MR_small.dcm']['image_id']}.tif").max() == 2145.0
+
+
+@pytest.mark.parametrize("units", [2, 3])
+def test_work_units_give_the_single_job_result(tmp_path: Path, raw, units: int) -> None:
+    """Extract split into work units (some in subfolders, so whole folders go to one unit) and gathered equals
+    extract in one job, byte for byte: index, key map, frames, and which copy of a duplicate or conflict is kept."""
+    from scisr.extract import extract_unit, unit_members
+    from scisr.extract_gather import gather_units
+
+    raw_dir, _, _, _ = raw
+    ds = pydicom.dcmread(raw_dir / "good.dcm")
+    for folder in ("s1", "s2", "s3"):
+        (raw_dir / folder).mkdir()
+    shutil.move(raw_dir / "good_rle.dcm", raw_dir / "s1" / "good_rle.dcm")
+    shutil.move(raw_dir / "photo.png", raw_dir / "s2" / "photo.png")
+    pixels = ds.pixel_array.copy()
+    pixels[:8] += 100  # same SOP instance, other pixels, lossless: a conflict with good.dcm's copies
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(raw_dir / "s3" / "garbled.dcm")
+    names = sorted(str(p.relative_to(raw_dir)) for p in raw_dir.rglob("*") if p.is_file())
+    manifest = tmp_path / "MANIFEST2.tsv"
+    write_manifest(build_manifest(raw_dir, [Entry(path=n, source=f"t:{n}", subject="") for n in names]), manifest)
+    assert len(set(unit_members(names, units).values())) > 1  # the files really are spread
+
+    one = tmp_path / "one"
+    extract_dataset(raw_dir, manifest, one / "frames", one / "index.tsv", secret=SECRET, key_map=one / "keys.tsv",
+                    dataset="mri", frames=BOTH)
+    many = tmp_path / "many"
+    parts, fragments = [], []
+    for unit in range(units, 0, -1):  # any order: the gather orders
+        folder = many / f"unit{unit}"
+        extract_unit(raw_dir, manifest, folder / "frames", folder / "candidates.tsv", secret=SECRET,
+                     key_map=folder / "keys.tsv", unit=unit, units=units, frames=BOTH)
+        parts.append((folder / "candidates.tsv", folder / "frames"))
+        fragments.append(folder / "keys.tsv")
+    index = gather_units(parts, many / "frames", many / "index.tsv", dataset="mri", key_maps=fragments,
+                         key_map=many / "keys.tsv")
+
+    assert (many / "index.tsv").read_bytes() == (one / "index.tsv").read_bytes()
+    assert (many / "keys.tsv").read_bytes() == (one / "keys.tsv").read_bytes()
+    kinds = set(index["reason"].str.split(":").str[0])
+    assert "conflict" in kinds and index["reason"].str.contains("duplicate of").any()
+    ok = sorted(p.name for p in (one / "frames").iterdir())
+    assert ok == sorted(p.name for p in (many / "frames").iterdir()) and len(ok) >= 2
+    for name in ok:
+        assert (many / "frames" / name).read_bytes() == (one / "frames" / name).read_bytes()

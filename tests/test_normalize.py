@@ -115,3 +115,36 @@ def test_normalize_dataset_missing_frame_named(tmp_path):
             tmp_path / "index.tsv", tmp_path, tmp_path / "out", tmp_path / "params.tsv",
             low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4,
         )
+
+
+def test_work_units_give_the_single_job_result(tmp_path):
+    """Normalize split into work units by subject and gathered equals one job: params.tsv byte for byte (rows in
+    index order), the same images; a subject's images stay in one unit."""
+    from scisr.prepare.normalize import gather_normalized
+    from scisr.units import unit_of
+
+    rng = np.random.default_rng(3)
+    frames = tmp_path / "frames"
+    rows = []
+    for n in range(12):
+        subject = f"sub-{n % 5:010d}"
+        write_tiff(frames / f"i{n:02d}.tif", rng.normal(50, 10, (20 + n, 33)) if n != 4 else np.full((16, 16), 3.0))
+        rows.append({"image_id": f"i{n:02d}", "subject_id": subject, "status": "ok"})
+    _index(rows, tmp_path / "index.tsv")
+    settings = dict(low_percentile=0.5, high_percentile=99.5, stretch="asinh", asinh_a=0.1, scale=4)
+    normalize_dataset(tmp_path / "index.tsv", frames, tmp_path / "one", tmp_path / "one.tsv", **settings)
+    units = 3
+    assert len({unit_of(r["subject_id"], units) for r in rows}) > 1
+    parts = []
+    for unit in range(1, units + 1):
+        folder = tmp_path / f"u{unit}"
+        table = normalize_dataset(tmp_path / "index.tsv", frames, folder / "images", folder / "params.tsv",
+                                  unit=unit, units=units, **settings)
+        assert {unit_of(f"sub-{int(i[1:]) % 5:010d}", units) for i in table["image_id"]} <= {unit}
+        parts.append((folder / "params.tsv", folder / "images"))
+    gather_normalized(tmp_path / "index.tsv", parts, tmp_path / "many", tmp_path / "many.tsv")
+    assert (tmp_path / "many.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "many").iterdir()) and len(names) == 11
+    for name in names:
+        assert (tmp_path / "many" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()

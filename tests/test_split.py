@@ -265,3 +265,42 @@ def test_the_split_writes_each_pair_once_into_the_training_store(tmp_path):
                 lr, hr = store.image(i)
                 assert np.array_equal(hr, read_png16(folder / "HR" / name))
                 assert np.array_equal(lr, read_png16(folder / "LR" / name))
+
+
+@pytest.mark.parametrize("folds", [1, 3])
+def test_work_units_give_the_single_job_result(tmp_path, folds):
+    """The split as the workflow runs it (a plan, a degrading job per work unit, a gather) writes what one job
+    writes: split.tsv, every part's PNG bytes, and a training store serving the same pixels; each subject group's
+    pairs come from one unit."""
+    from scisr.prepare.split import degrade_unit, gather_split, plan_split
+    from scisr.prepare.store import PairStore
+    from scisr.units import unit_of
+
+    norm = _dataset(tmp_path)
+    out = fold_parts(tmp_path / "one", folds) if folds > 1 else parts(tmp_path / "one")
+    common = dict(scale=4, seed=0, degradation=DEGRADE["degradation"], degradation_options=DEGRADE["degradation_options"])
+    plan = dict(fractions=FRACTIONS, tile_size=32, min_foreground=DEGRADE["min_foreground"],
+                slab_gap=DEGRADE["slab_gap"], pointing_tolerance=DEGRADE["pointing_tolerance"])
+    split_dataset(tmp_path / "index.tsv", norm, out, tmp_path / "one.tsv", store_dir=tmp_path / "one_store",
+                  **common, **plan)
+    table = plan_split(tmp_path / "index.tsv", norm, tmp_path / "many.tsv", folds=folds, scale=4, seed=0, **plan)
+    assert (tmp_path / "many.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
+    units = 3
+    groups = set(table.loc[table["split"] != "excluded", "group"])
+    assert len({unit_of(g, units) for g in groups}) == units
+    work = []
+    for unit in range(1, units + 1):
+        folder = tmp_path / "units" / str(unit)
+        degrade_unit(tmp_path / "many.tsv", norm, folder / "pairs", unit=unit, units=units,
+                     store_dir=folder / "store", **common)
+        work.append((folder / "pairs", folder / "store"))
+    many = fold_parts(tmp_path / "many", folds) if folds > 1 else parts(tmp_path / "many")
+    gather_split(tmp_path / "many.tsv", work, many, store_dir=tmp_path / "many_store")
+    one_files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert one_files == sorted(p.relative_to(tmp_path / "many") for p in (tmp_path / "many").rglob("*.png"))
+    for rel in one_files:
+        assert (tmp_path / "many" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
+    a, b = PairStore(tmp_path / "one_store"), PairStore(tmp_path / "many_store")
+    assert a.names == b.names and len(a) == len(set(table.loc[table["split"] != "excluded", "id"]))
+    for i in range(len(a)):
+        assert all(np.array_equal(x, y) for x, y in zip(a.image(i), b.image(i)))

@@ -1,6 +1,13 @@
-"""Extract phase: every manifest file -> float32 TIFF frames in physical units + index.tsv.
+"""Extract phase, the decoding side: a work unit's manifest files -> candidate float32 frames + a unit table.
 
-Rules (the index records one row per frame, or one per unreadable file with frame -1):
+The phase runs as work units (config `compute.data_units`): each unit decodes its share of the manifest's files
+(`unit_members`: files grouped by their folder, a series in DICOM collections, or one by one when the files share
+few folders) and writes every frame that passes the per-frame checks below as a candidate TIFF in physical units,
+plus one row per frame (or per unreadable file, frame -1) in its unit table (`write_candidates`). The gather
+(`scisr.extract_gather`) then settles duplicates and conflicts across every unit in one global order and writes
+the dataset's index.tsv and frames; `extract_dataset` runs one unit over the whole manifest and its gather.
+
+Per-file and per-frame rules (the unit's side):
 - a file that cannot be decoded is skipped with the reader's message as the reason; with a
   `reader` (`scisr.io.isolated.IsolatedReader`, as the workflow runs it) files are parsed in a
   worker process, and a file that crashes it (a signal in native code, its memory or time limit)
@@ -11,22 +18,12 @@ Rules (the index records one row per frame, or one per unreadable file with fram
   magnitude frames that are not localizers, phase, field or parameter maps are kept;
 - frames smaller than `MIN_SIZE` px in a dimension, constant, or without a finite pixel are skipped;
 - DICOM files that hold no image (SEG, RT, SR, presentation states, KOS...) are skipped naming
-  their SOP class; files over `max_bytes` of declared pixels are skipped naming the limit;
-- duplicates are skipped, naming the kept copy: (a) the same DICOM SOP instance and frame whose
-  pixels agree with the kept copy (identical when both are lossless; PSNR >= `LOSSY_PSNR_DB`
-  over the kept copy's value range when either is lossy), or a lossy re-encoding of a kept
-  instance (SourceImageSequence "uncompressed predecessor"); (b) identical float32 pixel values
-  (so byte order and encoding do not matter);
-- two copies of one SOP instance and frame that both decode but disagree beyond that tolerance
-  are a conflict: no copy can be trusted, so every copy of that instance/frame is skipped with
-  a reason naming the other file (a garbled copy that decodes "ok" never wins silently).
-Which copy is kept does not depend on the manifest's row order: files are processed lossless
-first, then by manifest path, and the first copy seen wins. The index is sorted by path, frame.
+  their SOP class; files over `max_bytes` of declared pixels are skipped naming the limit.
+Duplicates and conflicts (the gather's side) are described in `scisr.extract_gather`.
 
-De-identification (`scisr.deid`): subject, series and source path are written as keyed
-pseudonyms, image ids are `<dataset>-<subject digest>-<n>` (n counts the subject's frames in
-processing order), and reasons that would name a source file or a SOP instance UID name its
-pseudonym instead. `key_map` (outside results/) maps every pseudonym back.
+De-identification (`scisr.deid`): subject, series, source path and SOP instance UIDs are written as keyed
+pseudonyms, and reasons that would name a source file name its pseudonym instead. `key_map` (outside results/)
+maps every pseudonym the unit made back; the gather merges the units' key maps.
 """
 
 from __future__ import annotations
@@ -37,30 +34,30 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import warnings
-from collections import Counter
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from scisr.deid import Pseudonymizer, load_secret, write_key_map
+from scisr.extract_gather import gather_units
+from scisr.index import CANDIDATE, write_candidates
 from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
+from scisr.io.files import remove_stale, write_tiff
 from scisr.io.isolated import IsolatedReader, ReaderCrashed
 from scisr.io.readers import is_lossy, read_frames
-from scisr.index import write_index
-from scisr.io.files import read_tiff, remove_stale, write_tiff
 from scisr.sources.manifest import read_manifest
+from scisr.units import unit_of
 
 log = logging.getLogger("scisr.extract")
 
 MIN_SIZE = 16
 # What the reader worker runs for the phase's two reads of a file (module:function).
 READ_TARGET, PROBE_TARGET = "scisr.io.readers:read_frames", "scisr.io.readers:is_lossy"
-# Lossy copies of one SOP instance must match the kept copy to this PSNR (over its value range).
-LOSSY_PSNR_DB = 30.0
 # Image type values that mark a frame as no anatomical magnitude image (config frames.exclude default).
 DEFAULT_EXCLUDE = (
     "LOCALIZER", "SCOUT", "PHASE", "FIELD_MAP", "B0_MAP", "B1_MAP", "PHASE_MAP", "PHASE_SUBTRACT",
@@ -105,26 +102,74 @@ class FrameRules:
         return ""
 
 
-@dataclass
-class _Seen:
-    """What has been kept so far: duplicate keys -> the kept image_id; kept rows by image_id."""
+def unit_members(paths: Sequence[str], units: int) -> dict[str, int]:
+    """{path: unit 1..`units`} for the manifest's relative paths: by the sha256 of each file's folder (a series
+    stays in one unit), or of the path itself when the files share fewer folders than there are units.
 
-    frames_dir: Path
-    ids: Pseudonymizer
-    rules: FrameRules = field(default_factory=FrameRules)
-    dataset: str = ""
-    instances: dict[tuple[str, int], str] = field(default_factory=dict)
-    pixels: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, dict] = field(default_factory=dict)
-    conflicts: set[tuple[str, int]] = field(default_factory=set)
-    counts: Counter = field(default_factory=Counter)
+    A file's unit depends only on its own path (and whether the manifest has enough folders), never on its row.
+    """
+    folders = {str(PurePosixPath(p).parent) for p in paths}
+    by_folder = len(folders) >= units
+    return {path: unit_of(str(PurePosixPath(path).parent) if by_folder else path, units) for path in paths}
 
-    def image_id(self, subject: str) -> str:
-        """The next image id of a (pseudonymous) subject: `<dataset>-<digest>-<n>`."""
-        n = self.counts[subject]
-        self.counts[subject] += 1
-        stem = subject.removeprefix("sub-") or "nosubject"
-        return f"{self.dataset}-{stem}-{n:03d}" if self.dataset else f"{stem}-{n:03d}"
+
+def extract_unit(
+    raw_dir: str | os.PathLike,
+    manifest: str | os.PathLike | pd.DataFrame,
+    frames_dir: str | os.PathLike,
+    table_path: str | os.PathLike,
+    *,
+    secret: str | os.PathLike | bytes,
+    key_map: str | os.PathLike | None = None,
+    unit: int = 1,
+    units: int = 1,
+    modalities: list[str] | None = None,
+    frames: Mapping | FrameRules | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    reader: IsolatedReader | None = None,
+) -> pd.DataFrame:
+    """Decode unit `unit` of `units` of the manifest: candidate frames into `frames_dir`, the unit table into
+    `table_path` (`write_candidates`); return the table.
+
+    `secret` is the study's secret file (created when absent, `scisr.deid.load_secret`) or its bytes; `key_map`
+    (optional) receives the pseudonyms this unit made. `frames` holds the frame rules (`FrameRules` or its config
+    block). `max_bytes` caps the decoded pixel bytes one file may declare (config `extract.max_image_bytes`).
+    `reader` parses the files in its worker process (module doc); without one they are parsed in this process.
+    """
+    if not 1 <= unit <= units:
+        raise ValueError(f"unit {unit} is not one of 1..{units}")
+    raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
+    table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
+    files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
+    rank = {rel: n for n, (rel, _) in enumerate(files)}
+    member = unit_members(list(rank), units)
+    mine = [(rel, hint) for rel, hint in files if member[rel] == unit]
+    read = _Reads(reader, max_bytes)
+    unit_state = _Unit(
+        frames_dir,
+        Pseudonymizer(secret if isinstance(secret, bytes) else load_secret(secret)),
+        frames if isinstance(frames, FrameRules) else FrameRules.from_config(frames),
+        set(modalities) if modalities else None,
+    )
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with _quiet_readers() as muted:
+        lossy = {rel: read.is_lossy(raw_dir / rel) for rel, _ in mine}
+        for rel, hint in mine:
+            for n, row in enumerate(_read_file(raw_dir / rel, rel, hint, unit_state, read)):
+                rows.append({**row, "order_lossy": int(lossy[rel]), "order_rank": rank[rel], "order_frame": n})
+    if muted:
+        log.info("%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted))
+    out = write_candidates(rows, table_path)
+    if key_map is not None:
+        write_key_map(unit_state.ids.table(), key_map)
+    remove_stale(frames_dir, "*.tif", set(out.loc[out["candidate"] != "", "candidate"]))
+    log.info(
+        "unit %d of %d: %d of %d file(s), %d candidate frame(s)", unit, units, len(mine), len(files), unit_state.written
+    )
+    if reader is not None and reader.started > 1:
+        log.info("the reader worker was replaced %d time(s) after a crash or time limit", reader.started - 1)
+    return out
 
 
 def extract_dataset(
@@ -141,42 +186,32 @@ def extract_dataset(
     max_bytes: int = DEFAULT_MAX_BYTES,
     reader: IsolatedReader | None = None,
 ) -> pd.DataFrame:
-    """Write `frames_dir/<image_id>.tif` for every usable frame and `index_path`; return the index.
+    """The whole phase in one process: `frames_dir/<image_id>.tif` for every usable frame and `index_path`
+    (one unit over the whole manifest, then its gather); return the index. Arguments as `extract_unit`."""
+    frames_dir = Path(frames_dir)
+    frames_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=frames_dir.parent, prefix=".extract-") as work:
+        work = Path(work)
+        fragment = work / "key_map.tsv" if key_map is not None else None
+        extract_unit(
+            raw_dir, manifest, work / "frames", work / "candidates.tsv", secret=secret, key_map=fragment,
+            modalities=modalities, frames=frames, max_bytes=max_bytes, reader=reader,
+        )
+        return gather_units(
+            [(work / "candidates.tsv", work / "frames")], frames_dir, index_path, dataset=dataset,
+            key_maps=[fragment] if fragment else [], key_map=key_map,
+        )
 
-    `secret` is the study's secret file (created when absent, `scisr.deid.load_secret`) or its
-    bytes; `key_map` (optional) receives the pseudonym -> original table. `frames` holds the
-    frame rules (`FrameRules` or its config block). `max_bytes` caps the decoded pixel bytes one
-    file may declare (config `extract.max_image_bytes`). `reader` parses the files in its worker
-    process (module doc); without one they are parsed in this process.
-    """
-    raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
-    table = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
-    files = sorted(zip(table["path"].astype(str), _column(table, "subject")))
-    read = _Reads(reader, max_bytes)
-    order = sorted(files, key=lambda item: (read.is_lossy(raw_dir / item[0]), item[0]))
-    wanted = set(modalities) if modalities else None
-    rules = frames if isinstance(frames, FrameRules) else FrameRules.from_config(frames)
-    ids = Pseudonymizer(secret if isinstance(secret, bytes) else load_secret(secret))
 
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    seen, rows = _Seen(frames_dir, ids, rules, dataset), []
-    with _quiet_readers() as muted:
-        for rel, subject_hint in order:
-            for row in _extract_file(raw_dir / rel, rel, subject_hint, wanted, seen, read):
-                rows.append(row)
-    if muted:
-        log.info("%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted))
-    kinds = Counter(row["kind"] for row in rows)
+@dataclass
+class _Unit:
+    """One unit's decoding state: where candidates go, the pseudonyms, the frame rules."""
 
-    index = write_index(rows, index_path)
-    if key_map is not None:
-        write_key_map(ids.table(), key_map)
-    remove_stale(frames_dir, "*.tif", {f"{i}.tif" for i in index.loc[index["status"] == "ok", "image_id"]})
-    skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
-    log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], len(files), skipped)
-    if reader is not None and reader.started > 1:
-        log.info("the reader worker was replaced %d time(s) after a crash or time limit", reader.started - 1)
-    return index
+    frames_dir: Path
+    ids: Pseudonymizer
+    rules: FrameRules
+    wanted: set[str] | None
+    written: int = 0
 
 
 class _Drop(logging.Filter):
@@ -249,38 +284,39 @@ class _Reads:
         return self.reader.call(READ_TARGET, path, max_bytes=self.max_bytes)
 
 
-def _extract_file(
-    path: Path, rel: str, subject_hint: str, wanted: set[str] | None, seen: _Seen, read: _Reads
-) -> Iterator[dict]:
-    """Yield the index row (plus its reason kind under "kind") for every frame of one file; never raises."""
-    source = seen.ids.source(rel)
+def _read_file(path: Path, rel: str, subject_hint: str, unit: _Unit, read: _Reads) -> Iterator[dict]:
+    """Yield the unit-table row of every frame of one file (or one row if it cannot be read); never raises."""
+    ids = unit.ids
+    source = ids.source(rel)
     try:
         frames = read.frames(path)
     except ReaderCrashed as exc:
-        yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "reader crashed")
+        yield _unread_row(source, ids.subject(subject_hint), scrub(str(exc), rel, source), "reader crashed")
         return
     except NotAnImageError as exc:
-        yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "not an image")
+        yield _unread_row(source, ids.subject(subject_hint), scrub(str(exc), rel, source), "not an image")
         return
     except ReadError as exc:
-        yield _unread_row(source, seen.ids.subject(subject_hint), scrub(str(exc), rel, source), "unreadable")
+        yield _unread_row(source, ids.subject(subject_hint), scrub(str(exc), rel, source), "unreadable")
         return
     except Exception as exc:  # a reader bug must not stop the run
         log.exception("unexpected %s reading %s", type(exc).__name__, source)
         reason = scrub(f"{source}: unexpected {type(exc).__name__}: {exc}", rel, source)
-        yield _unread_row(source, seen.ids.subject(subject_hint), reason, "unreadable")
+        yield _unread_row(source, ids.subject(subject_hint), reason, "unreadable")
         return
     for fr in frames:
-        subject = seen.ids.subject(subject_hint or fr.subject_id)
-        image_id = seen.image_id(subject)
-        status, reason, kind = _judge(fr, image_id, source, wanted, seen)
-        if status == "ok":
-            write_tiff(seen.frames_dir / f"{image_id}.tif", fr.image)
+        status, reason, kind = _check(fr, unit)
+        candidate = digest = ""
+        if status == CANDIDATE:
+            digest = pixel_hash(fr.image)
+            candidate = f"c{unit.written:07d}.tif"
+            write_tiff(unit.frames_dir / candidate, fr.image)
+            unit.written += 1
         sky = fr.sky or ("", "", "")
-        row = {
-            "image_id": image_id,
-            "subject_id": subject,
-            "series_id": seen.ids.series(fr.series_id),
+        yield {
+            "image_id": "",
+            "subject_id": ids.subject(subject_hint or fr.subject_id),
+            "series_id": ids.series(fr.series_id),
             "source_path": source,
             "frame": fr.frame,
             "rows": fr.image.shape[0],
@@ -297,10 +333,11 @@ def _extract_file(
             "sky_radius": _round(sky[2]),
             "kind": kind,
             "lossy": fr.lossy,
+            "digest": digest,
+            "instance": ids.uid(fr.instance_id) if fr.instance_id and status == CANDIDATE else "",
+            "predecessors": ";".join(ids.uid(u) for u in fr.meta.get("predecessors", [])) if digest else "",
+            "candidate": candidate,
         }
-        if status == "ok":
-            seen.rows[image_id] = row
-        yield row
 
 
 def _image_type(fr: Frame) -> str:
@@ -312,15 +349,12 @@ def _round(value: float | str) -> str:
     return "" if value == "" else f"{float(value):.6f}"
 
 
-def _judge(fr: Frame, image_id: str, rel: str, wanted: set[str] | None, seen: _Seen) -> tuple[str, str, str]:
-    """(status, reason, reason kind) for one frame; registers kept frames in `seen`.
-
-    `rel` is the source file's pseudonym (reasons name it, never the path).
-    """
+def _check(fr: Frame, unit: _Unit) -> tuple[str, str, str]:
+    """(status, reason, reason kind) of one frame by the per-frame rules: CANDIDATE when it passes them all."""
     is_dicom = fr.meta.get("format") == "dicom"
-    if wanted is not None and is_dicom and fr.modality not in wanted:
-        return "skipped", f"modality {fr.modality or '(none)'} not in {sorted(wanted)}", "modality"
-    refused = seen.rules.refuse(fr) if is_dicom else ""
+    if unit.wanted is not None and is_dicom and fr.modality not in unit.wanted:
+        return "skipped", f"modality {fr.modality or '(none)'} not in {sorted(unit.wanted)}", "modality"
+    refused = unit.rules.refuse(fr) if is_dicom else ""
     if refused:
         return "skipped", refused, "frame type"
     rows, cols = fr.image.shape
@@ -332,76 +366,7 @@ def _judge(fr: Frame, image_id: str, rel: str, wanted: set[str] | None, seen: _S
     values = fr.image[finite]
     if values.min() == values.max():
         return "skipped", f"constant image (every pixel {values.min():g})", "constant"
-
-    instance_keys = [(fr.instance_id, fr.frame)] if fr.instance_id else []
-    digest = pixel_hash(fr.image)
-    for key in instance_keys:
-        if key in seen.conflicts:
-            why = f"conflict: SOP instance {seen.ids.uid(key[0])} frame {key[1]} has copies with different pixels"
-            return "skipped", why, "conflict"
-        if key in seen.instances:
-            kept = seen.instances[key]
-            agree, detail = _agrees(fr, digest, seen.rows[kept], seen)
-            if not agree:
-                return _conflict(seen, key, kept, rel, detail)
-            copy = "lossy copy" if fr.lossy else "another encoding"
-            return _duplicate(seen, instance_keys, kept, f"same SOP instance, {copy}{detail}", "same instance")
-    for uid in fr.meta.get("predecessors", []):
-        if (uid, fr.frame) in seen.instances:
-            copy = "lossy re-encoding" if fr.lossy else "re-encoding"
-            return _duplicate(
-                seen, instance_keys, seen.instances[(uid, fr.frame)], f"{copy} of SOP instance {seen.ids.uid(uid)}", "re-encoding"
-            )
-    if digest in seen.pixels:
-        return _duplicate(seen, instance_keys, seen.pixels[digest], "identical pixels", "identical pixels")
-
-    for key in instance_keys:
-        seen.instances[key] = image_id
-    seen.pixels[digest] = image_id
-    return "ok", "", "ok"
-
-
-def _agrees(fr: Frame, digest: str, kept_row: dict, seen: _Seen) -> tuple[bool, str]:
-    """Whether a second copy of a kept SOP instance frame has the kept copy's pixels (see module doc)."""
-    if seen.pixels.get(digest) == kept_row["image_id"]:
-        return True, ""
-    kept = read_tiff(seen.frames_dir / f"{kept_row['image_id']}.tif")
-    if kept.shape != fr.image.shape:
-        return False, f"{kept.shape[0]}x{kept.shape[1]} vs {fr.image.shape[0]}x{fr.image.shape[1]}"
-    finite = np.isfinite(kept)
-    if not np.array_equal(finite, np.isfinite(fr.image)):
-        return False, "NaN pixels differ"
-    a, b = kept[finite].astype(np.float64), fr.image[finite].astype(np.float64)
-    changed = float(np.mean(a != b))
-    if not (fr.lossy or kept_row["lossy"]):
-        return False, f"both lossless, {changed:.1%} of pixels differ"
-    span = float(a.max() - a.min()) or 1.0
-    mse = float(np.mean((a - b) ** 2))
-    psnr = float("inf") if mse == 0 else 10 * np.log10(span**2 / mse)
-    if psnr >= LOSSY_PSNR_DB:
-        return True, f", PSNR {psnr:.1f} dB"
-    return False, f"PSNR {psnr:.1f} dB < {LOSSY_PSNR_DB:g} dB, {changed:.1%} of pixels differ"
-
-
-def _conflict(seen: _Seen, key: tuple[str, int], kept: str, rel: str, detail: str) -> tuple[str, str, str]:
-    """Skip this copy and the kept one: both decode but disagree, so neither can be trusted."""
-    seen.conflicts.add(key)
-    row = seen.rows.pop(kept)
-    seen.pixels = {d: i for d, i in seen.pixels.items() if i != kept}
-    row.update(status="skipped", kind="conflict")
-    uid = seen.ids.uid(key[0])
-    row["reason"] = f"conflict: SOP instance {uid} frame {key[1]} also in {rel} with different pixels ({detail})"
-    why = f"conflict: SOP instance {uid} frame {key[1]} also in {row['source_path']} with different pixels ({detail})"
-    return "skipped", why, "conflict"
-
-
-def _duplicate(
-    seen: _Seen, instance_keys: list[tuple[str, int]], kept: str, why: str, kind: str
-) -> tuple[str, str, str]:
-    """Skip as a duplicate of `kept`; later copies of this instance point at `kept` too."""
-    for key in instance_keys:
-        seen.instances.setdefault(key, kept)
-    return "skipped", f"duplicate of {kept} ({why})", f"duplicate ({kind})"
+    return CANDIDATE, "", CANDIDATE
 
 
 def _unread_row(source: str, subject: str, reason: str, kind: str) -> dict:
@@ -419,6 +384,7 @@ def _unread_row(source: str, subject: str, reason: str, kind: str) -> dict:
         "reason": reason,
         "subject_rule": "source" if subject else "",
         "kind": kind,
+        "lossy": False,
     }
 
 

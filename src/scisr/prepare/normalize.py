@@ -10,7 +10,14 @@ import pandas as pd
 
 from scisr.checks import normalize_problems
 from scisr.index import read_index
-from scisr.io.files import atomic_path, read_tiff, remove_stale, write_tiff
+from scisr.io.files import (
+    atomic_path,
+    link_or_copy,
+    read_tiff,
+    remove_stale,
+    write_tiff,
+)
+from scisr.units import unit_of
 
 STRETCHES = ("none", "asinh")
 PARAMS_COLUMNS = [
@@ -117,16 +124,26 @@ def normalize_dataset(
     stretch: str,
     asinh_a: float,
     scale: int,
+    unit: int = 1,
+    units: int = 1,
 ) -> pd.DataFrame:
-    """Normalize and crop every 'ok' frame of index.tsv; write out_dir/<image_id>.tif and params.tsv."""
+    """Normalize and crop every 'ok' frame of index.tsv; write out_dir/<image_id>.tif and params.tsv.
+
+    With `units` > 1 only the frames of work unit `unit` (their subjects', `scisr.units.unit_of`) are done;
+    `gather_normalized` joins the units' outputs into the dataset's, equal to what one job writes.
+    """
     problems = normalize_problems({"low_percentile": low_percentile, "high_percentile": high_percentile})
     if problems:
         raise ValueError("normalize settings: " + "; ".join(problems))
+    if not 1 <= unit <= units:
+        raise ValueError(f"unit {unit} is not one of 1..{units}")
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = read_index(index_path)
+    ok = index[index["status"] == "ok"]
+    mine = [unit_of(subject, units) == unit for subject in ok["subject_id"]]
     records, written = [], set()
-    for image_id in index.loc[index["status"] == "ok", "image_id"]:
+    for image_id in ok.loc[mine, "image_id"]:
         frame_path = frames_dir / f"{image_id}.tif"
         if not frame_path.exists():
             raise FileNotFoundError(f"{frame_path}: listed as ok in {index_path} but missing; rerun extract")
@@ -150,7 +167,38 @@ def normalize_dataset(
         record.update(params, crop_top=top, crop_left=left, rows=cropped.shape[0], cols=cropped.shape[1])
         records.append(record)
     remove_stale(out_dir, "*.tif", written)
-    table = pd.DataFrame(records, columns=PARAMS_COLUMNS)
+    return write_params(pd.DataFrame(records, columns=PARAMS_COLUMNS), params_path)
+
+
+def gather_normalized(
+    index_path: str | os.PathLike,
+    units: list[tuple[str | os.PathLike, str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    params_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """The dataset's normalized images (hard links to the units' files) and params.tsv (rows in index order) from
+    the work units' (params.tsv, images folder) pairs."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    order = {image_id: n for n, image_id in enumerate(read_index(index_path)["image_id"])}
+    tables, written = [], set()
+    for params, folder in units:
+        table = pd.read_csv(params, sep="\t", dtype=str, keep_default_na=False)
+        for image_id in table.loc[table["status"] == "ok", "image_id"]:
+            link_or_copy(Path(folder) / f"{image_id}.tif", out_dir / f"{image_id}.tif")
+            written.add(f"{image_id}.tif")
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PARAMS_COLUMNS)
+    unknown = sorted(set(table["image_id"]) - set(order))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: normalized by a unit but not in {index_path}; rerun the normalize units")
+    table = table.iloc[sorted(range(len(table)), key=lambda n: order[table["image_id"].iat[n]])]
+    remove_stale(out_dir, "*.tif", written)
+    return write_params(table[PARAMS_COLUMNS].reset_index(drop=True), params_path)
+
+
+def write_params(table: pd.DataFrame, params_path: str | os.PathLike) -> pd.DataFrame:
+    """Write params.tsv atomically (the one writer; `read_params` reads it); return the table."""
     with atomic_path(params_path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     return table

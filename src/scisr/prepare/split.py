@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -43,20 +44,34 @@ import tifffile
 
 from scisr.checks import split_problems
 from scisr.index import read_index
-from scisr.io.files import atomic_path, link_or_copy, read_tiff, remove_stale, to_uint16, write_png16
+from scisr.io.files import (
+    atomic_path,
+    link_or_copy,
+    read_tiff,
+    remove_stale,
+    to_uint16,
+    write_png16,
+)
+from scisr.prepare.assign import SPLITS, assign_folds, assign_units, fold_assignment
 from scisr.prepare.degrade import degrade
-from scisr.prepare.grouping import Piece, build_units, cut_slabs, largest_volume, tile_grid
-from scisr.prepare.store import StoreWriter
+from scisr.prepare.grouping import (
+    Piece,
+    build_units,
+    cut_slabs,
+    largest_volume,
+    tile_grid,
+)
+from scisr.prepare.store import StoreWriter, merge_stores
+from scisr.units import unit_of
 
 __all__ = [
     "SPLITS", "SPLIT_COLUMNS", "Piece", "assign_folds", "assign_units", "read_split_table", "split_dataset", "tile_grid",
 ]
 
-SPLITS = ("train", "val", "test")
 HR_DIR, LR_DIR = "HR", "LR"  # the two folders of a split part: the layout's one owner is `pair_dirs`
 SPLIT_COLUMNS = [
     "id", "image_id", "subject_id", "group", "unit", "group_rule", "fold", "split", "top", "left", "rows", "cols",
-    "reason",
+    "reason", "key",
 ]
 FOREGROUND_LEVEL = 0.05  # normalized intensity above which a pixel counts as signal, not background
 
@@ -111,93 +126,6 @@ def content_keys(units: Mapping[str, list[Piece]], norm_dir: Path) -> tuple[dict
     return pieces, unit_keys
 
 
-def _shuffled(areas: Mapping[str, int], seed: int | Sequence[int], keys: Mapping[str, str] | None) -> list[str]:
-    """Unit names in a seeded random order that starts from their content keys (by name when None)."""
-    names = sorted(areas, key=lambda n: (keys[n], n)) if keys is not None else sorted(areas)
-    return [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-
-
-def _fill(order: Sequence[str], areas: Mapping[str, int], fractions: Mapping[str, float]) -> dict[str, str]:
-    """Give each unit, in `order`, to the part furthest below its pixel-area target; then every part gets at least
-    one unit (the smallest unit of the part holding the most). Ties go to the part named last in `fractions`."""
-    parts = list(fractions)
-    total = float(sum(areas[name] for name in order))
-    filled = dict.fromkeys(parts, 0.0)
-    assignment: dict[str, str] = {}
-    for name in order:
-        part = max(reversed(parts), key=lambda s: fractions[s] * total - filled[s])
-        assignment[name] = part
-        filled[part] += areas[name]
-    for part in parts:
-        if part not in assignment.values():
-            members = {s: [n for n in order if assignment[n] == s] for s in parts}
-            donor = max(parts, key=lambda s: len(members[s]))
-            moved = min(members[donor], key=lambda n: areas[n])
-            assignment[moved] = part
-    return assignment
-
-
-def assign_units(
-    areas: Mapping[str, int], fractions: Mapping[str, float], seed: int, keys: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Shuffle units with `seed` and give each to the split furthest below its pixel-area target.
-
-    The shuffle starts from the units sorted by `keys` (content keys; by name when None), so it does not
-    depend on how the units are named. Ties go to test, then val, then train.
-    """
-    problems = split_problems(fractions, None, 1)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return _fill(_shuffled(areas, seed, keys), areas, {name: float(fractions[name]) for name in SPLITS})
-
-
-def assign_folds(
-    areas: Mapping[str, int], folds: int, seed: int, keys: Mapping[str, str] | None = None
-) -> dict[str, int]:
-    """Units to folds 1..`folds` balanced by pixels: largest first (seeded content order among equal sizes),
-    each to the fold with the fewest pixels so far (then the fewest units, then the lowest number)."""
-    if folds < 1 or len(areas) < folds:
-        raise ValueError(f"{len(areas)} unit(s) cannot fill {folds} fold(s)")
-    order = sorted(_shuffled(areas, seed, keys), key=lambda n: -areas[n])  # stable: shuffled among equals
-    pixels, counts = [0] * folds, [0] * folds
-    out: dict[str, int] = {}
-    for name in order:
-        fold = min(range(folds), key=lambda f: (pixels[f], counts[f], f))
-        out[name] = fold + 1
-        pixels[fold] += areas[name]
-        counts[fold] += 1
-    return out
-
-
-def _fold_assignment(
-    areas: Mapping[str, int], folds: int, fractions: Mapping[str, float], seed: int, keys: Mapping[str, str],
-    where: str,
-) -> dict[int, dict[str, str]]:
-    """{fold: {unit: train|val|test}}: fold i tests its units and splits the others between train and val."""
-    need = folds + 1 if folds > 2 else folds + 2
-    if len(areas) < need:
-        raise ValueError(
-            f"{where}: {len(areas)} subject group(s) for study.folds {folds}; cross-validation tests each group in "
-            f"exactly one fold and trains and validates on the other folds' groups, so {folds} folds need at least "
-            f"{need} groups (under folds a lone image or volume is one group: no tiles or slabs). Lower study.folds "
-            "or add subjects"
-        )
-    fold_of = assign_folds(areas, folds, seed, keys)
-    rest_fractions = {"train": float(fractions["train"]), "val": float(fractions["val"])}
-    out = {}
-    for fold in range(1, folds + 1):
-        rest = {name: area for name, area in areas.items() if fold_of[name] != fold}
-        if len(rest) < 2:
-            sizes = ", ".join(str(sum(1 for f in fold_of.values() if f == i)) for i in range(1, folds + 1))
-            raise ValueError(
-                f"{where}: fold {fold} leaves {len(rest)} group(s) to train and validate on (groups per fold, "
-                f"balanced by pixels: {sizes}); lower study.folds or add subjects"
-            )
-        parts = _fill(_shuffled(rest, [seed, fold], keys), rest, rest_fractions)
-        out[fold] = {name: ("test" if fold_of[name] == fold else parts[name]) for name in areas}
-    return out
-
-
 def _background_tiles(
     units: dict[str, list[Piece]], norm_dir: Path, min_foreground: float
 ) -> dict[str, tuple[Piece, str]]:
@@ -235,17 +163,50 @@ def split_dataset(
     dataset: str = "",
     store_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Split normalized images by subject group into the `part_dirs`; write HR/LR 16-bit PNGs into each part's
-    `pair_dirs`, and split.tsv; with `store_dir`, also every pair once into a training store there
-    (scisr.train.data.StoreWriter: the same 16-bit pixels, read a patch at a time by training).
+    """The whole phase in one process: split normalized images by subject group into the `part_dirs`, write HR/LR
+    16-bit PNGs into each part's `pair_dirs`, and split.tsv; with `store_dir`, also every pair once into a training
+    store there (scisr.prepare.store: the same 16-bit pixels, read a patch at a time by training).
 
     `part_dirs` is {fold: {train, val, test: folder}} for folds 1..k (k > 1: cross-validation, module doc), or
     {train, val, test: folder} for a single holdout (fold 1). `slab_gap` (slice positions between slabs) and
     `pointing_tolerance` (degrees) are the grouping settings of `scisr.prepare.grouping`; `dataset` names the
-    config block in errors.
+    config block in errors. The workflow runs the same three steps as jobs: `plan_split`, a `degrade_unit` per
+    work unit, `gather_split`.
     """
-    norm_dir = Path(norm_dir)
     folds = _fold_parts(part_dirs)
+    table = plan_split(
+        index_path, norm_dir, split_tsv, folds=len(folds), scale=scale, fractions=fractions, seed=seed,
+        tile_size=tile_size, min_foreground=min_foreground, slab_gap=slab_gap, pointing_tolerance=pointing_tolerance,
+        dataset=dataset,
+    )
+    work_root = Path(split_tsv).parent
+    with tempfile.TemporaryDirectory(dir=work_root, prefix=".split-") as work:
+        work = Path(work)
+        unit_store = work / "store" if store_dir is not None else None
+        degrade_unit(split_tsv, norm_dir, work / "pairs", scale=scale, seed=seed, degradation=degradation,
+                     degradation_options=degradation_options, store_dir=unit_store)
+        gather_split(split_tsv, [(work / "pairs", unit_store)], part_dirs, store_dir=store_dir)
+    return table
+
+
+def plan_split(
+    index_path: str | os.PathLike,
+    norm_dir: str | os.PathLike,
+    split_tsv: str | os.PathLike,
+    *,
+    folds: int,
+    scale: int,
+    fractions: Mapping[str, float],
+    seed: int,
+    tile_size: int | None,
+    min_foreground: float,
+    slab_gap: int,
+    pointing_tolerance: float,
+    dataset: str = "",
+) -> pd.DataFrame:
+    """Group, cut and assign every normalized image (a single holdout when `folds` is 1, else k folds) and write
+    split.tsv: one row per fold and piece, with its content key (which seeds its LR noise); return the table."""
+    norm_dir = Path(norm_dir)
     problems = split_problems(fractions, tile_size, scale)
     if problems:
         raise ValueError(f"split of {norm_dir}: " + "; ".join(problems))
@@ -265,7 +226,7 @@ def split_dataset(
     if slab_gap < 0:
         raise ValueError(f"slab_gap must be >= 0, got {slab_gap}")
     left_out: list[tuple[Piece, str]] = []
-    if len(folds) == 1:
+    if folds == 1:
         units = build_units(images, shapes, tile_size, pointing_tolerance)
         excluded = _background_tiles(units, norm_dir, min_foreground)
         units = {name: pieces for name, pieces in units.items() if name not in excluded}
@@ -283,59 +244,110 @@ def split_dataset(
     else:
         units = build_units(images, shapes, None, pointing_tolerance)  # whole groups: nothing crosses folds
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
-    piece_keys, unit_keys = content_keys(units, Path(norm_dir))
-    if len(folds) == 1:
+    piece_keys, unit_keys = content_keys(units, norm_dir)
+    if folds == 1:
         assignment = {1: assign_units(areas, fractions, seed, unit_keys)}
     else:
         where = f"datasets.{dataset}" if dataset else str(norm_dir)
-        assignment = _fold_assignment(areas, len(folds), fractions, seed, unit_keys, where)
+        assignment = fold_assignment(areas, folds, fractions, seed, unit_keys, where)
+    pieces = [p for unit in units.values() for p in unit]
+    records = [{**asdict(piece), "fold": fold, "split": assignment[fold][piece.unit], "reason": "",
+                "key": piece_keys[piece.id]} for piece in pieces for fold in range(1, folds + 1)]
+    records += [{**asdict(piece), "fold": fold, "split": "excluded", "reason": reason, "key": ""}
+                for fold in range(1, folds + 1) for piece, reason in left_out]
+    table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values(["fold", "id"], ignore_index=True)
+    with atomic_path(split_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table
 
-    folders = {(fold, split): pair_dirs(path) for fold, parts in folds.items() for split, path in parts.items()}
-    written = {folder: set() for pair in folders.values() for folder in pair}
-    records = []
-    pieces = sorted((p for unit in units.values() for p in unit), key=lambda p: (p.image_id, p.id))
+
+def _pieces(table: pd.DataFrame) -> pd.DataFrame:
+    """Each piece that gets a pair once (split.tsv has a row per fold), ordered by image so each is read once."""
+    pieces = table[table["split"] != "excluded"].drop_duplicates("id")
+    return pieces.sort_values(["image_id", "id"], ignore_index=True)
+
+
+def degrade_unit(
+    split_tsv: str | os.PathLike,
+    norm_dir: str | os.PathLike,
+    pairs_dir: str | os.PathLike,
+    *,
+    scale: int,
+    seed: int,
+    degradation: str,
+    degradation_options: Mapping | None,
+    unit: int = 1,
+    units: int = 1,
+    store_dir: str | os.PathLike | None = None,
+) -> int:
+    """Write the HR/LR 16-bit PNG pair of every piece of work unit `unit` (its subject group's,
+    `scisr.units.unit_of`) into `pair_dirs(pairs_dir)`, and into a training store at `store_dir` when given;
+    return the number of pairs. Each piece's LR noise follows its content key, so units change nothing."""
+    if not 1 <= unit <= units:
+        raise ValueError(f"unit {unit} is not one of 1..{units}")
+    norm_dir = Path(norm_dir)
+    pieces = _pieces(read_split_table(split_tsv))
+    pieces = pieces[[unit_of(group, units) == unit for group in pieces["group"]]]
+    hr_dir, lr_dir = pair_dirs(pairs_dir)
+    hr_dir.mkdir(parents=True, exist_ok=True)
+    lr_dir.mkdir(parents=True, exist_ok=True)
     store = StoreWriter(store_dir) if store_dir is not None else None
+    written = set()
     try:
         cache_id, cache = None, None
-        for piece in pieces:
+        for piece in pieces.itertuples():
             if piece.image_id != cache_id:
                 cache_id, cache = piece.image_id, read_tiff(norm_dir / f"{piece.image_id}.tif")
             hr = cache[piece.top : piece.top + piece.rows, piece.left : piece.left + piece.cols]
             options = dict(degradation_options or {})
-            lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece_keys[piece.id]), **options)
+            lr = degrade(hr, scale, degradation, rng=piece_rng(seed, piece.key), **options)
             hr, lr = to_uint16(hr), to_uint16(lr)  # the PNGs' pixels, and the store's
             name = f"{piece.id}.png"
+            write_png16(hr_dir / name, hr)
+            write_png16(lr_dir / name, lr)
+            written.add(name)
             if store is not None:
                 store.add(name, hr, lr)
-            first: tuple[Path, Path] | None = None
-            for fold in folds:
-                split = assignment[fold][piece.unit]
-                hr_dir, lr_dir = folders[(fold, split)]
-                if first is None:  # degraded once; every other fold's copy is a link to the same bytes
-                    write_png16(hr_dir / name, hr)
-                    write_png16(lr_dir / name, lr)
-                    first = (hr_dir / name, lr_dir / name)
-                else:
-                    link_or_copy(first[0], hr_dir / name)
-                    link_or_copy(first[1], lr_dir / name)
-                written[hr_dir].add(name)
-                written[lr_dir].add(name)
-                records.append({**asdict(piece), "fold": fold, "split": split, "reason": ""})
     except BaseException:
         if store is not None:
             store.abort()
         raise
     if store is not None:
         store.close(scale)
+    for folder in (hr_dir, lr_dir):
+        remove_stale(folder, "*.png", written)
+    return len(written)
+
+
+def gather_split(
+    split_tsv: str | os.PathLike,
+    units: Sequence[tuple[str | os.PathLike, str | os.PathLike | None]],
+    part_dirs: Mapping[int, Mapping[str, str | os.PathLike]] | Mapping[str, str | os.PathLike],
+    *,
+    store_dir: str | os.PathLike | None = None,
+) -> None:
+    """Place every pair of the work `units` ((pairs folder, store folder) in unit order) in its folds' parts (hard
+    links where the file system allows), and join the units' training stores into `store_dir`."""
+    folds = _fold_parts(part_dirs)
+    table = read_split_table(split_tsv)
+    planned = sorted(set(table["fold"]))
+    if planned and planned != sorted(folds):
+        raise ValueError(f"{split_tsv} plans folds {planned}, the parts are for {sorted(folds)}; rerun the split")
+    folders = {(fold, split): pair_dirs(path) for fold, parts in folds.items() for split, path in parts.items()}
+    written = {folder: set() for pair in folders.values() for folder in pair}
+    for row in table[table["split"] != "excluded"].itertuples():
+        source_hr, source_lr = pair_dirs(units[unit_of(row.group, len(units)) - 1][0])
+        hr_dir, lr_dir = folders[(row.fold, row.split)]
+        name = f"{row.id}.png"
+        link_or_copy(source_hr / name, hr_dir / name)
+        link_or_copy(source_lr / name, lr_dir / name)
+        written[hr_dir].add(name)
+        written[lr_dir].add(name)
     for folder, keep in written.items():
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder, "*.png", keep)
-    records += [{**asdict(piece), "fold": fold, "split": "excluded", "reason": reason}
-                for fold in folds for piece, reason in left_out]
-    table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values(["fold", "id"], ignore_index=True)
-    with atomic_path(split_tsv) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    return table
+    if store_dir is not None:
+        merge_stores([store for _, store in units], store_dir)
 
 
 def _fold_parts(

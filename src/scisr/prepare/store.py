@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from scisr.io.files import PNG_MAX, atomic_path
+from scisr.io.files import PNG_MAX, atomic_path, link_or_copy
 
 log = logging.getLogger(__name__)
 STORE_FORMAT = 1
@@ -87,7 +87,8 @@ class PairStore:
                 raise FileNotFoundError(f"{self.folder}: no pair {min(missing)!r} (of {len(missing)} missing); "
                                         "the store and the split part come from different runs: rerun the split")
         self.names = [e["name"] for e in self.entries]
-        self._fds = {kind: os.open(self.folder / f"{kind}.u16", os.O_RDONLY) for kind in ("hr", "lr")}
+        files = {_file(e, kind) for e in self.entries for kind in ("hr", "lr")}
+        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in sorted(files)}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -107,9 +108,9 @@ class PairStore:
         entry = self.entries[i]
         width = entry[f"{kind}_shape"][1]
         start = entry[f"{kind}_offset"] + top * width * 2
-        data = os.pread(self._fds[kind], count * width * 2, start)
+        data = os.pread(self._fds[_file(entry, kind)], count * width * 2, start)
         if len(data) != count * width * 2:
-            raise OSError(f"{self.folder / kind}.u16: truncated (pair {entry['name']}); delete {self.folder}")
+            raise OSError(f"{self.folder / _file(entry, kind)}: truncated (pair {entry['name']}); delete {self.folder}")
         return np.frombuffer(data, dtype=np.uint16).reshape(count, width)
 
     def image(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +123,40 @@ class PairStore:
         lr = self._rows("lr", i, y, size)[:, x : x + size]
         hr = self._rows("hr", i, y * scale, size * scale)[:, x * scale : (x + size) * scale]
         return to_float(lr), to_float(hr)
+
+
+def _file(entry: dict, kind: str) -> str:
+    """The data file of an index entry's `kind` (hr, lr) pixels: `<kind>.u16`, or the one it names (a joined store)."""
+    return entry.get(f"{kind}_file", f"{kind}.u16")
+
+
+def merge_stores(parts: list[str | os.PathLike], folder: str | os.PathLike) -> int:
+    """Join the stores `parts` (one per work unit of the split phase) into one store in `folder`: their data files
+    hard-linked (copied where links fail) as `<kind>.<n>.u16`, one index of every pair sorted by content key;
+    return the number of pairs. Index last, as `StoreWriter` does, so a store with an index is whole."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.json").unlink(missing_ok=True)
+    entries, scales, kept = [], set(), {"index.json"}
+    for n, part in enumerate(map(Path, parts), 1):
+        index = json.loads((part / "index.json").read_text())
+        if index.get("format") != STORE_FORMAT:
+            raise ValueError(f"{part}: store format {index.get('format')} is not {STORE_FORMAT}")
+        scales.add(index["scale"])
+        for kind in ("hr", "lr"):
+            link_or_copy(part / f"{kind}.u16", folder / f"{kind}.{n}.u16")
+            kept.add(f"{kind}.{n}.u16")
+        entries += [{**e, "hr_file": f"hr.{n}.u16", "lr_file": f"lr.{n}.u16"} for e in index["pairs"]]
+    if len(scales) > 1:
+        raise ValueError(f"{folder}: the parts' stores have different scales {sorted(scales)}; rerun the split")
+    for stale in folder.glob("*.u16"):
+        if stale.name not in kept:
+            stale.unlink()
+    entries.sort(key=lambda e: (e["key"], e["name"]))
+    with atomic_path(folder / "index.json") as tmp:
+        tmp.write_text(json.dumps({"format": STORE_FORMAT, "scale": scales.pop() if scales else None,
+                                   "files": None, "pairs": entries}))
+    return len(entries)
 
 
 class StoreWriter:
