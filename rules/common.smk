@@ -46,6 +46,7 @@ wildcard_constraints:
     trained=_alternatives(TRAINED),
     imported=_alternatives(IMPORTED),
     fold=r"\d+",
+    unit=r"\d+",
 
 
 def get_code(script):
@@ -62,6 +63,14 @@ def get_source(wildcards):
 def get_dataset(wildcards):
     """The config block of a dataset."""
     return config["datasets"][wildcards.dataset]
+
+
+DATA_UNITS = config["compute"]["data_units"]
+
+
+def data_units(pattern):
+    """An input function: `pattern` for every work unit 1..compute.data_units of the job's dataset."""
+    return lambda wildcards: [pattern.format(dataset=wildcards.dataset, unit=u) for u in range(1, DATA_UNITS + 1)]
 
 
 SPLITS = ("train", "val", "test")

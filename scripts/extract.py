@@ -1,28 +1,18 @@
-"""Snakemake adapter, phase 2: decode every raw file into float32 frames + index.tsv."""
+"""Snakemake adapter, phase 2 (gather): the units' candidates -> the dataset's index.tsv, frames and key map."""
 
-from pathlib import Path
-
-from scisr.extract import extract_dataset
-from scisr.io.isolated import IsolatedReader
+from scisr.extract_gather import gather_units
 from scisr.logs import log_to
 
 
 def main(smk) -> None:
-    manifest = Path(smk.input.manifest)
-    reader = IsolatedReader(memory_mb=smk.params.reader_memory_mb, timeout_s=smk.params.reader_timeout_s)
-    with log_to(smk.log[0]), reader:
-        extract_dataset(
-            manifest.parent,
-            manifest,
+    with log_to(smk.log[0]):
+        gather_units(
+            list(zip(smk.input.tables, smk.input.frames)),
             smk.output.frames,
             smk.output.index,
-            secret=smk.params.secret,
-            key_map=smk.output.key_map,
             dataset=smk.wildcards.dataset,
-            modalities=list(smk.params.modalities) or None,
-            max_bytes=smk.params.max_bytes,
-            frames=dict(smk.params.frames),
-            reader=reader,
+            key_maps=list(smk.input.key_maps),
+            key_map=smk.output.key_map,
         )
 
 

@@ -1,18 +1,16 @@
-"""Snakemake adapter, phase 3: normalize every extracted frame to [0,1]."""
+"""Snakemake adapter, phase 3 (gather): the units' normalized images and params -> the dataset's."""
 
 from scisr.logs import log_to
-from scisr.prepare.normalize import normalize_dataset
+from scisr.prepare.normalize import gather_normalized
 
 
 def main(smk) -> None:
     with log_to(smk.log[0]):
-        normalize_dataset(
+        gather_normalized(
             smk.input.index,
-            smk.input.frames,
+            list(zip(smk.input.params, smk.input.images)),
             smk.output.images,
             smk.output.params,
-            scale=smk.params.scale,
-            **smk.params.settings,
         )
 
 

@@ -1,27 +1,15 @@
-"""Snakemake adapter, phase 4: subject-level split (a holdout or k folds) and HR/LR pairs."""
+"""Snakemake adapter, phase 4 (gather): every unit's pairs into its folds' parts; the units' stores joined."""
 
 from scisr.logs import log_to
-from scisr.prepare.split import split_dataset
+from scisr.prepare.split import gather_split
 
 
 def main(smk) -> None:
-    settings = smk.params.settings
     with log_to(smk.log[0]):
-        split_dataset(
-            smk.input.index,
-            smk.input.images,
+        gather_split(
+            smk.input.table,
+            list(zip(smk.input.pairs, smk.input.stores)),
             smk.params.parts,  # {fold: {train, val, test: folder}}: the rule's `parts` outputs
-            smk.output.table,
-            scale=smk.params.scale,
-            fractions=dict(settings["fractions"]),
-            seed=smk.params.seed,
-            tile_size=settings["tile_size"],
-            degradation=settings["degradation"],
-            degradation_options=dict(settings["degradation_options"]),
-            min_foreground=settings["min_foreground"],
-            slab_gap=settings["slab_gap"],
-            pointing_tolerance=settings["pointing_tolerance"],
-            dataset=smk.wildcards.dataset,
             store_dir=smk.output.store,
         )
 

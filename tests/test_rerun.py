@@ -22,8 +22,8 @@ from ncnn_helpers import write_small_pretrained
 
 pytestmark = pytest.mark.workflow
 COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
-PHASES = ["download", "extract", "normalize", "split", "train", "import_weights", "infer", "score", "score_field",
-          "score_budget", "report"]
+PHASES = ["download", "extract_unit", "extract", "normalize_unit", "normalize", "split_plan", "split_unit", "split",
+          "train", "import_weights", "infer", "score", "score_field", "score_budget", "report"]
 
 
 class Study:
@@ -99,12 +99,13 @@ def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study:
 
 def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> None:
     plan = study.planned({"datasets": {"astro": {"normalize": {"high_percentile": 99.8}}}})
-    # astro normalized and split again; the astro and astro_ft models retrained; every model on astro's
+    # astro normalized (its 2 work units and their gather) and split again (plan, 2 units, gather); the astro and
+    # astro_ft models retrained; every model on astro's
     # test set (bicubic, pretrained and 5 trained: 7) plus the 2 retrained models on the two other datasets (4)
     # field metrics of every model on astro (7) and of the 2 retrained models on mri (2); the astro crossover's
     # snapshots of generic, astro and astro_ft (3 jobs)
-    assert plan == {"normalize": 1, "split": 1, "train": 2, "infer": 11, "score": 11, "score_field": 9,
-                    "score_budget": 3, "report": 1}
+    assert plan == {"normalize_unit": 2, "normalize": 1, "split_plan": 1, "split_unit": 2, "split": 1, "train": 2,
+                    "infer": 11, "score": 11, "score_field": 9, "score_budget": 3, "report": 1}
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
@@ -139,7 +140,16 @@ def test_editing_the_report_code_reruns_only_the_report(study: Study) -> None:
 def test_editing_a_reader_reruns_extraction_of_every_dataset(study: Study) -> None:
     with edited(study.folder / "src" / "scisr" / "io" / "dicom.py"):
         plan = study.planned()
-    assert plan["extract"] == 3 and "download" not in plan
+    assert plan["extract_unit"] == 6 and plan["extract"] == 3 and "download" not in plan  # 2 work units each
+
+
+def test_a_failed_work_unit_reruns_alone(study: Study) -> None:
+    """A unit whose outputs are lost (a failed or killed job) is the only extract job to run again; the gather and
+    everything after it rerun only because their input is new."""
+    shutil.rmtree(study.folder / "results" / "extract" / "astro" / "units" / "2")
+    plan = study.planned()
+    assert plan["extract_unit"] == 1 and plan["extract"] == 1 and "download" not in plan
+    assert study.run().returncode == 0
 
 
 
@@ -151,9 +161,13 @@ KILL_AT = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "kil
            "SCISR_TEST_KILL_AT_WRITE": "1"}
 KILLS = [
     ("download", "resources/raw/astro/MANIFEST.tsv", "resources/raw/astro"),
+    ("extract_unit", "results/extract/astro/units/1/candidates.tsv", "results/extract/astro/units/1"),
     ("extract", "results/extract/astro/index.tsv", "results/extract/astro"),
+    ("normalize_unit", "results/normalize/astro/units/1/params.tsv", "results/normalize/astro/units/1"),
     ("normalize", "results/normalize/astro/params.tsv", "results/normalize/astro"),
-    ("split", "results/split/astro/split.tsv", "results/split/astro"),
+    ("split_plan", "results/split/astro/split.tsv", "results/split/astro"),
+    ("split_unit", "results/split/astro/units/1/store", "results/split/astro/units/1"),
+    ("split", "results/split/astro/store", "results/split/astro"),
     ("train", "results/models/astro/fold1/generator.pt", "results/models/astro/fold1"),
     ("infer", "results/infer/generic/astro/fold1", "results/infer/generic/astro/fold1"),
     ("score", "results/score/generic/astro/fold1.tsv", "results/score/generic/astro/fold1.tsv"),

@@ -127,7 +127,8 @@ def test_the_real_study_is_self_contained_and_keeps_only_original_mri_frames() -
     assert merged["study"]["folds"] >= 5 and merged["study"]["primary_metric"] == "rmse"
 
 
-REAL_STUDY_JOBS = {"download": 3, "extract": 3, "normalize": 3, "split": 1, "split_folds": 2, "import_weights": 1,
+REAL_STUDY_JOBS = {"download": 3, "extract_unit": 24, "extract": 3, "normalize_unit": 24, "normalize": 3,
+                   "split_plan": 3, "split_unit": 24, "split": 1, "split_folds": 2, "import_weights": 1,
                    "train": 31, "infer": 99, "score": 99, "score_field": 90, "score_budget": 40, "report": 1}
 
 
@@ -144,7 +145,7 @@ def test_the_real_study_plans_offline_as_the_manual_says(snakemake_exe: str, tmp
               if len(p) == 2 and p[1].isdigit() and not p[0].endswith(":")}
     assert {k: v for k, v in counts.items() if k not in ("all", "total")} == REAL_STUDY_JOBS
     manual = (ROOT / "docs" / "own-data.md").read_text()
-    assert sum(REAL_STUDY_JOBS.values()) + 1 == 374 and "374 jobs" in manual  # + `all`
+    assert sum(REAL_STUDY_JOBS.values()) + 1 == 449 and "449 jobs" in manual  # + `all`
     train = [b for b in result.stdout.split("\nrule ") if b.startswith("train:")]
     assert len(train) == 31 and all(re.search(r"resources: .*\bgpu=1\b.*\bmem_mb=32000\b", b) for b in train)
 
@@ -260,7 +261,9 @@ def test_without_the_weights_package_the_study_runs_without_pretrained_and_says_
 def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
     result = snakemake(snakemake_exe, make_workdir(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
-    for rule, count in [("download", 3), ("extract", 3), ("normalize", 3), ("split", 3), ("import_weights", 1),
+    # the data phases as work units (compute.data_units 2: per dataset 2 units and a gather; the split's plan)
+    for rule, count in [("download", 3), ("extract_unit", 6), ("extract", 3), ("normalize_unit", 6), ("normalize", 3),
+                        ("split_plan", 3), ("split_unit", 6), ("split", 3), ("import_weights", 1),
                         ("train", 6), ("infer", 24), ("score", 24), ("report", 1),
                         # field metrics: 8 models x (mri, astro); one budget job (snapshots 10 and 20) per model of the
                         # crossover on its domain: generic and the domain's own models (mri: 3, astro: 2)
