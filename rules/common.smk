@@ -70,7 +70,10 @@ DATA_UNITS = config["compute"]["data_units"]
 
 def data_units(pattern):
     """An input function: `pattern` for every work unit 1..compute.data_units of the job's dataset."""
-    return lambda wildcards: [pattern.format(dataset=wildcards.dataset, unit=u) for u in range(1, DATA_UNITS + 1)]
+    return lambda wildcards: [
+        pattern.format(dataset=wildcards.dataset, unit=u)
+        for u in range(1, DATA_UNITS + 1)
+    ]
 
 
 SPLITS = ("train", "val", "test")

@@ -38,7 +38,9 @@ rule extract:
     input:
         tables=data_units("results/extract/{dataset}/units/{unit}/candidates.tsv"),
         frames=data_units("results/extract/{dataset}/units/{unit}/frames"),
-        key_maps=data_units(f"{config['deid']['key_map_dir']}/{{dataset}}.units/{{unit}}.tsv"),
+        key_maps=data_units(
+            f"{config['deid']['key_map_dir']}/{{dataset}}.units/{{unit}}.tsv"
+        ),
         code=get_code("scripts/extract.py"),
     output:
         index="results/extract/{dataset}/index.tsv",
