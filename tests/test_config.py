@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 
 import pytest
 import yaml
@@ -222,3 +224,32 @@ def test_the_librarys_own_fallbacks_equal_the_schemas_defaults() -> None:
     rules = FrameRules()
     for key in ("pixel_data", "exclude", "components"):
         assert list(getattr(rules, key)) == schema_default(f"datasets.*.frames.{key}"), key
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_carries_the_schemas_the_scisr_command_reads(tmp_path) -> None:
+    """`pip install scisr` (not editable, away from the checkout) still finds the defaults: the schemas ship inside
+    the package as copies of config/'s files, so the command's tile size is the study's."""
+    import subprocess
+    import sys
+
+    wheel_dir, target, source = tmp_path / "wheel", tmp_path / "site", tmp_path / "source"
+    for part in ("src", "config"):  # a copy (links kept as links): building writes build/ beside pyproject.toml
+        shutil.copytree(ROOT / part, source / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir),
+             str(source)]
+    assert subprocess.run(build, capture_output=True, timeout=300, cwd=tmp_path).returncode == 0
+    wheel = next(wheel_dir.glob("scisr-*.whl"))
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)]
+    assert subprocess.run(install, capture_output=True, timeout=300).returncode == 0
+    for name in ("schema.yaml", "train.schema.yaml"):
+        copy = target / "scisr" / name
+        assert not copy.is_symlink() and copy.read_bytes() == (ROOT / "config" / name).read_bytes()
+    probe = "import scisr.config as c; print(c.__file__); print(c.schema_default('infer.tile'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(target)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    where, tile = result.stdout.split()
+    assert where.startswith(str(target)) and int(tile) == schema_default("infer.tile")

@@ -33,7 +33,9 @@ __all__ = [
     "uses_conda",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+# schema.yaml and train.schema.yaml beside this module: links to config/ in a checkout, copies in an installed wheel
+# (package data), so the `scisr` command finds its defaults wherever the library is installed.
+CONFIG_DIR = Path(__file__).resolve().parent
 SCHEMA = "schema.yaml"
 TRAIN_SCHEMA = "train.schema.yaml"
 BASELINE = "bicubic"
