@@ -212,8 +212,8 @@ def test_the_schemas_prose_states_the_degradations_own_defaults() -> None:
 
 
 def test_the_librarys_own_fallbacks_equal_the_schemas_defaults() -> None:
-    """scisr.io imports nothing of ours, so its limits are constants; the frame rules' too. Both must be the schema's
-    (the `scisr` command reads the schema itself)."""
+    """scisr.io imports nothing of ours, so its limits are constants that must be the schema's (the `scisr` command
+    reads the schema itself); the frame rules read theirs from the schema."""
     from scisr.extract import FrameRules
     from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
     from scisr.io.limits import DEFAULT_MAX_BYTES

@@ -37,12 +37,13 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
+from scisr.config import schema_default
 from scisr.deid import Pseudonymizer, load_secret, write_key_map
 from scisr.extract_gather import gather_units
 from scisr.index import CANDIDATE, write_candidates
@@ -58,16 +59,16 @@ log = logging.getLogger("scisr.extract")
 MIN_SIZE = 16
 # What the reader worker runs for the phase's two reads of a file (module:function).
 READ_TARGET, PROBE_TARGET = "scisr.io.readers:read_frames", "scisr.io.readers:is_lossy"
-# Image type values that mark a frame as no anatomical magnitude image (config frames.exclude default).
-DEFAULT_EXCLUDE = (
-    "LOCALIZER", "SCOUT", "PHASE", "FIELD_MAP", "B0_MAP", "B1_MAP", "PHASE_MAP", "PHASE_SUBTRACT",
-    "T1_MAP", "T2_MAP", "T2_STAR_MAP", "PROTON_DENSITY_MAP", "ADC", "FA", "TRACEW", "VELOCITY",
-)
+
+
+def _schema_frames(key: str) -> tuple[str, ...]:
+    """The schema's default for `datasets.<name>.frames.<key>` (config/schema.yaml is where the frame rules live)."""
+    return tuple(str(v).strip().upper() for v in schema_default(f"datasets.*.frames.{key}"))
 
 
 @dataclass(frozen=True)
 class FrameRules:
-    """Which DICOM frames to keep by image type (config `datasets.<name>.frames`, schema defaults).
+    """Which DICOM frames to keep by image type (config `datasets.<name>.frames`; missing keys: the schema's defaults).
 
     `pixel_data`: allowed first ImageType/FrameType values (ORIGINAL, DERIVED); empty allows any.
     `exclude`: values (3rd onward) that skip a frame, e.g. LOCALIZER, FIELD_MAP.
@@ -75,13 +76,13 @@ class FrameRules:
     only when the header tells the component; empty allows any.
     """
 
-    pixel_data: tuple[str, ...] = ("ORIGINAL",)
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    components: tuple[str, ...] = ("MAGNITUDE",)
+    pixel_data: tuple[str, ...] = field(default_factory=lambda: _schema_frames("pixel_data"))
+    exclude: tuple[str, ...] = field(default_factory=lambda: _schema_frames("exclude"))
+    components: tuple[str, ...] = field(default_factory=lambda: _schema_frames("components"))
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> FrameRules:
-        """Rules from a config block (missing keys: the defaults above)."""
+        """Rules from a config block (missing keys: the schema's defaults)."""
         config = dict(config or {})
         upper = {k: tuple(str(v).strip().upper() for v in config[k]) for k in ("pixel_data", "exclude", "components") if k in config}
         return cls(**upper)
