@@ -9,6 +9,7 @@
 rule split_plan:
     input:
         index="results/extract/{dataset}/index.tsv",
+        params="results/normalize/{dataset}/params.tsv",
         images="results/normalize/{dataset}/images",
         code=get_code("scripts/split_plan.py"),
     output:

@@ -20,6 +20,7 @@ def main(smk) -> None:
             slab_gap=settings["slab_gap"],
             pointing_tolerance=settings["pointing_tolerance"],
             dataset=smk.wildcards.dataset,
+            params_path=smk.input.params,
         )
 
 

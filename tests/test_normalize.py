@@ -7,7 +7,7 @@ import pytest
 from conftest import dataset_settings
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_tiff, write_tiff
-from scisr.prepare.normalize import crop_to_multiple, denormalize, normalize_dataset, normalize_image
+from scisr.prepare.normalize import crop_to_multiple, denormalize, normalize_dataset, normalize_image, pixel_digest
 
 NORMALIZE = dataset_settings("normalize")  # the schema's defaults, as the normalize rule passes them
 
@@ -94,11 +94,12 @@ def test_normalize_dataset(tmp_path):
     params = pd.read_csv(tmp_path / "params.tsv", sep="\t", dtype={"image_id": str})
     assert list(params.columns) == [
         "image_id", "low_value", "high_value", "stretch", "asinh_a", "nan_count",
-        "crop_top", "crop_left", "rows", "cols", "status", "reason",
+        "crop_top", "crop_left", "rows", "cols", "status", "reason", "sha256",
     ]
     assert list(params["image_id"]) == ["a", "flat"] and len(table) == 2
     ok = params.set_index("image_id").loc["a"]
     assert ok["status"] == "ok" and (ok["rows"], ok["cols"], ok["crop_top"], ok["crop_left"]) == (28, 40, 1, 0)
+    assert ok["sha256"] == pixel_digest(norm)  # the written pixels' digest: the split plan's content key
     flat = params.set_index("image_id").loc["flat"]
     assert flat["status"] == "skipped" and "constant" in flat["reason"]
     # the recorded mapping takes the written pixels back to physical units

@@ -304,3 +304,25 @@ def test_work_units_give_the_single_job_result(tmp_path, folds):
     assert a.names == b.names and len(a) == len(set(table.loc[table["split"] != "excluded", "id"]))
     for i in range(len(a)):
         assert all(np.array_equal(x, y) for x, y in zip(a.image(i), b.image(i)))
+
+
+def test_the_plan_takes_pixel_digests_from_params_instead_of_reading_pixels(tmp_path, monkeypatch):
+    """With the normalize phase's params.tsv (its sha256 column) the plan reads no image's pixels but those it tiles
+    (the background check), and plans exactly what it plans from the pixels."""
+    import scisr.prepare.split as split_module
+    from scisr.io.files import read_tiff
+    from scisr.prepare.normalize import PARAMS_COLUMNS, pixel_digest, write_params
+    from scisr.prepare.split import plan_split
+
+    norm = _dataset(tmp_path)
+    rows = [dict.fromkeys(PARAMS_COLUMNS, "") | {"image_id": p.stem, "status": "ok", "sha256": pixel_digest(read_tiff(p))}
+            for p in sorted(norm.glob("*.tif"))]
+    write_params(pd.DataFrame(rows, columns=PARAMS_COLUMNS), tmp_path / "params.tsv")
+    plan = dict(folds=1, scale=4, seed=0, fractions=FRACTIONS, tile_size=32, min_foreground=0.1,
+                slab_gap=DEGRADE["slab_gap"], pointing_tolerance=DEGRADE["pointing_tolerance"])
+    plan_split(tmp_path / "index.tsv", norm, tmp_path / "read.tsv", **plan)
+    reads = []
+    monkeypatch.setattr(split_module, "read_tiff", lambda path: reads.append(path.stem) or read_tiff(path))
+    plan_split(tmp_path / "index.tsv", norm, tmp_path / "given.tsv", params_path=tmp_path / "params.tsv", **plan)
+    assert (tmp_path / "given.tsv").read_bytes() == (tmp_path / "read.tsv").read_bytes()
+    assert set(reads) == {"big"}  # the one tiled image, for its background tiles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from scisr.units import unit_of
 STRETCHES = ("none", "asinh")
 PARAMS_COLUMNS = [
     "image_id", "low_value", "high_value", "stretch", "asinh_a", "nan_count",
-    "crop_top", "crop_left", "rows", "cols", "status", "reason",
+    "crop_top", "crop_left", "rows", "cols", "status", "reason", "sha256",
 ]
 
 
@@ -99,6 +100,20 @@ def crop_to_multiple(image: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[i
     return image[top : top + new_rows, left : left + new_cols], (top, left)
 
 
+def pixel_digest(image: np.ndarray) -> str:
+    """sha256 of a normalized image's float32 pixels (C order): params.tsv's `sha256`, the split's content key."""
+    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()
+
+
+def read_digests(params_path: str | os.PathLike) -> dict[str, str]:
+    """{image_id: sha256} of the images normalized successfully ({} for a params.tsv written before the column)."""
+    table = pd.read_csv(params_path, sep="\t", dtype=str, keep_default_na=False)
+    if "sha256" not in table.columns:
+        return {}
+    ok = table[(table["status"] == "ok") & (table["sha256"] != "")]
+    return dict(zip(ok["image_id"], ok["sha256"]))
+
+
 def read_params(params_path: str | os.PathLike) -> dict[str, dict]:
     """Read params.tsv into {image_id: params} for the images normalized successfully (for `denormalize`)."""
     table = pd.read_csv(params_path, sep="\t", dtype={"image_id": str, "stretch": str, "status": str})
@@ -164,7 +179,8 @@ def normalize_dataset(
             continue
         write_tiff(out_dir / f"{image_id}.tif", cropped)
         written.add(f"{image_id}.tif")
-        record.update(params, crop_top=top, crop_left=left, rows=cropped.shape[0], cols=cropped.shape[1])
+        record.update(params, crop_top=top, crop_left=left, rows=cropped.shape[0], cols=cropped.shape[1],
+                      sha256=pixel_digest(cropped))
         records.append(record)
     remove_stale(out_dir, "*.tif", written)
     return write_params(pd.DataFrame(records, columns=PARAMS_COLUMNS), params_path)

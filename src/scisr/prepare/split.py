@@ -61,6 +61,7 @@ from scisr.prepare.grouping import (
     largest_volume,
     tile_grid,
 )
+from scisr.prepare.normalize import pixel_digest, read_digests
 from scisr.prepare.store import StoreWriter, merge_stores
 from scisr.units import unit_of
 
@@ -107,12 +108,19 @@ def piece_rng(seed: int, piece_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(piece_id.encode("utf-8"))])
 
 
-def content_keys(units: Mapping[str, list[Piece]], norm_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """({piece id: key}, {unit: key}) from pixel content and position only, never from the (keyed) ids."""
+def content_keys(
+    units: Mapping[str, list[Piece]], norm_dir: Path, known: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """({piece id: key}, {unit: key}) from pixel content and position only, never from the (keyed) ids.
+
+    `known` holds images' pixel digests already computed (params.tsv's sha256, `read_digests`); the others are read.
+    """
     digests = {}
     for image_id in sorted({p.image_id for pieces in units.values() for p in pieces}):
-        pixels = np.ascontiguousarray(read_tiff(norm_dir / f"{image_id}.tif"))
-        digests[image_id] = hashlib.sha256(pixels.tobytes()).hexdigest()
+        if known and image_id in known:
+            digests[image_id] = known[image_id]
+        else:
+            digests[image_id] = pixel_digest(read_tiff(norm_dir / f"{image_id}.tif"))
     pieces: dict[str, str] = {}
     seen: dict[str, int] = {}
     # pieces with identical pixels (one frame stored for two subjects) are told apart by their order among
@@ -162,6 +170,7 @@ def split_dataset(
     pointing_tolerance: float,
     dataset: str = "",
     store_dir: str | os.PathLike | None = None,
+    params_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """The whole phase in one process: split normalized images by subject group into the `part_dirs`, write HR/LR
     16-bit PNGs into each part's `pair_dirs`, and split.tsv; with `store_dir`, also every pair once into a training
@@ -170,14 +179,15 @@ def split_dataset(
     `part_dirs` is {fold: {train, val, test: folder}} for folds 1..k (k > 1: cross-validation, module doc), or
     {train, val, test: folder} for a single holdout (fold 1). `slab_gap` (slice positions between slabs) and
     `pointing_tolerance` (degrees) are the grouping settings of `scisr.prepare.grouping`; `dataset` names the
-    config block in errors. The workflow runs the same three steps as jobs: `plan_split`, a `degrade_unit` per
+    config block in errors; `params_path` (params.tsv) saves reading pixels for their digests (`plan_split`). The
+    workflow runs the same three steps as jobs: `plan_split`, a `degrade_unit` per
     work unit, `gather_split`.
     """
     folds = _fold_parts(part_dirs)
     table = plan_split(
         index_path, norm_dir, split_tsv, folds=len(folds), scale=scale, fractions=fractions, seed=seed,
         tile_size=tile_size, min_foreground=min_foreground, slab_gap=slab_gap, pointing_tolerance=pointing_tolerance,
-        dataset=dataset,
+        dataset=dataset, params_path=params_path,
     )
     work_root = Path(split_tsv).parent
     with tempfile.TemporaryDirectory(dir=work_root, prefix=".split-") as work:
@@ -203,9 +213,13 @@ def plan_split(
     slab_gap: int,
     pointing_tolerance: float,
     dataset: str = "",
+    params_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Group, cut and assign every normalized image (a single holdout when `folds` is 1, else k folds) and write
-    split.tsv: one row per fold and piece, with its content key (which seeds its LR noise); return the table."""
+    split.tsv: one row per fold and piece, with its content key (which seeds its LR noise); return the table.
+
+    With `params_path` (the normalize phase's params.tsv) the images' pixel digests come from there, so the plan
+    reads only the images' headers (and the pixels of lone images it tiles, to leave background tiles out)."""
     norm_dir = Path(norm_dir)
     problems = split_problems(fractions, tile_size, scale)
     if problems:
@@ -244,7 +258,7 @@ def plan_split(
     else:
         units = build_units(images, shapes, None, pointing_tolerance)  # whole groups: nothing crosses folds
     areas = {name: sum(p.rows * p.cols for p in pieces) for name, pieces in units.items()}
-    piece_keys, unit_keys = content_keys(units, norm_dir)
+    piece_keys, unit_keys = content_keys(units, norm_dir, read_digests(params_path) if params_path else None)
     if folds == 1:
         assignment = {1: assign_units(areas, fractions, seed, unit_keys)}
     else:
