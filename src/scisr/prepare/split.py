@@ -62,14 +62,14 @@ from scisr.prepare.grouping import (
     tile_grid,
 )
 from scisr.prepare.normalize import pixel_digest, read_digests
-from scisr.prepare.store import StoreWriter, merge_stores
+from scisr.prepare.store import StoreWriter, merge_stores, pair_dirs  # pair_dirs: the layout's owner
 from scisr.units import unit_of
 
 __all__ = [
-    "SPLITS", "SPLIT_COLUMNS", "Piece", "assign_folds", "assign_units", "read_split_table", "split_dataset", "tile_grid",
+    "SPLITS", "SPLIT_COLUMNS", "Piece", "assign_folds", "assign_units", "pair_dirs", "read_split_table", "split_dataset",
+    "tile_grid",
 ]
 
-HR_DIR, LR_DIR = "HR", "LR"  # the two folders of a split part: the layout's one owner is `pair_dirs`
 SPLIT_COLUMNS = [
     "id", "image_id", "subject_id", "group", "unit", "group_rule", "fold", "split", "top", "left", "rows", "cols",
     "reason", "key",
@@ -92,12 +92,6 @@ def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
         if column in table.columns:
             table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     return table
-
-
-def pair_dirs(part_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """The (HR, LR) image folders of one split part (`<split>/train`, `val` or `test`), same names in each."""
-    part_dir = Path(part_dir)
-    return part_dir / HR_DIR, part_dir / LR_DIR
 
 
 def piece_rng(seed: int, piece_id: str) -> np.random.Generator:

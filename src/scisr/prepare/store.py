@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 STORE_FORMAT = 1
 
 
+HR_DIR, LR_DIR = "HR", "LR"  # the two folders of a split part: the layout's one owner is `pair_dirs`
+
+
+def pair_dirs(part_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The (HR, LR) image folders of one split part (`<split>/train`, `val` or `test`), same names in each."""
+    part_dir = Path(part_dir)
+    return part_dir / HR_DIR, part_dir / LR_DIR
+
+
 def to_float(array: np.ndarray) -> np.ndarray:
     """uint16 pixels as float32 in [0, 1], exactly as read_png16 converts them."""
     return array.astype(np.float32) / PNG_MAX
@@ -43,8 +52,6 @@ def read_u16(path: Path) -> np.ndarray:
 
 def pair_paths(folder: str | os.PathLike, scale: int) -> list[tuple[Path, Path]]:
     """The (HR, LR) PNG paths of a split part, sorted by name; an LR partner must exist."""
-    from scisr.prepare.split import pair_dirs  # the layout's owner (which imports this module)
-
     hr_dir, lr_dir = pair_dirs(folder)
     hr_paths = sorted(hr_dir.glob("*.png"))
     if not hr_paths:
@@ -201,8 +208,6 @@ class StoreWriter:
 
 def open_part(part_dir: str | os.PathLike, store_dir: str | os.PathLike) -> PairStore:
     """The pairs of split part `part_dir` (its HR PNGs' names) in the dataset's store `store_dir`."""
-    from scisr.prepare.split import pair_dirs  # the layout's owner (which imports this module)
-
     hr_dir, _ = pair_dirs(part_dir)
     names = sorted(p.name for p in hr_dir.glob("*.png"))
     if not names:
