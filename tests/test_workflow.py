@@ -173,7 +173,7 @@ def test_crossed_percentiles_and_overlap_stop_at_parse_time_naming_the_keys(
 ) -> None:
     work = make_workdir(tmp_path)
     config = load("config.yaml")
-    config["datasets"]["mri"]["normalize"].update(low_percentile=99.0, high_percentile=1.0)
+    config["datasets"]["mri"]["normalize"] = {"low_percentile": 99.0, "high_percentile": 1.0}
     config["infer"] = {"tile": 32, "overlap": 32}
     result = plan_with(snakemake_exe, work, config)
     output = result.stdout + result.stderr
