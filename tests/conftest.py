@@ -4,6 +4,7 @@ training setup and tiny trained model, the one way to run Snakemake, and the tin
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,62 @@ def run_snakemake(exe: str, workdir: Path, *args: str, configfiles: Iterable[str
     """Run snakemake_command(...) in `workdir`, its output captured as text."""
     command = snakemake_command(exe, workdir, *args, configfiles=configfiles, snakefile=snakefile, cores=cores)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env, check=False)
+
+
+# The tiny study: config/config.yaml's data, tests/data/tiny.yaml's model and schedule, a small imported `pretrained`
+# and `mri_ftp` fine-tuned from it. Built once per test run, in a folder that holds its own copy of the workflow (so
+# the rerun tests may edit library files there), and shared by test_workflow.py and test_rerun.py.
+TINY_STUDY_COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
+
+
+class TinyStudy:
+    """A finished tiny study in its own folder, and a way to run Snakemake on it or ask what would rerun."""
+
+    def __init__(self, folder: Path, exe: str) -> None:
+        from ncnn_helpers import write_small_pretrained
+
+        self.folder, self.exe = folder, exe
+        for name in TINY_STUDY_COPIED:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, folder / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, folder / name)
+        shutil.copy2(ROOT / "tests" / "data" / "tiny.yaml", folder / "tiny.yaml")
+        write_small_pretrained(folder, finetune=True)  # pretrained.yaml
+
+    def command(self, *args: str, config: dict | None = None) -> list[str]:
+        """The snakemake command line with the study's config files, and `config` (override.yaml) over them."""
+        (self.folder / "override.yaml").write_text(yaml.safe_dump(config or {}))
+        configs = [self.folder / name for name in ("config/config.yaml", "tiny.yaml", "pretrained.yaml",
+                                                    "override.yaml")]
+        return snakemake_command(self.exe, self.folder, *args, configfiles=configs, snakefile=self.folder / "Snakefile")
+
+    def run(self, *args: str, config: dict | None = None, env: dict | None = None,
+            timeout: int = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        return subprocess.run(self.command(*args, config=config), cwd=self.folder, capture_output=True, text=True,
+                              timeout=timeout, env=env, check=False)
+
+    def planned(self, config: dict | None = None) -> dict[str, int]:
+        """Jobs per rule that a dry run would execute (the rows of Snakemake's job stats, without `all`)."""
+        result = self.run("--dry-run", "--quiet", "rules", config=config)
+        assert result.returncode == 0, result.stderr[-3000:]
+        counts = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("all", "total", "job"):
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, snakemake_exe: str) -> TinyStudy:
+    """The tiny study, run once per test run (every phase, end to end)."""
+    study = TinyStudy(tmp_path_factory.mktemp("tiny_study"), snakemake_exe)
+    result = study.run(timeout=1800)
+    assert result.returncode == 0, result.stderr[-6000:]
+    return study
 
 
 # The cross-validated tiny study: 9 synthetic MRI subjects in 3 folds beside the builtin generic photographs,

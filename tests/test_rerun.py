@@ -1,7 +1,7 @@
 """Rerun-on-change: after a finished tiny study, each kind of change reruns exactly what depends on it.
 
-The workflow (Snakefile, rules, scripts, library sources, config) is copied into a temporary
-folder so the tests can edit library files without touching the checkout.
+The tiny study (conftest.tiny_study) holds its own copy of the workflow (Snakefile, rules, scripts, library
+sources, config), so the tests can edit library files without touching the checkout; each edit is undone.
 """
 
 from __future__ import annotations
@@ -17,58 +17,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
-from ncnn_helpers import write_small_pretrained
+from conftest import ROOT, TinyStudy
 
 pytestmark = pytest.mark.workflow
-COPIED = ["Snakefile", "rules", "scripts", "src", "config", "envs", "report", "profiles"]
-PHASES = ["download", "extract_unit", "extract", "normalize_unit", "normalize", "split_plan", "split_unit", "split",
-          "train", "import_weights", "infer", "score", "score_field", "score_budget", "report"]
 
 
-class Study:
-    """A finished tiny study in its own folder, and a way to ask Snakemake what would rerun."""
-
-    def __init__(self, folder: Path, exe: str) -> None:
-        self.folder, self.exe = folder, exe
-        shutil.copy2(ROOT / "tests" / "data" / "tiny.yaml", folder / "tiny.yaml")
-        write_small_pretrained(folder)  # `pretrained` imported from a small ncnn pair: pretrained.yaml
-
-    def command(self, *args: str, config: dict | None = None) -> list[str]:
-        (self.folder / "override.yaml").write_text(yaml.safe_dump(config or {}))
-        configs = ["config/config.yaml", "tiny.yaml", "pretrained.yaml", "override.yaml"]
-        return [self.exe, "--cores", "2", *args, "--configfile", *configs]  # --configfile takes every word after it
-
-    def run(self, *args: str, config: dict | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-        return subprocess.run(self.command(*args, config=config), cwd=self.folder, capture_output=True, text=True,
-                              timeout=600, env=env)
-
-    def planned(self, config: dict | None = None) -> dict[str, int]:
-        """Jobs per phase that a dry run would execute."""
-        result = self.run("--dry-run", "--quiet", "rules", config=config)
-        assert result.returncode == 0, result.stderr[-3000:]
-        counts = {}
-        for line in result.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] in PHASES and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-        return counts
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, snakemake_exe: str) -> Iterator[Study]:
-    folder = tmp_path_factory.mktemp("rerun")
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, folder / name)
-    study = Study(folder, snakemake_exe)
-    result = study.run()
-    assert result.returncode == 0, result.stderr[-6000:]
-    yield study
+@pytest.fixture
+def study(tiny_study: TinyStudy) -> TinyStudy:
+    """The session's finished tiny study (conftest.tiny_study, shared with test_workflow.py): 6 trained models
+    (generic, mri, astro, mri_ft and astro_ft from generic, mri_ftp from the imported `pretrained`), bicubic and
+    `pretrained`, on 3 datasets; field metrics on mri and astro."""
+    return tiny_study
 
 
 @contextlib.contextmanager
@@ -85,11 +44,11 @@ def edited(path: Path) -> Iterator[None]:
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_a_second_run_schedules_nothing(study: Study) -> None:
+def test_a_second_run_schedules_nothing(study: TinyStudy) -> None:
     assert study.planned() == {}
 
 
-def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study: Study) -> None:
+def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study: TinyStudy) -> None:
     plan = study.planned({"models": {"mri": {"data": "mri", "train": {"pixel": {"iterations": 21}}}}})
     # one model retrained, then its predictions and scores on the 3 datasets (field metrics on the 2 field
     # datasets), its budget snapshots on its own dataset (one job), then the report
@@ -97,27 +56,27 @@ def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study:
                     "report": 1}
 
 
-def test_a_normalization_setting_reruns_from_normalize_down(study: Study) -> None:
+def test_a_normalization_setting_reruns_from_normalize_down(study: TinyStudy) -> None:
     plan = study.planned({"datasets": {"astro": {"normalize": {"high_percentile": 99.8}}}})
     # astro normalized (its 2 work units and their gather) and split again (plan, 2 units, gather); the astro and
     # astro_ft models retrained; every model on astro's
-    # test set (bicubic, pretrained and 5 trained: 7) plus the 2 retrained models on the two other datasets (4)
-    # field metrics of every model on astro (7) and of the 2 retrained models on mri (2); the astro crossover's
+    # test set (bicubic, pretrained and 6 trained: 8) plus the 2 retrained models on the two other datasets (4)
+    # field metrics of every model on astro (8) and of the 2 retrained models on mri (2); the astro crossover's
     # snapshots of generic, astro and astro_ft (3 jobs)
     assert plan == {"normalize_unit": 2, "normalize": 1, "split_plan": 1, "split_unit": 2, "split": 1, "train": 2,
-                    "infer": 11, "score": 11, "score_field": 9, "score_budget": 3, "report": 1}
+                    "infer": 12, "score": 12, "score_field": 10, "score_budget": 3, "report": 1}
 
 
-def test_editing_the_training_code_reruns_training_not_extraction(study: Study) -> None:
+def test_editing_the_training_code_reruns_training_not_extraction(study: TinyStudy) -> None:
     with edited(study.folder / "src" / "scisr" / "train" / "trainer.py"):
         plan = study.planned()
-    # 5 trained models on 3 datasets (field metrics on 2); bicubic and the imported model's predictions stay;
-    # every model's budget snapshots: (generic, mri, mri_ft) on mri and (generic, astro, astro_ft) on astro
-    assert plan == {"train": 5, "infer": 15, "score": 15, "score_field": 10, "score_budget": 6,
+    # 6 trained models on 3 datasets (field metrics on 2); bicubic and the imported model's predictions stay;
+    # every model's budget snapshots: (generic, mri, mri_ft, mri_ftp) on mri and (generic, astro, astro_ft) on astro
+    assert plan == {"train": 6, "infer": 18, "score": 18, "score_field": 12, "score_budget": 7,
                     "report": 1}
 
 
-def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(study: Study) -> None:
+def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(study: TinyStudy) -> None:
     plan = study.planned({"models": {"generic": {"data": "generic", "train": {"pixel": {"iterations": 21}}}}})
     # generic, mri_ft and astro_ft (init: generic) retrained, each on the 3 datasets (field metrics on 2);
     # budgets: generic on mri and astro, mri_ft on mri, astro_ft on astro
@@ -125,25 +84,28 @@ def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(stu
                     "report": 1}
 
 
-def test_editing_the_import_script_reimports_only_the_imported_model(study: Study) -> None:
+def test_editing_the_import_script_reimports_only_the_imported_model(study: TinyStudy) -> None:
     with edited(study.folder / "scripts" / "import_weights.py"):
         plan = study.planned()
-    assert plan == {"import_weights": 1, "infer": 3, "score": 3, "score_field": 2, "report": 1}
+    # the imported model and mri_ftp, fine-tuned from it, each on the 3 datasets (field metrics on 2); mri_ftp's
+    # budget snapshots on mri
+    assert plan == {"import_weights": 1, "train": 1, "infer": 6, "score": 6, "score_field": 4, "score_budget": 1,
+                    "report": 1}
 
 
-def test_editing_the_report_code_reruns_only_the_report(study: Study) -> None:
+def test_editing_the_report_code_reruns_only_the_report(study: TinyStudy) -> None:
     with edited(study.folder / "src" / "scisr" / "report" / "html.py"):
         plan = study.planned()
     assert plan == {"report": 1}
 
 
-def test_editing_a_reader_reruns_extraction_of_every_dataset(study: Study) -> None:
+def test_editing_a_reader_reruns_extraction_of_every_dataset(study: TinyStudy) -> None:
     with edited(study.folder / "src" / "scisr" / "io" / "dicom.py"):
         plan = study.planned()
     assert plan["extract_unit"] == 6 and plan["extract"] == 3 and "download" not in plan  # 2 work units each
 
 
-def test_a_failed_work_unit_reruns_alone(study: Study) -> None:
+def test_a_failed_work_unit_reruns_alone(study: TinyStudy) -> None:
     """A unit whose outputs are lost (a failed or killed job) is the only extract job to run again; the gather and
     everything after it rerun only because their input is new."""
     shutil.rmtree(study.folder / "results" / "extract" / "astro" / "units" / "2")
@@ -206,7 +168,7 @@ def _temporaries(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("rule", "target", "written"), KILLS, ids=[k[0] for k in KILLS])
-def test_a_job_killed_mid_write_reruns_to_the_same_outputs(study: Study, rule: str, target: str, written: str) -> None:
+def test_a_job_killed_mid_write_reruns_to_the_same_outputs(study: TinyStudy, rule: str, target: str, written: str) -> None:
     if rule == "report":  # its cost tables and figures show the job times that the cases before this one renewed
         assert study.run(target, "--forcerun", target).returncode == 0
     before = _snapshot(study.folder / written)
@@ -221,7 +183,7 @@ def test_a_job_killed_mid_write_reruns_to_the_same_outputs(study: Study, rule: s
     assert not _temporaries(study.folder)
 
 
-def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: Study) -> None:
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: TinyStudy) -> None:
     target = "results/models/astro/fold1/generator.pt"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     first = subprocess.Popen(study.command(target, "--forcerun", target), cwd=study.folder, env=env,
@@ -240,7 +202,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: 
     assert study.run("--touch").returncode == 0 and study.planned() == {}
 
 
-def test_a_hard_kill_of_the_whole_run_resumes_after_unlock(study: Study) -> None:
+def test_a_hard_kill_of_the_whole_run_resumes_after_unlock(study: TinyStudy) -> None:
     """SIGKILL of Snakemake and its job (a lost node): the lock stays, docs/running.md's unlock + rerun-incomplete
     finish the work with the same outputs."""
     target, written = "results/models/astro/fold1/generator.pt", "results/models/astro/fold1"

@@ -17,7 +17,7 @@ import tifffile
 import yaml
 from snakemake.utils import validate
 
-from conftest import BIN, ROOT, run_snakemake
+from conftest import BIN, ROOT, TinyStudy, run_snakemake
 from scisr.budgets import read_budget_table
 from ncnn_helpers import write_small_pretrained
 from scisr.card import ModelCard
@@ -313,10 +313,8 @@ def content_bytes(path: Path) -> bytes:
 
 
 @pytest.mark.workflow
-def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_path: Path) -> None:
-    work = make_workdir(tmp_path)
-    result = snakemake(snakemake_exe, work)
-    assert result.returncode == 0, result.stderr[-6000:]
+def test_tiny_study_runs_end_to_end_and_is_incremental(tiny_study: TinyStudy) -> None:
+    work = tiny_study.folder  # conftest.tiny_study: run once per test run, shared with test_rerun.py
 
     for name in DATASETS:
         assert (work / f"resources/raw/{name}/MANIFEST.tsv").is_file()
@@ -402,10 +400,10 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(snakemake_exe: str, tmp_p
     infer_cost = pd.read_csv(work / "results/report/infer_costs.tsv", sep="\t")
     assert len(infer_cost) == len(MODELS) * len(DATASETS) and (infer_cost["s_per_megapixel"] > 0).all()
 
-    again = snakemake(snakemake_exe, work, "--dry-run")
+    again = tiny_study.run("--dry-run")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
 
-    report = snakemake(snakemake_exe, work, "--report", str(work / "report.html"))
+    report = tiny_study.run("--report", str(work / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     assert (work / "report.html").stat().st_size > 10_000
