@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scisr.config import schema_default
+from scisr.schema import schema_default
 
 EXIT_USAGE = 2  # a path of the wrong kind (or a bad command line: argparse's own exit status)
 

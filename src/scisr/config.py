@@ -2,8 +2,8 @@
 
 `rules/common.smk` calls `load_study(config, ...)` at parse time and keeps only wildcard constraints and input
 functions; everything decided from the config alone lives here, testable without Snakemake. `schema_default`
-gives the library and the `scisr` command the defaults written in config/schema.yaml, so each default is stated
-once. Torch-free and cheap to import: jsonschema and Snakemake are imported only by the functions that use them.
+(from `scisr.schema`) gives the library and the `scisr` command the defaults written in config/schema.yaml, so each
+default is stated once. Torch-free and cheap to import: jsonschema and Snakemake are imported only by the functions that use them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from scisr import checks, packaged
 from scisr.folds import instance_fold
+from scisr.schema import CONFIG_DIR, SCHEMA, TRAIN_SCHEMA, load_schema, schema_default
 
 __all__ = [
     "BASELINE",
@@ -33,54 +31,7 @@ __all__ = [
     "uses_conda",
 ]
 
-# schema.yaml and train.schema.yaml beside this module: links to config/ in a checkout, copies in an installed wheel
-# (package data), so the `scisr` command finds its defaults wherever the library is installed.
-CONFIG_DIR = Path(__file__).resolve().parent
-SCHEMA = "schema.yaml"
-TRAIN_SCHEMA = "train.schema.yaml"
 BASELINE = "bicubic"
-
-
-@functools.cache
-def _schema(path: Path) -> dict:
-    """A schema file, parsed once per process (callers must not modify it)."""
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _resolve(node: Mapping, root: Mapping) -> Mapping:
-    """Follow a local `$ref` ("#/$defs/name") to the node it names."""
-    while "$ref" in node:
-        ref = node["$ref"]
-        if not ref.startswith("#/"):
-            raise ValueError(f"only local $ref are followed, got {ref!r}")
-        node = root
-        for part in ref[2:].split("/"):
-            node = node[part]
-    return node
-
-
-def schema_default(key: str, schema: str | Path | None = None) -> Any:
-    """The default that config/schema.yaml gives a dotted key, e.g. ``schema_default("infer.tile")``.
-
-    ``*`` stands for any name of a mapping of named blocks (``"datasets.*.frames.exclude"``). `schema` is a schema file (default: config/schema.yaml of this checkout). Raises KeyError naming the key when
-    the schema does not describe it or gives it no default.
-    """
-    path = Path(schema) if schema is not None else CONFIG_DIR / SCHEMA
-    root = _schema(path.resolve())
-    node: Mapping = root
-    for part in key.split("."):
-        node = _resolve(node, root)
-        properties = node.get("properties", {})
-        if part == "*" and isinstance(node.get("additionalProperties"), Mapping):
-            node = node["additionalProperties"]
-        elif part in properties:
-            node = properties[part]
-        else:
-            raise KeyError(f"{path.name} describes no key {key!r}")
-    node = _resolve(node, root)
-    if "default" not in node:
-        raise KeyError(f"{path.name} gives {key!r} no default")
-    return copy.deepcopy(node["default"])
 
 
 def merge(base: Mapping, override: Mapping) -> dict:
@@ -107,7 +58,7 @@ def _validator(path: Path):
         yield from check_properties(validator, properties, instance, schema)
 
     filling = validators.extend(Draft202012Validator, {"properties": fill_defaults})
-    return filling(_schema(path))
+    return filling(load_schema(path))
 
 
 def validate(data: dict, schema: Path) -> None:
@@ -133,7 +84,7 @@ def drop_foreign_source_keys(config: dict, schema: Path) -> list[str]:
     kind (e.g. `source: {kind: local, path: ...}`) inherits the default's keys (`set: mri`). Keys that the schema
     declares only for other kinds are removed; keys no kind declares stay, so validation still rejects typos.
     """
-    defs = _schema(Path(schema).resolve())["$defs"]
+    defs = load_schema(Path(schema).resolve())["$defs"]
     kinds = {
         name.removeprefix("source_"): set(spec["properties"])
         for name, spec in defs.items()

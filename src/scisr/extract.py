@@ -43,7 +43,6 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from scisr.config import schema_default
 from scisr.deid import Pseudonymizer, load_secret, write_key_map
 from scisr.extract_gather import gather_units
 from scisr.index import CANDIDATE, write_candidates
@@ -51,6 +50,7 @@ from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
 from scisr.io.files import remove_stale, write_tiff
 from scisr.io.isolated import IsolatedReader, ReaderCrashed
 from scisr.io.readers import is_lossy, read_frames
+from scisr.schema import schema_default
 from scisr.sources.manifest import read_manifest
 from scisr.units import unit_of
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scisr.config import schema_default
 from scisr.io.frame import Frame, ReadError
 from scisr.io.isolated import IsolatedReader
+from scisr.schema import schema_default
 
 log = logging.getLogger(__name__)
 
