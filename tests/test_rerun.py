@@ -106,13 +106,19 @@ def test_editing_a_reader_reruns_extraction_of_every_dataset(study: TinyStudy) -
 
 
 def test_a_failed_work_unit_reruns_alone(study: TinyStudy) -> None:
-    """A unit whose outputs are lost (a failed or killed job) is the only extract job to run again; the gather and
-    everything after it rerun only because their input is new."""
-    shutil.rmtree(study.folder / "results" / "extract" / "astro" / "units" / "2")
-    plan = study.planned()
-    assert plan["extract_unit"] == 1 and plan["extract"] == 1 and "download" not in plan
-    assert study.run().returncode == 0
-
+    """A unit that failed left no outputs, and the gather waiting for it never ran: the rerun runs that unit and the
+    gather, not the dataset's other unit (a missing intermediate alone reruns nothing: Snakemake keeps finished
+    results whose inputs are unchanged)."""
+    extract = study.folder / "results" / "extract" / "astro"
+    try:
+        shutil.rmtree(extract / "units" / "2")
+        (extract / "index.tsv").unlink()
+        shutil.rmtree(extract / "frames")
+        plan = study.planned()
+        assert plan["extract_unit"] == 1 and plan["extract"] == 1 and "download" not in plan
+    finally:
+        assert study.run().returncode == 0
+    assert (extract / "units" / "2" / "candidates.tsv").is_file() and not study.planned()
 
 
 # --- Kill at any point, lose nothing -------------------------------------------------------------------------------
