@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: install study test test-fast lint format dryrun clean
+.PHONY: install study test test-fast ruff lint format dryrun clean
 
 install: $(STAMP)
 
@@ -22,12 +22,17 @@ study: install
 dryrun: install
 	$(BIN)/snakemake --dry-run --quiet
 
-test: install
+test: install ruff
 	$(BIN)/python -m pytest
 
 # the unit tests alone: no Snakemake runs, no training runs over ~10 s, no fuzzing (under 2 minutes on 2 cores)
-test-fast: install
+test-fast: install ruff
 	$(BIN)/python -m pytest -m "not slow and not fuzz and not workflow"
+
+# the Python code: ruff's lint rules and its formatter (pyproject.toml [tool.ruff]), before any test runs
+ruff: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 lint: install
 	$(BIN)/snakemake --lint
