@@ -79,27 +79,49 @@ def run(split: Path, out: Path, seed: int, amp: str, threads: int, factor: float
     """Train one model; return its val PSNR, val RMSE and training seconds (from the model card)."""
     settings = default_settings(seed, factor)
     settings["amp"] = amp
-    train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
-                   history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=out / "ckpt",
-                   settings=Settings.from_dict(settings), name="bench", dataset="photos", normalization=NORMALIZATION,
-                   device="cpu", threads=threads))
+    train(
+        TrainJob(
+            train_dir=split / "train",
+            val_dir=split / "val",
+            generator=out / "generator.pt",
+            history=out / "history.tsv",
+            card=out / "model.yaml",
+            checkpoint_dir=out / "ckpt",
+            settings=Settings.from_dict(settings),
+            name="bench",
+            dataset="photos",
+            normalization=NORMALIZATION,
+            device="cpu",
+            threads=threads,
+        )
+    )
     card = ModelCard.read(out / "model.yaml")
     final = card.training["final_validation"]
-    return {"psnr": final["val_psnr"], "rmse": final["val_rmse"], "seconds": card.total_wall_seconds,
-            "iterations": card.total_iterations, "precision": card.training["precision"]}
+    return {
+        "psnr": final["val_psnr"],
+        "rmse": final["val_rmse"],
+        "seconds": card.total_wall_seconds,
+        "iterations": card.total_iterations,
+        "precision": card.training["precision"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scale-iterations", type=float, default=1.0,
-                        help="multiply the default schedule's iterations (for a quicker look)")
+    parser.add_argument(
+        "--scale-iterations",
+        type=float,
+        default=1.0,
+        help="multiply the default schedule's iterations (for a quicker look)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     supported, reason = bf16_support(torch.device("cpu"))
-    machine = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                    if line.lower().startswith("model name")), "?")
+    machine = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.lower().startswith("model name")), "?"
+    )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# torch {torch.__version__}, {machine}, {args.threads} thread(s), load average {load}; {reason}")
     results: dict[str, list[dict]] = {"fp32": [], "bf16": [], "bf16 long": []}
@@ -109,31 +131,43 @@ def main() -> None:
             f = args.scale_iterations
             fp32 = run(split, Path(tmp) / f"fp32-{seed}", seed, "off", args.threads, f)
             bf16 = run(split, Path(tmp) / f"bf16-{seed}", seed, "bf16", args.threads, f)
-            long = run(split, Path(tmp) / f"long-{seed}", seed, "bf16", args.threads,
-                       f * fp32["seconds"] / bf16["seconds"])
+            long = run(
+                split, Path(tmp) / f"long-{seed}", seed, "bf16", args.threads, f * fp32["seconds"] / bf16["seconds"]
+            )
             for name, row in (("fp32", fp32), ("bf16", bf16), ("bf16 long", long)):
                 results[name].append(row)
-                print(f"seed {seed} {name:<9} {row['iterations']:>5} it  val PSNR {row['psnr']:.3f} dB  "
-                      f"val RMSE {row['rmse']:.5f}  {row['seconds']:.1f} s", flush=True)
-    mean = {name: {k: statistics.mean(r[k] for r in rows) for k in ("psnr", "rmse", "seconds")}
-            for name, rows in results.items()}
+                print(
+                    f"seed {seed} {name:<9} {row['iterations']:>5} it  val PSNR {row['psnr']:.3f} dB  "
+                    f"val RMSE {row['rmse']:.5f}  {row['seconds']:.1f} s",
+                    flush=True,
+                )
+    mean = {
+        name: {k: statistics.mean(r[k] for r in rows) for k in ("psnr", "rmse", "seconds")}
+        for name, rows in results.items()
+    }
     spread = {k: max(r[k] for r in results["fp32"]) - min(r[k] for r in results["fp32"]) for k in ("psnr", "rmse")}
     diff = {k: mean["bf16"][k] - mean["fp32"][k] for k in ("psnr", "rmse")}
     print(f"\n| precision | val PSNR dB (mean over {len(args.seeds)} seeds) | val RMSE | training s | it |")
     print("|---|---|---|---|---|")
     for name, rows in results.items():
         seeds = ", ".join(f"{r['psnr']:.3f}" for r in rows)
-        print(f"| {name} | {mean[name]['psnr']:.3f} ({seeds}) | "
-              f"{mean[name]['rmse']:.5f} | {mean[name]['seconds']:.1f} | {rows[0]['iterations']} |")
+        print(
+            f"| {name} | {mean[name]['psnr']:.3f} ({seeds}) | "
+            f"{mean[name]['rmse']:.5f} | {mean[name]['seconds']:.1f} | {rows[0]['iterations']} |"
+        )
     print(f"\nfp32 seed-to-seed spread (max - min): PSNR {spread['psnr']:.3f} dB, RMSE {spread['rmse']:.5f}")
     for k, unit in (("psnr", " dB"), ("rmse", "")):
         inside = abs(diff[k]) <= spread[k]
-        print(f"bf16 - fp32, mean {k.upper()}: {diff[k]:+.5f}{unit} -> {'within' if inside else 'OUTSIDE'} the "
-              "fp32 seed spread")
+        print(
+            f"bf16 - fp32, mean {k.upper()}: {diff[k]:+.5f}{unit} -> {'within' if inside else 'OUTSIDE'} the "
+            "fp32 seed spread"
+        )
     print(f"training time fp32 / bf16: {mean['fp32']['seconds'] / mean['bf16']['seconds']:.2f}x")
-    print(f"at equal wall time (bf16 long, {mean['bf16 long']['seconds']:.1f} s vs fp32 {mean['fp32']['seconds']:.1f} s):"
-          f" PSNR {mean['bf16 long']['psnr'] - mean['fp32']['psnr']:+.3f} dB, RMSE "
-          f"{mean['bf16 long']['rmse'] - mean['fp32']['rmse']:+.5f}")
+    print(
+        f"at equal wall time (bf16 long, {mean['bf16 long']['seconds']:.1f} s vs fp32 {mean['fp32']['seconds']:.1f} s):"
+        f" PSNR {mean['bf16 long']['psnr'] - mean['fp32']['psnr']:+.3f} dB, RMSE "
+        f"{mean['bf16 long']['rmse'] - mean['fp32']['rmse']:+.5f}"
+    )
 
 
 if __name__ == "__main__":

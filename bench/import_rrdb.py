@@ -101,11 +101,15 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(f"RRDBNet-23 x4: {origin}; device {device} ({name})")
     mps = inference_mps(model, device, args.tile, args.repeats)
-    print(f"inference  {args.tile}x{args.tile} LR -> {4 * args.tile}x{4 * args.tile}: {mps:.3f} MP/s "
-          f"({(4 * args.tile) ** 2 / 1e6 / mps:.2f} s per tile)")
+    print(
+        f"inference  {args.tile}x{args.tile} LR -> {4 * args.tile}x{4 * args.tile}: {mps:.3f} MP/s "
+        f"({(4 * args.tile) ** 2 / 1e6 / mps:.2f} s per tile)"
+    )
     seconds = finetune_step_seconds(model, device, args.batch, args.patch, args.steps)
-    print(f"fine-tune  1-channel via adapter, batch {args.batch}, {args.patch}-px HR patches, L1 + Adam: "
-          f"{seconds:.2f} s per step")
+    print(
+        f"fine-tune  1-channel via adapter, batch {args.batch}, {args.patch}-px HR patches, L1 + Adam: "
+        f"{seconds:.2f} s per step"
+    )
 
 
 if __name__ == "__main__":

@@ -31,11 +31,26 @@ def run(raw: Path, work: Path, isolated: bool) -> tuple[float, pd.DataFrame]:
     start = time.perf_counter()
     if isolated:
         with IsolatedReader(memory_mb=DEFAULT_MEMORY_MB, timeout_s=DEFAULT_TIMEOUT_S) as reader:
-            index = extract_dataset(raw, raw / "MANIFEST.tsv", work / "frames", work / "index.tsv", secret=SECRET,
-                                    dataset=raw.name, frames=FRAMES, reader=reader)
+            index = extract_dataset(
+                raw,
+                raw / "MANIFEST.tsv",
+                work / "frames",
+                work / "index.tsv",
+                secret=SECRET,
+                dataset=raw.name,
+                frames=FRAMES,
+                reader=reader,
+            )
     else:
-        index = extract_dataset(raw, raw / "MANIFEST.tsv", work / "frames", work / "index.tsv", secret=SECRET,
-                                dataset=raw.name, frames=FRAMES)
+        index = extract_dataset(
+            raw,
+            raw / "MANIFEST.tsv",
+            work / "frames",
+            work / "index.tsv",
+            secret=SECRET,
+            dataset=raw.name,
+            frames=FRAMES,
+        )
     return time.perf_counter() - start, index
 
 

@@ -71,14 +71,30 @@ def settings(model: str, amp: str = "auto") -> dict:
     """The study's full-scale pixel-stage settings (config/study.yaml) for one generator and its batch."""
     generator, batch = MODELS[model]
     return {
-        "seed": 0, "scale": 4, "generator": generator,
+        "seed": 0,
+        "scale": 4,
+        "generator": generator,
         "discriminator": {"arch": "vgg", "base_channels": 64, "pool": 6},
-        "batch_size": batch, "gpus": 1, "patch_size": 96, "pixel_loss": "l1",
+        "batch_size": batch,
+        "gpus": 1,
+        "patch_size": 96,
+        "pixel_loss": "l1",
         "pixel": {"iterations": 10**6, "lr": 1e-4, "milestones": [], "gamma": 0.5},
-        "gan": {"iterations": 0, "lr": 1e-4, "adv_weight": 1e-3, "pixel_weight": 1.0, "milestones": [],
-                "gamma": 0.5, "loss": "bce"},
+        "gan": {
+            "iterations": 0,
+            "lr": 1e-4,
+            "adv_weight": 1e-3,
+            "pixel_weight": 1.0,
+            "milestones": [],
+            "gamma": 0.5,
+            "loss": "bce",
+        },
         "perceptual": {"weight": 0.0, "weights_file": None, "sha256": None, "layer": "conv5_4"},
-        "val_every": 10**9, "checkpoint_every": 10**9, "ema": 0.999, "grad_clip": None, "amp": amp,
+        "val_every": 10**9,
+        "checkpoint_every": 10**9,
+        "ema": 0.999,
+        "grad_clip": None,
+        "amp": amp,
     }
 
 
@@ -87,12 +103,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def scisr_side(model: str, split: Path, device: torch.device, fast: bool = True,
-               memory_format: torch.memory_format | None = None, compile_: bool = False,
-               amp: str = "auto") -> tuple[Trainer, Callable]:
+def scisr_side(
+    model: str,
+    split: Path,
+    device: torch.device,
+    fast: bool = True,
+    memory_format: torch.memory_format | None = None,
+    compile_: bool = False,
+    amp: str = "auto",
+) -> tuple[Trainer, Callable]:
     """A Trainer and one iteration of its loop (step, EMA update, scheduler step)."""
-    trainer = Trainer(split / "train", split / "val", Path(tempfile.mkdtemp()),
-                      Settings.from_dict(settings(model, amp)), "bench", device, model, fast=fast)
+    trainer = Trainer(
+        split / "train",
+        split / "val",
+        Path(tempfile.mkdtemp()),
+        Settings.from_dict(settings(model, amp)),
+        "bench",
+        device,
+        model,
+        fast=fast,
+    )
     if memory_format is not None:  # force the other layout (--formats)
         trainer.memory_format = memory_format
         trainer.generator.to(memory_format=memory_format)
@@ -113,8 +143,9 @@ def scisr_side(model: str, split: Path, device: torch.device, fast: bool = True,
     return trainer, iteration
 
 
-def anchor_side(model: str, split: Path, device: torch.device, weights: dict,
-                compile_: bool = False) -> tuple[torch.nn.Module, Callable]:
+def anchor_side(
+    model: str, split: Path, device: torch.device, weights: dict, compile_: bool = False
+) -> tuple[torch.nn.Module, Callable]:
     """The BasicSR-style step: same generator and weights, NCHW fp32, L1, default Adam, batch in memory."""
     generator_settings, batch = MODELS[model]
     cfg = Settings.from_dict(settings(model))
@@ -183,8 +214,13 @@ def _vm_hwm() -> int:
 
 def _args(model: str) -> dict:
     generator_settings = MODELS[model][0]
-    return generator_arguments(generator_settings["arch"], in_channels=1, out_channels=1, scale=4,
-                               **{k: v for k, v in generator_settings.items() if k != "arch"})
+    return generator_arguments(
+        generator_settings["arch"],
+        in_channels=1,
+        out_channels=1,
+        scale=4,
+        **{k: v for k, v in generator_settings.items() if k != "arch"},
+    )
 
 
 def peak_memory(side: str, model: str, split: Path, device: torch.device, threads: int) -> int:
@@ -214,13 +250,17 @@ def main() -> None:
     if device.type == "cuda":
         machine = torch.cuda.get_device_name(device)
     else:
-        machine = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                        if line.lower().startswith("model name")), platform.processor())
+        machine = next(
+            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.lower().startswith("model name")),
+            platform.processor(),
+        )
     peak = matmul_peak(device)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"# torch {torch.__version__}, {machine}, {args.threads} threads, load average {load}; "
-          f"fp32 peak (best 2048^2 matmul) {peak / 1e9:.0f} GFLOP/s; 1 channel, x4, 96-px HR patches; "
-          f"median of {args.pairs} interleaved iterations{', torch.compile' if args.compile else ''}")
+    print(
+        f"# torch {torch.__version__}, {machine}, {args.threads} threads, load average {load}; "
+        f"fp32 peak (best 2048^2 matmul) {peak / 1e9:.0f} GFLOP/s; 1 channel, x4, 96-px HR patches; "
+        f"median of {args.pairs} interleaved iterations{', torch.compile' if args.compile else ''}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as root:
         split = synthetic_split(Path(root))
@@ -234,10 +274,14 @@ def main() -> None:
             if not args.no_plain:
                 sides["plain"] = scisr_side(model, split, device, fast=False, compile_=args.compile)
             if args.formats:
-                other = (torch.contiguous_format if sides["SciSR"][0].memory_format == torch.channels_last
-                         else torch.channels_last)
-                sides[f"SciSR {format_name(other)}"] = scisr_side(model, split, device, memory_format=other,
-                                                                  compile_=args.compile)
+                other = (
+                    torch.contiguous_format
+                    if sides["SciSR"][0].memory_format == torch.channels_last
+                    else torch.channels_last
+                )
+                sides[f"SciSR {format_name(other)}"] = scisr_side(
+                    model, split, device, memory_format=other, compile_=args.compile
+                )
             flops = generator_flops(sides["anchor"][0], batch, device)
             times: dict[str, list[float]] = {name: [] for name in sides}
             for round_ in range(args.pairs + 1):
@@ -250,31 +294,44 @@ def main() -> None:
                         times[name].append(time.perf_counter() - start)
             median = {name: statistics.median(t) for name, t in times.items()}
             trainer = sides["SciSR"][0]
-            print(f"\n{LABELS[model]}, batch {batch}: {flops / 1e9:.1f} GFLOP per iteration (generator fwd+bwd); "
-                  f"SciSR generator {format_name(trainer.memory_format)}, {trainer.precision} "
-                  f"({trainer.precision_reason})")
+            print(
+                f"\n{LABELS[model]}, batch {batch}: {flops / 1e9:.1f} GFLOP per iteration (generator fwd+bwd); "
+                f"SciSR generator {format_name(trainer.memory_format)}, {trainer.precision} "
+                f"({trainer.precision_reason})"
+            )
             for name, t in times.items():
-                print(f"  {name:<24} median {median[name]:.3f} s  ({' '.join(f'{x:.3f}' for x in t)})  "
-                      f"{flops / median[name] / 1e9:.1f} GFLOP/s = {flops / median[name] / peak:.0%} of peak")
+                print(
+                    f"  {name:<24} median {median[name]:.3f} s  ({' '.join(f'{x:.3f}' for x in t)})  "
+                    f"{flops / median[name] / 1e9:.1f} GFLOP/s = {flops / median[name] / peak:.0%} of peak"
+                )
             for name in sides:
                 if name != "anchor":
                     print(f"  anchor / {name}: {median['anchor'] / median[name]:.2f}x")
-            rss = {} if args.no_rss else {s: peak_memory(s, model, split, device, args.threads)
-                                          for s in ("anchor", "scisr")}
+            rss = (
+                {}
+                if args.no_rss
+                else {s: peak_memory(s, model, split, device, args.threads) for s in ("anchor", "scisr")}
+            )
             rows.append((model, batch, median, rss, trainer.precision))
             del sides
     what = "peak CUDA memory" if device.type == "cuda" else "peak RSS"
     print(f"\n| measure | anchor | SciSR | ratio (>1 = SciSR faster) |\n|---|---|---|---|")
     for model, batch, median, rss, precision in rows:
-        mem = (f"; {what} {rss['anchor'] / 2**20:.0f} MiB" if rss else "", f"; {rss['scisr'] / 2**20:.0f} MiB"
-               if rss else "")
+        mem = (
+            f"; {what} {rss['anchor'] / 2**20:.0f} MiB" if rss else "",
+            f"; {rss['scisr'] / 2**20:.0f} MiB" if rss else "",
+        )
         before = f" (before: {median['anchor'] / median['plain']:.2f}x)" if "plain" in median else ""
-        print(f"| {LABELS[model]} pixel step, batch {batch} | BasicSR-style step (NCHW fp32, L1, Adam) "
-              f"{median['anchor']:.3f} s{mem[0]} | SciSR trainer step, {precision} {median['SciSR']:.3f} s{mem[1]} | "
-              f"{median['anchor'] / median['SciSR']:.2f}x{before} |")
+        print(
+            f"| {LABELS[model]} pixel step, batch {batch} | BasicSR-style step (NCHW fp32, L1, Adam) "
+            f"{median['anchor']:.3f} s{mem[0]} | SciSR trainer step, {precision} {median['SciSR']:.3f} s{mem[1]} | "
+            f"{median['anchor'] / median['SciSR']:.2f}x{before} |"
+        )
         if "SciSR fp32" in median:
-            print(f"| {LABELS[model]} pixel step, batch {batch}, where no bf16 exists | the same anchor | SciSR "
-                  f"trainer step, fp32 {median['SciSR fp32']:.3f} s | {median['anchor'] / median['SciSR fp32']:.2f}x |")
+            print(
+                f"| {LABELS[model]} pixel step, batch {batch}, where no bf16 exists | the same anchor | SciSR "
+                f"trainer step, fp32 {median['SciSR fp32']:.3f} s | {median['anchor'] / median['SciSR fp32']:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

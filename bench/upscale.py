@@ -89,8 +89,9 @@ def anchor_tiles(model: torch.nn.Module, image: np.ndarray, scale: int, tile: in
             px0, px1, py0, py1 = max(x0 - PAD, 0), min(x1 + PAD, width), max(y0 - PAD, 0), min(y1 + PAD, height)
             out = model(img[..., py0:py1, px0:px1])
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-            output[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = \
-                out[..., oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
+            output[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = out[
+                ..., oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
+            ]
     return output[0, 0].float().cpu().numpy()
 
 
@@ -110,10 +111,14 @@ def smooth_image(size: int, seed: int = 0) -> np.ndarray:
 
 
 def part_a(args: argparse.Namespace) -> None:
-    print(f"(a) tiled inference vs Real-ESRGAN-style anchor: device {args.device}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats} interleaved repeats")
-    print(f"{'network':16} {'LR':>5} {'tile':>4} {'method':22} {'tiles':>5} {'s':>7} {'MP/s':>7} {'ratio':>6} "
-          f"{'peak MiB':>8} {'max|d whole|':>12}")
+    print(
+        f"(a) tiled inference vs Real-ESRGAN-style anchor: device {args.device}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats} interleaved repeats"
+    )
+    print(
+        f"{'network':16} {'LR':>5} {'tile':>4} {'method':22} {'tiles':>5} {'s':>7} {'MP/s':>7} {'ratio':>6} "
+        f"{'peak MiB':>8} {'max|d whole|':>12}"
+    )
     for name, spec, size, tile in networks(args.quick):
         torch.manual_seed(0)
         spec = dict(spec)
@@ -125,8 +130,15 @@ def part_a(args: argparse.Namespace) -> None:
         measure = time.perf_counter() - t0
         default_overlap(fast, tile + 2 * PAD)
         with torch.inference_mode():
-            whole = fast(torch.from_numpy(image)[None, None].to(args.device).contiguous(
-                memory_format=torch.channels_last))[0, 0].float().cpu().numpy()
+            whole = (
+                fast(torch.from_numpy(image)[None, None].to(args.device).contiguous(memory_format=torch.channels_last))[
+                    0, 0
+                ]
+                .float()
+                .cpu()
+                .numpy()
+            )
+
         def cold() -> np.ndarray:
             _RADIUS_CACHE.pop(fast, None)  # measured again, as a fresh `scisr upscale` call does
             return upscale_tiled(fast, image, 4, tile=tile + 2 * PAD, device=args.device)
@@ -136,16 +148,21 @@ def part_a(args: argparse.Namespace) -> None:
             "SciSR tile": lambda: upscale_tiled(fast, image, 4, tile=tile, device=args.device),
             "SciSR tile+2pad": lambda: upscale_tiled(fast, image, 4, tile=tile + 2 * PAD, device=args.device),
             "SciSR tile+2pad, cold": cold,
-            "SciSR tile, NCHW": lambda: upscale_tiled(net, image, 4, tile=tile, device=args.device, channels_last=False),
-            "SciSR tile+2pad, bf16": lambda: upscale_tiled(fast, image, 4, tile=tile + 2 * PAD, device=args.device,
-                                                           precision="bf16"),
+            "SciSR tile, NCHW": lambda: upscale_tiled(
+                net, image, 4, tile=tile, device=args.device, channels_last=False
+            ),
+            "SciSR tile+2pad, bf16": lambda: upscale_tiled(
+                fast, image, 4, tile=tile + 2 * PAD, device=args.device, precision="bf16"
+            ),
         }
         tiles = {"anchor (pad 10)": ((size + tile - 1) // tile) ** 2}
         from scisr.tiling import channels_last_pays, tile_count, tile_size
+
         tiles["SciSR tile"] = tiles["SciSR tile, NCHW"] = tile_count(size, tile, overlap) ** 2
         wide = default_overlap(fast, tile + 2 * PAD)[0]
-        tiles["SciSR tile+2pad"] = tiles["SciSR tile+2pad, cold"] = tiles["SciSR tile+2pad, bf16"] = \
+        tiles["SciSR tile+2pad"] = tiles["SciSR tile+2pad, cold"] = tiles["SciSR tile+2pad, bf16"] = (
             tile_count(size, tile + 2 * PAD, wide) ** 2
+        )
         times = {key: [] for key in methods}
         peaks = {key: 0 for key in methods}
         diffs = {}
@@ -159,14 +176,20 @@ def part_a(args: argparse.Namespace) -> None:
         anchor_rate = mp / statistics.median(times["anchor (pad 10)"])
         for key in methods:
             rate = mp / statistics.median(times[key])
-            print(f"{name:16} {size:>5} {tile:>4} {key:22} {tiles[key]:>5} {statistics.median(times[key]):7.2f} "
-                  f"{rate:7.3f} {rate / anchor_rate:6.2f} {peaks[key] / 2**20:8.1f} {diffs[key]:12.2e}")
-        print(f"{'':16} SciSR overlap {overlap} px, margin {margin:g} px (effective receptive radius, measured once "
-              f"in {measure:.1f} s; in the 'cold' row only)")
+            print(
+                f"{name:16} {size:>5} {tile:>4} {key:22} {tiles[key]:>5} {statistics.median(times[key]):7.2f} "
+                f"{rate:7.3f} {rate / anchor_rate:6.2f} {peaks[key] / 2**20:8.1f} {diffs[key]:12.2e}"
+            )
+        print(
+            f"{'':16} SciSR overlap {overlap} px, margin {margin:g} px (effective receptive radius, measured once "
+            f"in {measure:.1f} s; in the 'cold' row only)"
+        )
         # the network alone: one tile of each plan's size, times the plan's tile count
         layout = torch.channels_last if channels_last_pays(fast, torch.device(args.device)) else torch.contiguous_format
-        sides = {"anchor (pad 10)": (net, min(size, tile + PAD) if size > tile else size, torch.contiguous_format),
-                 "SciSR tile+2pad": (fast, tile_size(size, tile + 2 * PAD, wide), layout)}
+        sides = {
+            "anchor (pad 10)": (net, min(size, tile + PAD) if size > tile else size, torch.contiguous_format),
+            "SciSR tile+2pad": (fast, tile_size(size, tile + 2 * PAD, wide), layout),
+        }
         for key, (model, side, layout) in sides.items():
             model.to(memory_format=layout)  # as upscale_tiled runs it (the anchor: NCHW)
             x = torch.from_numpy(smooth_image(side))[None, None].to(args.device).contiguous(memory_format=layout)
@@ -178,8 +201,10 @@ def part_a(args: argparse.Namespace) -> None:
                     model(x)
                     runs.append(time.perf_counter() - start)
             network = statistics.median(runs) * tiles[key]
-            print(f"{'':16} {key}: network alone {tiles[key]} x {side}^2 tile = {network:.2f} s of "
-                  f"{statistics.median(times[key]):.2f} s (tiler overhead {statistics.median(times[key]) - network:+.2f} s)")
+            print(
+                f"{'':16} {key}: network alone {tiles[key]} x {side}^2 tile = {network:.2f} s of "
+                f"{statistics.median(times[key]):.2f} s (tiler overhead {statistics.median(times[key]) - network:+.2f} s)"
+            )
 
 
 def part_b(args: argparse.Namespace) -> None:
@@ -188,12 +213,17 @@ def part_b(args: argparse.Namespace) -> None:
     from scisr.card import ModelCard
     from scisr.models.registry import count_parameters, generator_arguments
 
-    specs = [("SRResNet-4x32", "srresnet", {"channels": 32, "blocks": 4, "global_skip": False})] if args.quick else \
-        [("SRResNet-16x64", "srresnet", {"channels": 64, "blocks": 16, "global_skip": False})]
+    specs = (
+        [("SRResNet-4x32", "srresnet", {"channels": 32, "blocks": 4, "global_skip": False})]
+        if args.quick
+        else [("SRResNet-16x64", "srresnet", {"channels": 64, "blocks": 16, "global_skip": False})]
+    )
     if args.rrdb_memory:
         specs.append(("RRDBNet-23", "rrdbnet", {"channels": 64, "blocks": 23, "growth": 32}))
-    print(f"\n(b) `scisr upscale` peak memory, FITS float32 in and out, one subprocess per case, "
-          f"{args.threads} threads, tile {args.tile}")
+    print(
+        f"\n(b) `scisr upscale` peak memory, FITS float32 in and out, one subprocess per case, "
+        f"{args.threads} threads, tile {args.tile}"
+    )
     print(f"{'network':16} {'output':>11} {'s':>8} {'MP/s':>7} {'peak RSS MiB':>12} {'vs 4096^2':>9}")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         tmp = Path(tmp)
@@ -204,17 +234,38 @@ def part_b(args: argparse.Namespace) -> None:
             folder = tmp / name
             folder.mkdir()
             torch.save(net.state_dict(), folder / "generator.pt")
-            ModelCard(name=name, arch=arch, args=full, scale=4, channels=1, parameters=count_parameters(net),
-                      normalization={"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none",
-                                     "asinh_a": 0.1}).write(folder / "model.yaml")
+            ModelCard(
+                name=name,
+                arch=arch,
+                args=full,
+                scale=4,
+                channels=1,
+                parameters=count_parameters(net),
+                normalization={"low_percentile": 0.5, "high_percentile": 99.5, "stretch": "none", "asinh_a": 0.1},
+            ).write(folder / "model.yaml")
             first = None
             for size in (1024, 2048):
                 source = tmp / f"lr{size}.fits"
                 if not source.exists():
                     fits.PrimaryHDU(smooth_image(size, seed=size)).writeto(source)
-                command = [sys.executable, "-m", "scisr.cli", "upscale", "--quiet", "--model", str(folder), "--out",
-                           str(tmp / f"out-{name}"), "--threads", str(args.threads), "--tile", str(args.tile),
-                           "--device", args.device, str(source)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "scisr.cli",
+                    "upscale",
+                    "--quiet",
+                    "--model",
+                    str(folder),
+                    "--out",
+                    str(tmp / f"out-{name}"),
+                    "--threads",
+                    str(args.threads),
+                    "--tile",
+                    str(args.tile),
+                    "--device",
+                    args.device,
+                    str(source),
+                ]
                 env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
                 start = time.perf_counter()
                 proc = subprocess.Popen(command, env=env)
@@ -226,8 +277,10 @@ def part_b(args: argparse.Namespace) -> None:
                 peak = usage.ru_maxrss / 1024  # KiB -> MiB
                 first = first or peak
                 mp = (size * 4) ** 2 / 1e6
-                print(f"{name:16} {size * 4:>5}^2 {'':3} {seconds:8.1f} {mp / seconds:7.3f} {peak:12.1f} "
-                      f"{peak / first:9.2f}")
+                print(
+                    f"{name:16} {size * 4:>5}^2 {'':3} {seconds:8.1f} {mp / seconds:7.3f} {peak:12.1f} "
+                    f"{peak / first:9.2f}"
+                )
                 (tmp / f"out-{name}" / source.name).unlink(missing_ok=True)
 
 
@@ -243,8 +296,10 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="(b) folder for the temporary FITS files (default: /tmp)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, threads {args.threads}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, threads {args.threads}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+    )
     if args.part in ("a", "all"):
         part_a(args)
     if args.part in ("b", "all"):

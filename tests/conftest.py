@@ -94,19 +94,49 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     root = tmp_path_factory.mktemp("tiny_model")
     split = make_split(root / "split", n_train=2, n_val=1)
-    settings = tiny_settings({"generator": {"channels": 4}, "discriminator": {"base_channels": 4}, "batch_size": 2,
-                              "pixel": {"iterations": 3}, "gan": {"iterations": 2}, "val_every": 2})
+    settings = tiny_settings(
+        {
+            "generator": {"channels": 4},
+            "discriminator": {"base_channels": 4},
+            "batch_size": 2,
+            "pixel": {"iterations": 3},
+            "gan": {"iterations": 2},
+            "val_every": 2,
+        }
+    )
     model = root / "models" / "mri"
-    train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=model / "generator.pt",
-                   history=model / "history.tsv", card=model / "model.yaml", checkpoint_dir=root / "ckpt",
-                   settings=Settings.from_dict(settings), name="mri", dataset="mri",
-                   normalization=TINY_NORMALIZATION, device="cpu", threads=1))
-    return {"generator": model / "generator.pt", "history": model / "history.tsv", "card": model / "model.yaml",
-            "normalization": copy.deepcopy(TINY_NORMALIZATION)}
+    train(
+        TrainJob(
+            train_dir=split / "train",
+            val_dir=split / "val",
+            generator=model / "generator.pt",
+            history=model / "history.tsv",
+            card=model / "model.yaml",
+            checkpoint_dir=root / "ckpt",
+            settings=Settings.from_dict(settings),
+            name="mri",
+            dataset="mri",
+            normalization=TINY_NORMALIZATION,
+            device="cpu",
+            threads=1,
+        )
+    )
+    return {
+        "generator": model / "generator.pt",
+        "history": model / "history.tsv",
+        "card": model / "model.yaml",
+        "normalization": copy.deepcopy(TINY_NORMALIZATION),
+    }
 
 
-def snakemake_command(exe: str, workdir: Path, *args: str, configfiles: Iterable[str | Path] = (),
-                      snakefile: Path | None = None, cores: int | None = 2) -> list[str]:
+def snakemake_command(
+    exe: str,
+    workdir: Path,
+    *args: str,
+    configfiles: Iterable[str | Path] = (),
+    snakefile: Path | None = None,
+    cores: int | None = 2,
+) -> list[str]:
     """Snakemake on `snakefile` (this repository's by default) in `workdir`: `args` (targets and options) first,
     `--configfile` last, since it takes every word after it."""
     command = [exe, *args, "--snakefile", str(snakefile or ROOT / "Snakefile"), "--directory", str(workdir)]
@@ -116,9 +146,16 @@ def snakemake_command(exe: str, workdir: Path, *args: str, configfiles: Iterable
     return command + (["--configfile", *configfiles] if configfiles else [])
 
 
-def run_snakemake(exe: str, workdir: Path, *args: str, configfiles: Iterable[str | Path] = (),
-                  snakefile: Path | None = None, cores: int | None = 2, timeout: int = 600,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    exe: str,
+    workdir: Path,
+    *args: str,
+    configfiles: Iterable[str | Path] = (),
+    snakefile: Path | None = None,
+    cores: int | None = 2,
+    timeout: int = 600,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
     """Run snakemake_command(...) in `workdir`, its output captured as text."""
     command = snakemake_command(exe, workdir, *args, configfiles=configfiles, snakefile=snakefile, cores=cores)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env, check=False)
@@ -149,15 +186,24 @@ class TinyStudy:
     def command(self, *args: str, config: dict | None = None) -> list[str]:
         """The snakemake command line with the study's config files, and `config` (override.yaml) over them."""
         (self.folder / "override.yaml").write_text(yaml.safe_dump(config or {}))
-        configs = [self.folder / name for name in ("config/config.yaml", "tiny.yaml", "pretrained.yaml",
-                                                    "override.yaml")]
+        configs = [
+            self.folder / name for name in ("config/config.yaml", "tiny.yaml", "pretrained.yaml", "override.yaml")
+        ]
         return snakemake_command(self.exe, self.folder, *args, configfiles=configs, snakefile=self.folder / "Snakefile")
 
-    def run(self, *args: str, config: dict | None = None, env: dict | None = None,
-            timeout: int = 600) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, config: dict | None = None, env: dict | None = None, timeout: int = 600
+    ) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-        return subprocess.run(self.command(*args, config=config), cwd=self.folder, capture_output=True, text=True,
-                              timeout=timeout, env=env, check=False)
+        return subprocess.run(
+            self.command(*args, config=config),
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
 
     def planned(self, config: dict | None = None) -> dict[str, int]:
         """Jobs per rule that a dry run would execute (the rows of Snakemake's job stats, without `all`)."""
@@ -188,10 +234,17 @@ FOLDS_CONFIG = {
     "scale": 4,
     "seed": 0,
     "datasets": {
-        "generic": {"source": {"kind": "builtin", "set": "generic"},
-                    "normalize": {"low_percentile": 0.0, "high_percentile": 100.0}},
-        "mri": {"source": {"kind": "local", "path": "source"}, "field": "mri", "modalities": ["MR"],
-                "normalize": {"low_percentile": 0.5, "high_percentile": 99.5}, "split": {"degradation": "kspace"}},
+        "generic": {
+            "source": {"kind": "builtin", "set": "generic"},
+            "normalize": {"low_percentile": 0.0, "high_percentile": 100.0},
+        },
+        "mri": {
+            "source": {"kind": "local", "path": "source"},
+            "field": "mri",
+            "modalities": ["MR"],
+            "normalize": {"low_percentile": 0.5, "high_percentile": 99.5},
+            "split": {"degradation": "kspace"},
+        },
     },
     "models": {"generic": {"data": "generic"}, "mri": {"data": "mri"}, "mri_ft": {"data": "mri", "init": "generic"}},
     "evaluate": ["mri", "generic"],

@@ -34,10 +34,24 @@ def dicom_seeds(folder: Path) -> list[Path]:
 
     base = Path(pydicom.__file__).parent / "data" / "test_files"
     # one file per transfer syntax pydicom's test files hold, plus colour and multi-frame variants
-    names = ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm", "image_dfl.dcm",
-             "MR_small_RLE.dcm", "rtdose_rle_1frame.dcm", "SC_rgb_rle_16bit_2frame.dcm",
-             "MR_small_jpeg_ls_lossless.dcm", "JPEGLSNearLossless_16.dcm", "SC_rgb_jls_lossy_line.dcm",
-             "MR_small_jp2klossless.dcm", "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg_gdcm.dcm", "JPGExtended.dcm"]
+    names = [
+        "MR_small.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_expb.dcm",
+        "image_dfl.dcm",
+        "MR_small_RLE.dcm",
+        "rtdose_rle_1frame.dcm",
+        "SC_rgb_rle_16bit_2frame.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "JPEGLSNearLossless_16.dcm",
+        "SC_rgb_jls_lossy_line.dcm",
+        "MR_small_jp2klossless.dcm",
+        "JPEG2000.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "SC_rgb_jpeg_gdcm.dcm",
+        "JPGExtended.dcm",
+    ]
     return [base / n for n in names]
 
 
@@ -60,8 +74,9 @@ def fits_seeds(folder: Path) -> list[Path]:
         for key, value in cards.items():
             hdu.header[key] = value
         hdu.writeto(folder / name)
-    rice = fits.CompImageHDU(image, header=fits.PrimaryHDU(image).header, compression_type="RICE_1",
-                             quantize_level=16.0)
+    rice = fits.CompImageHDU(
+        image, header=fits.PrimaryHDU(image).header, compression_type="RICE_1", quantize_level=16.0
+    )
     for key, value in _wcs_headers()["sip.fits"].items():
         rice.header[key] = value
     fits.HDUList([fits.PrimaryHDU(), rice]).writeto(folder / "rice_sip.fits")
@@ -72,22 +87,80 @@ def fits_seeds(folder: Path) -> list[Path]:
 def _wcs_headers() -> dict[str, dict]:
     """Plate solutions written for these seeds (no third-party file): a DSS plate solution, TAN-SIP
     and TPV distortions, each on a small image, so mutations reach wcslib's parsers and fixes."""
-    tan = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 16.5, "CRPIX2": 16.5, "CRVAL1": 83.82,
-           "CRVAL2": -5.39, "CD1_1": -2.8e-4, "CD1_2": 1e-6, "CD2_1": 1e-6, "CD2_2": 2.8e-4, "RADESYS": "ICRS",
-           "EQUINOX": 2000.0, "DATE-OBS": "1999-01-01T00:00:00"}
-    sip = {**tan, "CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2, "B_ORDER": 2, "A_0_2": 1e-6,
-           "A_1_1": -2e-6, "A_2_0": 3e-6, "B_0_2": 2e-6, "B_1_1": 1e-6, "B_2_0": -1e-6, "AP_ORDER": 2, "BP_ORDER": 2,
-           "AP_0_2": -1e-6, "BP_2_0": 1e-6}
-    tpv = {**tan, "CTYPE1": "RA---TPV", "CTYPE2": "DEC--TPV", "PV1_0": 0.0, "PV1_1": 1.0, "PV1_2": 1e-4,
-           "PV1_4": 2e-4, "PV1_7": -3e-5, "PV2_0": 0.0, "PV2_1": 1.0, "PV2_2": -1e-4, "PV2_5": 1e-4, "PV2_8": 2e-5}
-    dss = {"PLTRAH": 5, "PLTRAM": 35, "PLTRAS": 17.3, "PLTDECSN": "-", "PLTDECD": 5, "PLTDECM": 23,
-           "PLTDECS": 28.0, "EQUINOX": 2000.0, "PLTSCALE": 67.2, "XPIXELSZ": 25.28, "YPIXELSZ": 25.28,
-           "CNPIX1": 6000, "CNPIX2": 7000, "PPO3": 177600.0, "PPO6": 177600.0,
-           **{f"AMDX{i}": v for i, v in enumerate([67.1, 0.002, -300.0, 1e-5, -2e-5, 1e-6, 0, 1e-6, 0, 1e-7,
-                                                     1e-9, 0, 1e-9], start=1)},
-           **{f"AMDY{i}": v for i, v in enumerate([67.1, -0.002, 250.0, -1e-5, 2e-5, 1e-6, 0, 1e-6, 0, 1e-7,
-                                                     1e-9, 0, 1e-9], start=1)},
-           "OBJCTRA": "05 35 17.30", "OBJCTDEC": "-05 23 28.0"}
+    tan = {
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CRPIX1": 16.5,
+        "CRPIX2": 16.5,
+        "CRVAL1": 83.82,
+        "CRVAL2": -5.39,
+        "CD1_1": -2.8e-4,
+        "CD1_2": 1e-6,
+        "CD2_1": 1e-6,
+        "CD2_2": 2.8e-4,
+        "RADESYS": "ICRS",
+        "EQUINOX": 2000.0,
+        "DATE-OBS": "1999-01-01T00:00:00",
+    }
+    sip = {
+        **tan,
+        "CTYPE1": "RA---TAN-SIP",
+        "CTYPE2": "DEC--TAN-SIP",
+        "A_ORDER": 2,
+        "B_ORDER": 2,
+        "A_0_2": 1e-6,
+        "A_1_1": -2e-6,
+        "A_2_0": 3e-6,
+        "B_0_2": 2e-6,
+        "B_1_1": 1e-6,
+        "B_2_0": -1e-6,
+        "AP_ORDER": 2,
+        "BP_ORDER": 2,
+        "AP_0_2": -1e-6,
+        "BP_2_0": 1e-6,
+    }
+    tpv = {
+        **tan,
+        "CTYPE1": "RA---TPV",
+        "CTYPE2": "DEC--TPV",
+        "PV1_0": 0.0,
+        "PV1_1": 1.0,
+        "PV1_2": 1e-4,
+        "PV1_4": 2e-4,
+        "PV1_7": -3e-5,
+        "PV2_0": 0.0,
+        "PV2_1": 1.0,
+        "PV2_2": -1e-4,
+        "PV2_5": 1e-4,
+        "PV2_8": 2e-5,
+    }
+    dss = {
+        "PLTRAH": 5,
+        "PLTRAM": 35,
+        "PLTRAS": 17.3,
+        "PLTDECSN": "-",
+        "PLTDECD": 5,
+        "PLTDECM": 23,
+        "PLTDECS": 28.0,
+        "EQUINOX": 2000.0,
+        "PLTSCALE": 67.2,
+        "XPIXELSZ": 25.28,
+        "YPIXELSZ": 25.28,
+        "CNPIX1": 6000,
+        "CNPIX2": 7000,
+        "PPO3": 177600.0,
+        "PPO6": 177600.0,
+        **{
+            f"AMDX{i}": v
+            for i, v in enumerate([67.1, 0.002, -300.0, 1e-5, -2e-5, 1e-6, 0, 1e-6, 0, 1e-7, 1e-9, 0, 1e-9], start=1)
+        },
+        **{
+            f"AMDY{i}": v
+            for i, v in enumerate([67.1, -0.002, 250.0, -1e-5, 2e-5, 1e-6, 0, 1e-6, 0, 1e-7, 1e-9, 0, 1e-9], start=1)
+        },
+        "OBJCTRA": "05 35 17.30",
+        "OBJCTDEC": "-05 23 28.0",
+    }
     return {"tan.fits": tan, "sip.fits": sip, "tpv.fits": tpv, "dss.fits": dss}
 
 
@@ -118,10 +191,37 @@ def raster_seeds(folder: Path) -> list[Path]:
 
 
 # Values planted in FITS header cards: extremes, wrong types, and other keywords' values.
-_CARD_VALUES = ("0", "-1", "1E300", "-1E300", "1E-300", "2147483647", "-2147483648", "NaN", "T", "''", "'X'",
-                "'RA---NCP'", "'DEC--NCP'", "'GLON-CAR'", "'RA---TAN-SIP'", "'DEC--TPV'", "'RA---ZPN'", "'deg'",
-                "'DEG'", "'arcsec'", "'1999-99-99'", "'2000-01-01T99:99:99'", "'-'", "'FK4'", "'GAPPT'", "90.0",
-                "-90.0", "360.0", "99")
+_CARD_VALUES = (
+    "0",
+    "-1",
+    "1E300",
+    "-1E300",
+    "1E-300",
+    "2147483647",
+    "-2147483648",
+    "NaN",
+    "T",
+    "''",
+    "'X'",
+    "'RA---NCP'",
+    "'DEC--NCP'",
+    "'GLON-CAR'",
+    "'RA---TAN-SIP'",
+    "'DEC--TPV'",
+    "'RA---ZPN'",
+    "'deg'",
+    "'DEG'",
+    "'arcsec'",
+    "'1999-99-99'",
+    "'2000-01-01T99:99:99'",
+    "'-'",
+    "'FK4'",
+    "'GAPPT'",
+    "90.0",
+    "-90.0",
+    "360.0",
+    "99",
+)
 
 
 def mutate_card(data: bytes, rng: np.random.Generator) -> bytes:
@@ -217,9 +317,18 @@ def main(reader: str, seconds: float, seed: int, out_dir: Path) -> None:
             tried += 1
         workers = worker.started
     current.unlink(missing_ok=True)
-    result = {"reader": reader, "seeds": len(blobs), "inputs": tried, "seconds": seconds, "slowest_s": round(slowest, 3),
-              "headroom": HEADROOM, "outcomes": dict(sorted(outcomes.items())), "escaped": escaped, "deaths": deaths,
-              "workers": workers}
+    result = {
+        "reader": reader,
+        "seeds": len(blobs),
+        "inputs": tried,
+        "seconds": seconds,
+        "slowest_s": round(slowest, 3),
+        "headroom": HEADROOM,
+        "outcomes": dict(sorted(outcomes.items())),
+        "escaped": escaped,
+        "deaths": deaths,
+        "workers": workers,
+    }
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
 
 

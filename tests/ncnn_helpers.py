@@ -108,8 +108,9 @@ def bin_bytes(state: dict[str, torch.Tensor], convs: list[str], fp16: bool = Tru
     return b"".join(parts)
 
 
-def write_rrdbnet(folder: Path, state: dict[str, torch.Tensor], blocks: int, fp16: bool = True,
-                  stem: str = "tiny") -> tuple[Path, Path]:
+def write_rrdbnet(
+    folder: Path, state: dict[str, torch.Tensor], blocks: int, fp16: bool = True, stem: str = "tiny"
+) -> tuple[Path, Path]:
     """Write `state` (an RRDBNet's) as ncnn files; returns (.param, .bin)."""
     layers, convs = rrdbnet_layers(state, blocks)
     param, weights = folder / f"{stem}.param", folder / f"{stem}.bin"
@@ -155,13 +156,18 @@ def write_small_pretrained(work: Path, *, finetune: bool = False) -> Path:
     torch.manual_seed(0)
     sizes = {"channels": 8, "blocks": 1, "growth": 4}
     (work / "weights").mkdir(parents=True, exist_ok=True)
-    param, weights = write_rrdbnet(work / "weights", RRDBNet(3, 3, **sizes).state_dict(), sizes["blocks"],
-                                   stem="small-rrdbnet")
-    models = {"pretrained": {"import": [str(p.relative_to(work)) for p in (param, weights)],
-                             "licence": "random test weights"}}
+    param, weights = write_rrdbnet(
+        work / "weights", RRDBNet(3, 3, **sizes).state_dict(), sizes["blocks"], stem="small-rrdbnet"
+    )
+    models = {
+        "pretrained": {"import": [str(p.relative_to(work)) for p in (param, weights)], "licence": "random test weights"}
+    }
     if finetune:
-        models["mri_ftp"] = {"data": "mri", "init": "pretrained",
-                             "train": {"generator": {"arch": "rrdbnet", **sizes, "global_skip": False}}}
+        models["mri_ftp"] = {
+            "data": "mri",
+            "init": "pretrained",
+            "train": {"generator": {"arch": "rrdbnet", **sizes, "global_skip": False}},
+        }
     path = work / "pretrained.yaml"
     path.write_text(yaml.safe_dump({"models": models}))
     return path

@@ -51,8 +51,13 @@ class Server:
                 parts = urllib.parse.urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                req = Request(self.command, parts.path, dict(urllib.parse.parse_qsl(parts.query)),
-                              dict(self.headers.items()), body)
+                req = Request(
+                    self.command,
+                    parts.path,
+                    dict(urllib.parse.parse_qsl(parts.query)),
+                    dict(self.headers.items()),
+                    body,
+                )
                 server.requests.append(req)
                 route = server.routes.get(parts.path)
                 reply = (route(req) if callable(route) else route) if route is not None else Reply(b"no such path", 404)

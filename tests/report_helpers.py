@@ -6,9 +6,17 @@ from pathlib import Path
 
 SCALE = 4
 DATASETS = ["mri", "astro", "generic"]
-REPORT_FILES = {"html": "index.html", "summary": "summary.tsv", "stats": "stats.tsv", "folds": "folds.tsv",
-                "forest": "forest.png", "paired": "paired.png", "metrics": "metrics.png", "heatmap": "heatmap.png",
-                "curves": "learning_curves.png"}
+REPORT_FILES = {
+    "html": "index.html",
+    "summary": "summary.tsv",
+    "stats": "stats.tsv",
+    "folds": "folds.tsv",
+    "forest": "forest.png",
+    "paired": "paired.png",
+    "metrics": "metrics.png",
+    "heatmap": "heatmap.png",
+    "curves": "learning_curves.png",
+}
 
 
 def report_outputs(out: Path, datasets: list[str] = DATASETS, **extra: str) -> dict:

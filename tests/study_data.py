@@ -64,8 +64,17 @@ def write_series(
     return paths
 
 
-def write_fits(path: Path, ra: float, dec: float, *, size: int = 64, pixel_arcsec: float = 1.0,
-               obj: str = "", wcs: bool = True, seed: int = 0) -> None:
+def write_fits(
+    path: Path,
+    ra: float,
+    dec: float,
+    *,
+    size: int = 64,
+    pixel_arcsec: float = 1.0,
+    obj: str = "",
+    wcs: bool = True,
+    seed: int = 0,
+) -> None:
     """A FITS image with a TAN WCS centred on (ra, dec) (or only RA/DEC pointing keywords)."""
     rng = np.random.default_rng(seed)
     data = rng.normal(100, 5, (size, size)).astype(np.float32)
@@ -74,9 +83,18 @@ def write_fits(path: Path, ra: float, dec: float, *, size: int = 64, pixel_arcse
         data[y - 1 : y + 2, x - 1 : x + 2] += 500
     header = fits.Header()
     if wcs:
-        header.update(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=ra, CRVAL2=dec,
-                      CRPIX1=(size + 1) / 2, CRPIX2=(size + 1) / 2,
-                      CDELT1=-pixel_arcsec / 3600, CDELT2=pixel_arcsec / 3600, CUNIT1="deg", CUNIT2="deg")
+        header.update(
+            CTYPE1="RA---TAN",
+            CTYPE2="DEC--TAN",
+            CRVAL1=ra,
+            CRVAL2=dec,
+            CRPIX1=(size + 1) / 2,
+            CRPIX2=(size + 1) / 2,
+            CDELT1=-pixel_arcsec / 3600,
+            CDELT2=pixel_arcsec / 3600,
+            CUNIT1="deg",
+            CUNIT2="deg",
+        )
     else:
         header.update(RA=ra, DEC=dec)
     if obj:
@@ -99,10 +117,27 @@ def run_chain(source_dir: Path, work: Path, **split_options) -> dict[str, Path]:
         "split": work / "results" / "split" / "data",
         "table": work / "results" / "split" / "data" / "split.tsv",
     }
-    extract_dataset(raw, raw / "MANIFEST.tsv", paths["frames"], paths["index"], secret=paths["secret"],
-                    key_map=paths["key_map"], dataset="data", frames=split_options.pop("frames", None))
-    normalize_dataset(paths["index"], paths["frames"], paths["norm"], paths["params"],
-                      low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4)
+    extract_dataset(
+        raw,
+        raw / "MANIFEST.tsv",
+        paths["frames"],
+        paths["index"],
+        secret=paths["secret"],
+        key_map=paths["key_map"],
+        dataset="data",
+        frames=split_options.pop("frames", None),
+    )
+    normalize_dataset(
+        paths["index"],
+        paths["frames"],
+        paths["norm"],
+        paths["params"],
+        low_percentile=0.5,
+        high_percentile=99.5,
+        stretch="none",
+        asinh_a=0.1,
+        scale=4,
+    )
     options = {**dataset_settings("split"), "fractions": FRACTIONS, "seed": 0, "tile_size": None, **split_options}
     parts = {split: paths["split"] / split for split in ("train", "val", "test")}
     split_dataset(paths["index"], paths["norm"], parts, paths["table"], scale=4, dataset="data", **options)

@@ -46,8 +46,9 @@ def test_good_zip_and_tar_unpack_with_subfolders(tmp_path: Path) -> None:
     file_info = tarfile.TarInfo("top/x.fits")
     t = make_tar(tmp_path / "a.tar.gz", [file_info], {"top/x.fits": b"SIMPLE"})
     assert unpack(t, tmp_path / "t") == ["top/x.fits"]
-    kept = unpack_matching(make_zip(tmp_path / "b.zip", {"a/x.jpg": b"1", "a/y.txt": b"2", "b/z.txt": b"3"}),
-                           tmp_path / "m", ["*.jpg"])
+    kept = unpack_matching(
+        make_zip(tmp_path / "b.zip", {"a/x.jpg": b"1", "a/y.txt": b"2", "b/z.txt": b"3"}), tmp_path / "m", ["*.jpg"]
+    )
     assert kept == ["a/x.jpg"] and listing(tmp_path / "m") == ["a", "a/x.jpg"]  # emptied folder b removed
 
 

@@ -25,12 +25,21 @@ def paths(tmp_path: Path) -> dict[str, Path]:
     card.parent.mkdir()
     card.write_text("name: x\n")
     table = tmp_path / "catalogue.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("ra", "D", array=np.zeros(3))])]
-                 ).writeto(table)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("ra", "D", array=np.zeros(3))])]
+    ).writeto(table)
     afile = tmp_path / "scores.tsv"
     afile.write_text("x\n")
-    return {"folder": folder, "checkpoint": checkpoint, "card": card, "table": table, "file": afile,
-            "sr": PYDICOM_FILES / "test-SR.dcm", "missing": tmp_path / "missing", "mr": PYDICOM_FILES / "MR_small.dcm"}
+    return {
+        "folder": folder,
+        "checkpoint": checkpoint,
+        "card": card,
+        "table": table,
+        "file": afile,
+        "sr": PYDICOM_FILES / "test-SR.dcm",
+        "missing": tmp_path / "missing",
+        "mr": PYDICOM_FILES / "MR_small.dcm",
+    }
 
 
 DOORS = [
@@ -51,8 +60,9 @@ DOORS = [
 
 
 @pytest.mark.parametrize(("line", "expected", "got"), DOORS, ids=[d[0].split(" {")[0] + " " + d[1] for d in DOORS])
-def test_wrong_kind_of_path(paths: dict[str, Path], capsys: pytest.CaptureFixture, line: str, expected: str,
-                            got: str) -> None:
+def test_wrong_kind_of_path(
+    paths: dict[str, Path], capsys: pytest.CaptureFixture, line: str, expected: str, got: str
+) -> None:
     argv = [part.format(**paths) for part in line.split()]
     assert main(argv) == 2
     captured = capsys.readouterr()

@@ -238,8 +238,18 @@ def test_an_installed_wheel_carries_the_schemas_the_scisr_command_reads(tmp_path
         shutil.copytree(ROOT / part, source / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
-    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir),
-             str(source)]
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(wheel_dir),
+        str(source),
+    ]
     assert subprocess.run(build, capture_output=True, timeout=300, cwd=tmp_path).returncode == 0
     wheel = next(wheel_dir.glob("scisr-*.whl"))
     install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)]
@@ -248,8 +258,14 @@ def test_an_installed_wheel_carries_the_schemas_the_scisr_command_reads(tmp_path
         copy = target / "scisr" / name
         assert not copy.is_symlink() and copy.read_bytes() == (ROOT / "config" / name).read_bytes()
     probe = "import scisr.config as c; print(c.__file__); print(c.schema_default('infer.tile'))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(target)})
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     where, tile = result.stdout.split()
     assert where.startswith(str(target)) and int(tile) == schema_default("infer.tile")

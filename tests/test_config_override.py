@@ -22,10 +22,16 @@ def test_configfile_can_switch_sources_to_other_kinds(snakemake_exe: str, tmp_pa
     images = tmp_path / "my_dicoms"
     images.mkdir()
     override = tmp_path / "my.yaml"
-    override.write_text(yaml.safe_dump({"datasets": {
-        "mri": {"source": {"kind": "local", "path": str(images), "patterns": ["*.dcm"]}},
-        "astro": {"source": {"kind": "kaggle", "dataset": "abhikalpsrivastava15/space-images-category"}},
-    }}))
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "mri": {"source": {"kind": "local", "path": str(images), "patterns": ["*.dcm"]}},
+                    "astro": {"source": {"kind": "kaggle", "dataset": "abhikalpsrivastava15/space-images-category"}},
+                }
+            }
+        )
+    )
     result = dry_run(snakemake_exe, tmp_path, tmp_path / "config" / "config.yaml", override)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -34,8 +40,9 @@ def test_configfile_can_switch_sources_to_other_kinds(snakemake_exe: str, tmp_pa
     assert "download" in result.stdout
 
     # A typo is still an error: only keys that belong to another kind are dropped.
-    override.write_text(yaml.safe_dump({"datasets": {"mri": {"source": {"kind": "local", "path": str(images),
-                                                                         "pattern": ["*.dcm"]}}}}))
+    override.write_text(
+        yaml.safe_dump({"datasets": {"mri": {"source": {"kind": "local", "path": str(images), "pattern": ["*.dcm"]}}}})
+    )
     result = dry_run(snakemake_exe, tmp_path, tmp_path / "config" / "config.yaml", override)
     assert result.returncode != 0 and "pattern" in result.stdout + result.stderr
 
@@ -64,12 +71,35 @@ def test_workflow_downloads_an_http_source_into_raw_and_cache(snakemake_exe: str
     with Server() as server:
         server.routes["/d/photos.zip"] = Reply(data)
         override = tmp_path / "my.yaml"
-        override.write_text(yaml.safe_dump({"datasets": {"generic": {"source": {
-            "kind": "http", "patterns": ["*.png"],
-            "files": [{"url": f"{server.url}/d/photos.zip", "sha256": hashlib.sha256(data).hexdigest(),
-                       "size": len(data)}]}}}}))
-        result = run_snakemake(snakemake_exe, tmp_path, "resources/raw/generic/MANIFEST.tsv", cores=1, timeout=300,
-                               configfiles=[tmp_path / "config" / "config.yaml", override])
+        override.write_text(
+            yaml.safe_dump(
+                {
+                    "datasets": {
+                        "generic": {
+                            "source": {
+                                "kind": "http",
+                                "patterns": ["*.png"],
+                                "files": [
+                                    {
+                                        "url": f"{server.url}/d/photos.zip",
+                                        "sha256": hashlib.sha256(data).hexdigest(),
+                                        "size": len(data),
+                                    }
+                                ],
+                            }
+                        }
+                    }
+                }
+            )
+        )
+        result = run_snakemake(
+            snakemake_exe,
+            tmp_path,
+            "resources/raw/generic/MANIFEST.tsv",
+            cores=1,
+            timeout=300,
+            configfiles=[tmp_path / "config" / "config.yaml", override],
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "resources/raw/generic/photos/a.png").read_bytes() == b"\x89PNG one"
     assert not (tmp_path / "resources/raw/generic/photos/notes.txt").exists()

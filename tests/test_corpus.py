@@ -25,8 +25,14 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, pd.
     cases = build_corpus(raw)
     table = build_manifest(raw, [Entry(path=c.name, source="corpus", subject="") for c in cases])
     index = extract_dataset(
-        raw, table, tmp / "frames", tmp / "index.tsv", secret=bytes(32), key_map=tmp / "keys.tsv",
-        frames={"pixel_data": []}, max_bytes=LIMIT,
+        raw,
+        table,
+        tmp / "frames",
+        tmp / "index.tsv",
+        secret=bytes(32),
+        key_map=tmp / "keys.tsv",
+        frames={"pixel_data": []},
+        max_bytes=LIMIT,
     )
     index = reidentify(index, tmp / "keys.tsv")  # source paths and reasons name the files again
     return raw, cases, index, tmp / "frames"
@@ -106,8 +112,11 @@ def test_base_exceptions_from_decoders_become_read_errors(monkeypatch: pytest.Mo
 def test_cli_info_one_line_per_bad_file(extracted, capsys: pytest.CaptureFixture) -> None:
     raw, cases, _, _ = extracted
     copies = ("duplicate", "another encoding")  # readable copies: extract skips them, info reads them
-    bad = [c.name for c in cases if c.status == "skipped" and not c.name.startswith("ct_")
-           and not any(word in c.reason for word in copies)]
+    bad = [
+        c.name
+        for c in cases
+        if c.status == "skipped" and not c.name.startswith("ct_") and not any(word in c.reason for word in copies)
+    ]
     bad = [n for n in bad if n not in {"tiny.png", "nan_only.fits", "constant.fits"}]  # readable; extract skips them
     code = main(["info", "--max-bytes", str(LIMIT), *(str(raw / n) for n in bad), str(raw / "mr_intact.dcm")])
     out, err = capsys.readouterr()

@@ -274,10 +274,21 @@ def _twins(root):
 
 def _split(root, norm, out, seed):
     table = split_dataset(
-        root / "index.tsv", norm, {s: root / out / s for s in ("train", "val", "test")}, root / f"{out}.tsv",
-        scale=4, seed=seed, **(dataset_settings("split") | {
-            "fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "tile_size": None, "degradation": "psf",
-            "degradation_options": {"profile": "moffat", "gain": 50.0, "read_noise": 0.01}}),
+        root / "index.tsv",
+        norm,
+        {s: root / out / s for s in ("train", "val", "test")},
+        root / f"{out}.tsv",
+        scale=4,
+        seed=seed,
+        **(
+            dataset_settings("split")
+            | {
+                "fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
+                "tile_size": None,
+                "degradation": "psf",
+                "degradation_options": {"profile": "moffat", "gain": 50.0, "read_noise": 0.01},
+            }
+        ),
     )
     return {t.id: read_png16(root / out / t.split / "LR" / f"{t.id}.png") for t in table.itertuples()}
 

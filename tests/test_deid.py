@@ -32,8 +32,13 @@ def _files(folder: Path) -> list[Path]:
 
 def test_planted_identifiers_appear_in_no_output(tmp_path: Path) -> None:
     source = tmp_path / "hospital_export"
-    paths = write_series(source / PLANTED["folder"], 16, patient_id=PLANTED["PatientID"],
-                         patient_name=PLANTED["PatientName"], birth_date=PLANTED["PatientBirthDate"])
+    paths = write_series(
+        source / PLANTED["folder"],
+        16,
+        patient_id=PLANTED["PatientID"],
+        patient_name=PLANTED["PatientName"],
+        birth_date=PLANTED["PatientBirthDate"],
+    )
     assert pydicom.dcmread(paths[0]).PatientName == PLANTED["PatientName"]
     (source / PLANTED["folder"] / "IM9999.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 50)  # unreadable
     work = tmp_path / "work"
@@ -61,7 +66,9 @@ def test_planted_identifiers_appear_in_no_output(tmp_path: Path) -> None:
     assert {Path(p).parent.name for p in index["source_path"]} == {PLANTED["folder"]}
     assert sorted(Path(p).name for p in index["source_path"]) == sorted([p.name for p in paths] + ["IM9999.dcm"])
     unreadable = index[index["source_path"].str.endswith("IM9999.dcm")]
-    assert unreadable["reason"].str.startswith(f"{PLANTED['folder']}/IM9999.dcm: ").all()  # named again once re-identified
+    assert (
+        unreadable["reason"].str.startswith(f"{PLANTED['folder']}/IM9999.dcm: ").all()
+    )  # named again once re-identified
 
 
 def test_secret_created_once_private_and_stable(tmp_path: Path) -> None:

@@ -37,9 +37,11 @@ def frame_geometry(ds, frame: int | None):
             if seq in item and key in item[seq][0]:
                 return item[seq][0][key].value
 
-    return (find("PlanePositionSequence", "ImagePositionPatient"),
-            find("PlaneOrientationSequence", "ImageOrientationPatient"),
-            find("PixelMeasuresSequence", "PixelSpacing"))
+    return (
+        find("PlanePositionSequence", "ImagePositionPatient"),
+        find("PlaneOrientationSequence", "ImageOrientationPatient"),
+        find("PixelMeasuresSequence", "PixelSpacing"),
+    )
 
 
 def centres(ds, frame: int | None = None) -> np.ndarray:
@@ -113,7 +115,9 @@ def test_window_and_large_range_fit(identity, tmp_path):
     assert float(dst.WindowCenter) == 600 and float(dst.WindowWidth) == 1200
     (before,), (after,) = read_frames(tmp_path / "w.dcm"), read_frames(tmp_path / "o" / "w.dcm")
     expected = bicubic(before.image)
-    assert after.image.min() <= expected.min() + 2 and after.image.max() >= expected.max() - 2  # overshoot kept, not clipped
+    assert (
+        after.image.min() <= expected.min() + 2 and after.image.max() >= expected.max() - 2
+    )  # overshoot kept, not clipped
 
 
 def test_anonymize_removes_identity(identity, tmp_path):
@@ -125,8 +129,17 @@ def test_anonymize_removes_identity(identity, tmp_path):
     assert upscale(identity, tmp_path / "o", tmp_path / "id.dcm", extra=["--anonymize"]) == 0
     dst = pydicom.dcmread(tmp_path / "o" / "id.dcm")
     text = str(dst)
-    for value in (str(ds.PatientName), ds.PatientID, "19700101", "General Hospital", "Smith", "private vendor",
-                  ds.StudyInstanceUID, ds.SOPInstanceUID, ds.FrameOfReferenceUID if "FrameOfReferenceUID" in ds else ds.PatientID):
+    for value in (
+        str(ds.PatientName),
+        ds.PatientID,
+        "19700101",
+        "General Hospital",
+        "Smith",
+        "private vendor",
+        ds.StudyInstanceUID,
+        ds.SOPInstanceUID,
+        ds.FrameOfReferenceUID if "FrameOfReferenceUID" in ds else ds.PatientID,
+    ):
         assert value not in text, value
     assert dst.PatientIdentityRemoved == "YES" and "PatientName" in dst and not dst.PatientName
     assert dst.DeidentificationMethodCodeSequence[0].CodeValue == "113100"

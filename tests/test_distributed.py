@@ -73,8 +73,12 @@ def test_two_processes_write_what_one_process_writes(split, ddp_run, tmp_path):
     card = ModelCard.read(work / "out" / "model.yaml")
     assert card.gpus == 2 and card.training["settings"]["gpus"] == 2 and card.device == "cpu"
     assert card.threads == 1  # threads 2 shared by 2 processes
-    assert card.training["distributed"] == {"world_size": 2, "backend": "gloo", "batch_per_process": 2,
-                                            "global_batch": 4}
+    assert card.training["distributed"] == {
+        "world_size": 2,
+        "backend": "gloo",
+        "batch_per_process": 2,
+        "global_batch": 4,
+    }
     assert card.iterations == {"pixel": 6, "gan": 4} and min(card.wall_seconds.values()) > 0
     single_card = ModelCard.read(tmp_path / "out" / "model.yaml")
     assert single_card.gpus == 1 and single_card.training["distributed"] is None
@@ -116,9 +120,18 @@ def test_resume_under_ddp_is_bit_identical(split, ddp_run, tmp_path):
     (ckpt / "job.json").write_text(json.dumps(job(split, tmp_path / "out", ckpt, DDP).to_dict()))
     (tmp_path / "killed.py").write_text(textwrap.dedent(KILLED_WORKER))
     killed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         str(tmp_path / "killed.py"), str(ckpt / "job.json")],
-        env=dict(os.environ, KILL_AT=str(KILL_AT), OMP_NUM_THREADS="1"), capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            str(tmp_path / "killed.py"),
+            str(ckpt / "job.json"),
+        ],
+        env=dict(os.environ, KILL_AT=str(KILL_AT), OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert killed.returncode != 0, killed.stderr[-3000:]
@@ -161,8 +174,11 @@ def test_a_failing_process_is_reported_with_its_rank_and_exit_code(split, tmp_pa
         png.unlink()
     with contextlib.redirect_stderr(io.StringIO()), pytest.raises(RuntimeError) as failure:
         fit(empty, tmp_path / "out", tmp_path / "ckpt", DDP, threads=2)
-    assert re.search(r"training tiny in 2 processes \(torchrun\) failed: rank [01] exited with code 1 "
-                     r"\(FileNotFoundError: .*val/HR: no PNG images\)", str(failure.value))
+    assert re.search(
+        r"training tiny in 2 processes \(torchrun\) failed: rank [01] exited with code 1 "
+        r"\(FileNotFoundError: .*val/HR: no PNG images\)",
+        str(failure.value),
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -170,11 +186,23 @@ def dry_run(snakemake_exe: str, work: Path, override: dict) -> subprocess.Comple
     if not (work / "config").exists():
         shutil.copytree(ROOT / "config", work / "config")
     (work / "override.yaml").write_text(yaml.safe_dump(override))
-    command = [snakemake_exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-               "--configfile", str(work / "config" / "config.yaml"), str(ROOT / "tests" / "data" / "tiny.yaml"),
-               str(work / "override.yaml"),
-               # more GPUs than any job asks for: a global limit below a job's request would cap it
-               "--resources", "gpu=8", "--cores", "2", "--dry-run"]
+    command = [
+        snakemake_exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config" / "config.yaml"),
+        str(ROOT / "tests" / "data" / "tiny.yaml"),
+        str(work / "override.yaml"),
+        # more GPUs than any job asks for: a global limit below a job's request would cap it
+        "--resources",
+        "gpu=8",
+        "--cores",
+        "2",
+        "--dry-run",
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=work)
 
 
@@ -197,5 +225,6 @@ def test_train_rule_requests_compute_gpus_times_train_gpus(snakemake_exe, tmp_pa
     override["train"]["batch_size"] = 6  # tiny.yaml's 4 is fine for 2 and 4 processes, 6 is not for 4
     result = dry_run(snakemake_exe, tmp_path, override)
     assert result.returncode != 0
-    assert ("models.astro.train.batch_size 6 is not divisible by models.astro.train.gpus 4"
-            in result.stdout + result.stderr)
+    assert (
+        "models.astro.train.batch_size 6 is not divisible by models.astro.train.gpus 4" in result.stdout + result.stderr
+    )

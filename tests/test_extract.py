@@ -275,18 +275,36 @@ def test_work_units_give_the_single_job_result(tmp_path: Path, raw, units: int) 
     assert len(set(unit_members(names, units).values())) > 1  # the files really are spread
 
     one = tmp_path / "one"
-    extract_dataset(raw_dir, manifest, one / "frames", one / "index.tsv", secret=SECRET, key_map=one / "keys.tsv",
-                    dataset="mri", frames=BOTH)
+    extract_dataset(
+        raw_dir,
+        manifest,
+        one / "frames",
+        one / "index.tsv",
+        secret=SECRET,
+        key_map=one / "keys.tsv",
+        dataset="mri",
+        frames=BOTH,
+    )
     many = tmp_path / "many"
     parts, fragments = [], []
     for unit in range(units, 0, -1):  # any order: the gather orders
         folder = many / f"unit{unit}"
-        extract_unit(raw_dir, manifest, folder / "frames", folder / "candidates.tsv", secret=SECRET,
-                     key_map=folder / "keys.tsv", unit=unit, units=units, frames=BOTH)
+        extract_unit(
+            raw_dir,
+            manifest,
+            folder / "frames",
+            folder / "candidates.tsv",
+            secret=SECRET,
+            key_map=folder / "keys.tsv",
+            unit=unit,
+            units=units,
+            frames=BOTH,
+        )
         parts.append((folder / "candidates.tsv", folder / "frames"))
         fragments.append(folder / "keys.tsv")
-    index = gather_units(parts, many / "frames", many / "index.tsv", dataset="mri", key_maps=fragments,
-                         key_map=many / "keys.tsv")
+    index = gather_units(
+        parts, many / "frames", many / "index.tsv", dataset="mri", key_maps=fragments, key_map=many / "keys.tsv"
+    )
 
     assert (many / "index.tsv").read_bytes() == (one / "index.tsv").read_bytes()
     assert (many / "keys.tsv").read_bytes() == (one / "keys.tsv").read_bytes()

@@ -29,9 +29,18 @@ RRDB = {"channels": 8, "blocks": 1, "growth": 4}
 
 
 def settings(generator: dict, pixel: int = 4, gan: int = 2, lr: float = 5e-4) -> dict:
-    return tiny_settings({"generator": generator, "discriminator": {"base_channels": 4}, "batch_size": 2,
-                          "pixel": {"iterations": pixel, "lr": lr}, "gan": {"iterations": gan}, "ema": 0.9,
-                          "val_every": 2, "checkpoint_every": 100})
+    return tiny_settings(
+        {
+            "generator": generator,
+            "discriminator": {"base_channels": 4},
+            "batch_size": 2,
+            "pixel": {"iterations": pixel, "lr": lr},
+            "gan": {"iterations": gan},
+            "ema": 0.9,
+            "val_every": 2,
+            "checkpoint_every": 100,
+        }
+    )
 
 
 def run(tmp, split, name: str, cfg: dict, init: str | None = None) -> ModelCard:
@@ -39,12 +48,27 @@ def run(tmp, split, name: str, cfg: dict, init: str | None = None) -> ModelCard:
     out = tmp / "models" / name
     where = {}
     if init is not None:
-        where = {"init_generator": tmp / "models" / init / "generator.pt",
-                 "init_card": tmp / "models" / init / "model.yaml"}
-    train(TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
-                   history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=tmp / "ckpt" / name,
-                   settings=Settings.from_dict(cfg), name=name, dataset="mri", normalization=NORMALIZATION, device="cpu",
-                   threads=1, **where))
+        where = {
+            "init_generator": tmp / "models" / init / "generator.pt",
+            "init_card": tmp / "models" / init / "model.yaml",
+        }
+    train(
+        TrainJob(
+            train_dir=split / "train",
+            val_dir=split / "val",
+            generator=out / "generator.pt",
+            history=out / "history.tsv",
+            card=out / "model.yaml",
+            checkpoint_dir=tmp / "ckpt" / name,
+            settings=Settings.from_dict(cfg),
+            name=name,
+            dataset="mri",
+            normalization=NORMALIZATION,
+            device="cpu",
+            threads=1,
+            **where,
+        )
+    )
     return ModelCard.read(out / "model.yaml")
 
 
@@ -95,8 +119,11 @@ def test_fine_tuning_starts_from_the_init_weights_and_the_card_says_so(study) ->
 def test_a_generator_that_differs_from_the_init_model_is_refused_naming_the_difference(study) -> None:
     tmp, split = study
     wider = {**SRRESNET, "channels": 8}
-    with pytest.raises(ValueError, match=r"training wide: its generator settings \(srresnet\) differ from init model "
-                                         r"'generic'.*channels: 8 vs 4.*models\.wide\.train\.generator"):
+    with pytest.raises(
+        ValueError,
+        match=r"training wide: its generator settings \(srresnet\) differ from init model "
+        r"'generic'.*channels: 8 vs 4.*models\.wide\.train\.generator",
+    ):
         run(tmp, split, "wide", settings(wider), init="generic")
     with pytest.raises(ValueError, match=r"differ from init model 'generic'.*\(srresnet\): .*growth"):
         run(tmp, split, "rrdb", settings({"arch": "rrdbnet", **RRDB}), init="generic")
@@ -109,10 +136,14 @@ def test_an_imported_rgb_model_fine_tunes_on_grey_data_through_the_adapter(study
     source = RRDBNet(3, 3, scale=4, **RRDB)
     torch.save(source.state_dict(), tmp_path / "rgb.pth")
     imported = tmp / "models" / "pretrained"
-    import_weights(tmp_path / "rgb.pth", imported / "generator.pt", imported / "model.yaml", name="pretrained",
-                   licence="test weights")
-    card = run(tmp, split, "mri_ftp", settings({"arch": "rrdbnet", **RRDB, "global_skip": False}),
-               init="pretrained")
+    import_weights(
+        tmp_path / "rgb.pth",
+        imported / "generator.pt",
+        imported / "model.yaml",
+        name="pretrained",
+        licence="test weights",
+    )
+    card = run(tmp, split, "mri_ftp", settings({"arch": "rrdbnet", **RRDB, "global_skip": False}), init="pretrained")
     # the network keeps the imported one's 3 channels and parameter names; the card says it takes 1-channel data
     assert card.args["in_channels"] == card.args["out_channels"] == 3 and card.channels == 1
     assert card.init_from == "pretrained" and card.training["init"]["source"] == "imported"
@@ -121,21 +152,36 @@ def test_an_imported_rgb_model_fine_tunes_on_grey_data_through_the_adapter(study
     first = pd.read_csv(tmp / "models" / "mri_ftp" / "history.tsv", sep="\t").iloc[0]
     assert first["val_rmse"] == pytest.approx(val_scores(imported, split)[0], rel=1e-5)
     # inference runs it on the 1-channel test images through the same adapter
-    infer_folder(split / "val" / "LR", tmp_path / "pred", generator=tmp / "models" / "mri_ftp" / "generator.pt",
-                 card=tmp / "models" / "mri_ftp" / "model.yaml", scale=4, tile=64, overlap=8, device="cpu",
-                 threads=1)
+    infer_folder(
+        split / "val" / "LR",
+        tmp_path / "pred",
+        generator=tmp / "models" / "mri_ftp" / "generator.pt",
+        card=tmp / "models" / "mri_ftp" / "model.yaml",
+        scale=4,
+        tile=64,
+        overlap=8,
+        device="cpu",
+        threads=1,
+    )
     assert read_png16(tmp_path / "pred" / "im00.png").shape == (64, 64)
 
 
 def test_config_checks_of_init_and_import() -> None:
     datasets = {"mri": {}, "generic": {}}
-    models = {"generic": {"data": "generic", "train": {}}, "mri_ft": {"data": "mri", "init": "generic", "train": {}},
-              "pretrained": {"import": "realesrgan-x4plus", "train": {}, "licence": None}}
+    models = {
+        "generic": {"data": "generic", "train": {}},
+        "mri_ft": {"data": "mri", "init": "generic", "train": {}},
+        "pretrained": {"import": "realesrgan-x4plus", "train": {}, "licence": None},
+    }
     assert checks.model_problems(models, datasets) == []
-    bad = {**models, "astro_ft": {"data": "mri", "init": "nope", "train": {}},
-           "loop": {"data": "mri", "init": "loop2", "train": {}}, "loop2": {"data": "mri", "init": "loop", "train": {}},
-           "pretrained": {"data": "mri", "train": {}},
-           "imp": {"import": "realesrgan-x4", "init": "generic", "train": {"pixel": {}}}}
+    bad = {
+        **models,
+        "astro_ft": {"data": "mri", "init": "nope", "train": {}},
+        "loop": {"data": "mri", "init": "loop2", "train": {}},
+        "loop2": {"data": "mri", "init": "loop", "train": {}},
+        "pretrained": {"data": "mri", "train": {}},
+        "imp": {"import": "realesrgan-x4", "init": "generic", "train": {"pixel": {}}},
+    }
     text = "\n".join(checks.model_problems(bad, datasets))
     assert "models.astro_ft: a name <dataset>_<suffix> marks a model of that dataset" in text
     assert "models.astro_ft.init: unknown model 'nope'" in text

@@ -87,8 +87,13 @@ def test_cube_in_named_hdu_plane_by_plane(identity, tmp_path):
     cube = np.stack([physical((20, 24), seed=i) * (i + 1) for i in range(3)]).astype(np.float32)
     header = tan_cd_header((20, 24))
     header["NAXIS"], header["NAXIS3"] = 3, 3
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4), np.float32), name="OTHER"),
-                  fits.ImageHDU(cube, header, name="SCI")]).writeto(tmp_path / "cube.fits")
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.ImageHDU(np.zeros((4, 4), np.float32), name="OTHER"),
+            fits.ImageHDU(cube, header, name="SCI"),
+        ]
+    ).writeto(tmp_path / "cube.fits")
     assert upscale(identity, tmp_path / "o", tmp_path / "cube.fits", extra=["--hdu", "SCI"]) == 0
     with fits.open(tmp_path / "o" / "cube.fits") as out:
         assert out["SCI"].data.shape == (3, 80, 96) and out["OTHER"].data.shape == (4, 4)

@@ -26,17 +26,26 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.slow]  # SECONDS per reader, plus th
 
 @pytest.mark.parametrize("reader", ["dicom", "fits", "raster"])
 def test_fuzz_reader(reader: str, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "RUST_BACKTRACE": "0"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "RUST_BACKTRACE": "0",
+    }
     cmd = [sys.executable, str(ROOT / "tests" / "fuzz_readers.py"), reader, str(SECONDS), "20260101", str(tmp_path)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SECONDS + 120)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{reader}: fuzzing hung; the input is {list(tmp_path.glob('current.*'))}")
-    assert proc.returncode == 0, f"{reader}: child died ({proc.returncode}) on {list(tmp_path.glob('current.*'))}: {proc.stderr[-2000:]}"
+    assert proc.returncode == 0, (
+        f"{reader}: child died ({proc.returncode}) on {list(tmp_path.glob('current.*'))}: {proc.stderr[-2000:]}"
+    )
     result = json.loads((tmp_path / "result.json").read_text())
-    print(f"\nfuzz {reader}: {result['inputs']} inputs in {SECONDS:g} s from {result['seeds']} seeds, "
-          f"slowest {result['slowest_s']} s, worker deaths {len(result['deaths'])}, outcomes {result['outcomes']}")
+    print(
+        f"\nfuzz {reader}: {result['inputs']} inputs in {SECONDS:g} s from {result['seeds']} seeds, "
+        f"slowest {result['slowest_s']} s, worker deaths {len(result['deaths'])}, outcomes {result['outcomes']}"
+    )
     assert result["inputs"] > 50
     assert not result["escaped"], result["escaped"]
     assert not result["deaths"], result["deaths"]  # a signal in native code, a limit or a hang

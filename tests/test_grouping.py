@@ -96,13 +96,15 @@ def test_overlapping_fits_frames_stay_in_one_split(tmp_path: Path) -> None:
 
 
 def test_subject_groups_join_transitively_and_by_tolerance() -> None:
-    images = pd.DataFrame({
-        "subject_id": ["a", "b", "c", "d", "e"],
-        "subject_rule": ["object", "file", "file", "file", "patient"],
-        "sky_ra": ["10.0", "10.05", "10.1", "40.0", ""],
-        "sky_dec": ["0", "0", "0", "0", ""],
-        "sky_radius": ["0.03", "0.03", "0.03", "0", ""],
-    })
+    images = pd.DataFrame(
+        {
+            "subject_id": ["a", "b", "c", "d", "e"],
+            "subject_rule": ["object", "file", "file", "file", "patient"],
+            "sky_ra": ["10.0", "10.05", "10.1", "40.0", ""],
+            "sky_dec": ["0", "0", "0", "0", ""],
+            "sky_radius": ["0.03", "0.03", "0.03", "0", ""],
+        }
+    )
     group_of, rule_of = subject_groups(images, pointing_tolerance=0.0)
     assert group_of["a"] == group_of["b"] == group_of["c"] == "a" and rule_of["a"] == "sky-field"
     assert rule_of[group_of["d"]] == "file" and rule_of[group_of["e"]] == "patient"

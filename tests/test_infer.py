@@ -60,8 +60,9 @@ def test_blending_has_no_seams():
     image = smooth((80, 80))
     model = OffsetPerTile()
     tiled = upscale(model, image, 4, tile=32, overlap=16, device="cpu")
-    whole = F.interpolate(torch.from_numpy(image)[None, None], scale_factor=4, mode="bicubic",
-                          align_corners=False)[0, 0].numpy()
+    whole = F.interpolate(torch.from_numpy(image)[None, None], scale_factor=4, mode="bicubic", align_corners=False)[
+        0, 0
+    ].numpy()
     offset = tiled - whole  # a blend of per-tile constants in [-1, 1]
     steps = max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max())
     assert steps < 0.1  # a pasted seam would jump by up to 2; the cosine ramp spreads it over 32 px

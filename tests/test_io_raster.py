@@ -184,8 +184,6 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_tiff_with_a_circular_chain_of_directories_is_refused_at_once(tmp_path: Path) -> None:
     import time
 
-
-
     tifffile.imwrite(tmp_path / "ok.tif", np.arange(24 * 32, dtype=np.uint16).reshape(24, 32))
     data = bytearray((tmp_path / "ok.tif").read_bytes())
     first = struct.unpack("<I", data[4:8])[0]

@@ -83,9 +83,16 @@ def test_extract_skips_the_file_that_crashes_the_reader(
     monkeypatch.setattr(extract, "READ_TARGET", "crash_helpers:read_frames")
     monkeypatch.setattr(extract, "PROBE_TARGET", "crash_helpers:is_lossy")
     with IsolatedReader(memory_mb=1024, timeout_s=30) as reader:
-        index = extract.extract_dataset(raw, tmp_path / "MANIFEST.tsv", tmp_path / "frames", tmp_path / "index.tsv",
-                                        secret=SECRET, dataset="mri", frames={"pixel_data": ["ORIGINAL", "DERIVED"]},
-                                        reader=reader)
+        index = extract.extract_dataset(
+            raw,
+            tmp_path / "MANIFEST.tsv",
+            tmp_path / "frames",
+            tmp_path / "index.tsv",
+            secret=SECRET,
+            dataset="mri",
+            frames={"pixel_data": ["ORIGINAL", "DERIVED"]},
+            reader=reader,
+        )
         assert reader.started == 2
     assert sorted(index["status"]) == ["ok", "ok", "skipped"]
     crashed = index[index["status"] == "skipped"].iloc[0]

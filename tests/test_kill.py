@@ -28,8 +28,18 @@ def _env(**extra: str) -> dict:
 
 
 def _upscale(model: Path, out: Path, inputs: list[Path], **env: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "scisr.cli", "upscale", "--quiet", "--model", str(model), "--out", str(out),
-               *map(str, inputs)]
+    command = [
+        sys.executable,
+        "-m",
+        "scisr.cli",
+        "upscale",
+        "--quiet",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        *map(str, inputs),
+    ]
     return subprocess.run(command, env=_env(**env), capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -59,8 +69,9 @@ def reference(inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("kill_at", [1, 3])
-def test_upscale_killed_mid_write_reruns_to_the_same_files(tmp_path: Path, inputs, reference: Path,
-                                                           kill_at: int) -> None:
+def test_upscale_killed_mid_write_reruns_to_the_same_files(
+    tmp_path: Path, inputs, reference: Path, kill_at: int
+) -> None:
     model, files = inputs
     killed = _upscale(model, tmp_path / "out", files, SCISR_TEST_KILL_AT_WRITE=str(kill_at))
     assert killed.returncode == -9  # SIGKILL, with the kill_at-th output complete but not yet renamed
@@ -92,10 +103,19 @@ def _limit_file_size(limit: int):
 def test_a_full_disk_fails_the_write_clearly_and_leaves_nothing(tmp_path: Path) -> None:
     """RLIMIT_FSIZE stands in for a full disk (the same EFBIG/ENOSPC path): the writer says what happened and the
     target is not created, so no rerun can trust a truncated file."""
-    code = ("import numpy as np; from scisr.io.files import write_tiff; "
-            f"write_tiff({str(tmp_path / 'big.tif')!r}, np.random.default_rng(0).random((512, 512)))")
-    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120, check=False,
-                            preexec_fn=_limit_file_size(64 * 1024))
+    code = (
+        "import numpy as np; from scisr.io.files import write_tiff; "
+        f"write_tiff({str(tmp_path / 'big.tif')!r}, np.random.default_rng(0).random((512, 512)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=_limit_file_size(64 * 1024),
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "big.tif: the disk is full or a file-size limit was reached" in last and "nothing was written" in last
@@ -104,10 +124,21 @@ def test_a_full_disk_fails_the_write_clearly_and_leaves_nothing(tmp_path: Path) 
 
 def test_upscale_into_a_full_disk_names_the_file_and_writes_nothing(tmp_path: Path, inputs) -> None:
     model, files = inputs
-    command = [sys.executable, "-m", "scisr.cli", "upscale", "--quiet", "--model", str(model), "--out",
-               str(tmp_path / "out"), str(files[0])]
-    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300, check=False,
-                            preexec_fn=_limit_file_size(4096))
+    command = [
+        sys.executable,
+        "-m",
+        "scisr.cli",
+        "upscale",
+        "--quiet",
+        "--model",
+        str(model),
+        "--out",
+        str(tmp_path / "out"),
+        str(files[0]),
+    ]
+    result = subprocess.run(
+        command, env=_env(), capture_output=True, text=True, timeout=300, check=False, preexec_fn=_limit_file_size(4096)
+    )
     assert result.returncode == 4, result.stderr  # an input that could not be written; one line, no traceback
     assert "a.tif" in result.stderr and "the disk is full or a file-size limit" in result.stderr
     assert "Traceback" not in result.stderr

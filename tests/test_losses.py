@@ -77,7 +77,11 @@ def test_ragan_bf16_logits_give_float32_loss():
 # --- VGG19 ------------------------------------------------------------------------------------
 def test_vgg19_names_follow_torchvision():
     assert {k: LAYERS[k] for k in ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4")} == {
-        "conv1_2": 2, "conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34,
+        "conv1_2": 2,
+        "conv2_2": 7,
+        "conv3_4": 16,
+        "conv4_4": 25,
+        "conv5_4": 34,
     }
     model = VGG19Features("conv5_4")
     keys = list(model.state_dict())
@@ -149,8 +153,9 @@ def test_perceptual_loss(vgg_file):
     assert (loss.vgg(target) < 0).any()
     # a 1-channel image is the same as its 3-channel grey version
     torch.testing.assert_close(loss.vgg(target), loss.vgg(target.repeat(1, 3, 1, 1)))
-    torch.testing.assert_close(loss(prediction.detach(), target),
-                               loss(prediction.detach().repeat(1, 3, 1, 1), target.repeat(1, 3, 1, 1)))
+    torch.testing.assert_close(
+        loss(prediction.detach(), target), loss(prediction.detach().repeat(1, 3, 1, 1), target.repeat(1, 3, 1, 1))
+    )
     with pytest.raises(ValueError, match="1- or 3-channel"):
         loss.vgg(torch.rand(1, 2, 16, 16))
 
@@ -159,8 +164,9 @@ def test_perceptual_weight_without_weights_file_is_refused():
     settings = train_settings({"batch_size": 2, "patch_size": 32})
     check_settings(settings)  # the schema's default perceptual weight is 0: fine
     settings["perceptual"]["weight"] = 0.01
-    with pytest.raises(ValueError, match="perceptual.weight is 0.01 but perceptual.weights_file is not set.*"
-                                         "perceptual.weight: 0"):
+    with pytest.raises(
+        ValueError, match="perceptual.weight is 0.01 but perceptual.weights_file is not set.*perceptual.weight: 0"
+    ):
         check_settings(settings)
     settings["perceptual"] |= {"weights_file": "/nowhere/vgg19.pth", "layer": "conv5_5"}
     with pytest.raises(ValueError, match="perceptual.layer"):
@@ -195,7 +201,6 @@ def test_ema_update_is_the_weighted_average():
     with torch.no_grad():
         model2.weight.add_(torch.randn_like(model2.weight))
     ema2.update(model2)
-    torch.testing.assert_close(ema2.model.weight, 0.999 * before["weight"] + 0.001 * model2.weight,
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(ema2.model.weight, 0.999 * before["weight"] + 0.001 * model2.weight, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="decay"):
         EMA(model, 1.0)

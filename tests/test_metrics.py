@@ -29,12 +29,15 @@ def test_identical_images():
 
 def test_ssim_matches_skimage_with_wang_convention():
     a, b = _image(1), np.clip(_image(1) + np.random.default_rng(2).normal(0, 0.05, (48, 48)), 0, 1)
-    expected = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                     use_sample_covariance=False)
+    expected = structural_similarity(
+        a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(a, b, crop_border=0) == pytest.approx(expected)
     assert ssim(a, b, crop_border=4) == pytest.approx(
-        structural_similarity(a[4:-4, 4:-4], b[4:-4, 4:-4], data_range=1.0, gaussian_weights=True,
-                              sigma=1.5, use_sample_covariance=False))
+        structural_similarity(
+            a[4:-4, 4:-4], b[4:-4, 4:-4], data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )
 
 
 def test_crop_border_ignores_border_errors():

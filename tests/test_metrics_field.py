@@ -105,8 +105,9 @@ def test_moved_flux_is_caught_though_pixels_look_alike() -> None:
     assert scores["n_sources"] == 5
     assert scores["aperture_flux_bias"] < -0.1  # flux went missing from the apertures
     assert scores["aperture_flux_rel_err"] >= -scores["aperture_flux_bias"] > 0.1  # one star lost half its flux
-    assert scores["total_flux_rel_err"] == pytest.approx(-1500 * 2 * math.pi * 1.5**2 / (sky - np.median(sky)).sum(),
-                                                         rel=0.05)
+    assert scores["total_flux_rel_err"] == pytest.approx(
+        -1500 * 2 * math.pi * 1.5**2 / (sky - np.median(sky)).sum(), rel=0.05
+    )
 
 
 def _renormalize(image, params):
@@ -121,17 +122,41 @@ def test_score_folder_field_writes_tables(tmp_path) -> None:
     hr, params = _normalize(sky)
     for folder, image in (("HR", hr), ("pred", hr)):
         write_png16(tmp_path / folder / "img_t0000.png", image)
-    pd.DataFrame([{"image_id": "img", **params, "crop_top": 0, "crop_left": 0, "rows": 96, "cols": 96,
-                   "status": "ok", "reason": ""}]).to_csv(tmp_path / "params.tsv", sep="\t", index=False)
-    table = score_folder_field(tmp_path / "pred", tmp_path / "HR", tmp_path / "astro.tsv", border=4,
-                               field="astronomy", params=read_params(tmp_path / "params.tsv"),
-                               source_of={"img_t0000": "img"})
+    pd.DataFrame(
+        [
+            {
+                "image_id": "img",
+                **params,
+                "crop_top": 0,
+                "crop_left": 0,
+                "rows": 96,
+                "cols": 96,
+                "status": "ok",
+                "reason": "",
+            }
+        ]
+    ).to_csv(tmp_path / "params.tsv", sep="\t", index=False)
+    table = score_folder_field(
+        tmp_path / "pred",
+        tmp_path / "HR",
+        tmp_path / "astro.tsv",
+        border=4,
+        field="astronomy",
+        params=read_params(tmp_path / "params.tsv"),
+        source_of={"img_t0000": "img"},
+    )
     assert list(table.columns)[:2] == ["image_id", "rmse_phys"] and table["n_sources"].iloc[0] >= 1
     assert table["rmse_phys"].iloc[0] == 0 and table["total_flux_rel_err"].iloc[0] == 0
     assert (tmp_path / "astro.tsv").is_file()
     with pytest.raises(ValueError, match="no normalization parameters for source image 'img_t0000'"):
-        score_folder_field(tmp_path / "pred", tmp_path / "HR", tmp_path / "x.tsv", border=4, field="astronomy",
-                           params=read_params(tmp_path / "params.tsv"))
+        score_folder_field(
+            tmp_path / "pred",
+            tmp_path / "HR",
+            tmp_path / "x.tsv",
+            border=4,
+            field="astronomy",
+            params=read_params(tmp_path / "params.tsv"),
+        )
     mri = score_folder_field(tmp_path / "pred", tmp_path / "HR", tmp_path / "mri.tsv", border=4, field="mri")
     assert list(mri.columns) == ["image_id", "fg_fraction", "rmse_fg", "psnr_fg", "ssim_fg"]
 

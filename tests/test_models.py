@@ -23,8 +23,9 @@ def test_srresnet_output_shape(scale, channels):
 
 
 def test_srresnet_without_global_skip_and_with_batch_norm():
-    model = build_generator("srresnet", channels=8, blocks=2, scale=4, batch_norm=True, global_skip=False,
-                            out_channels=3)
+    model = build_generator(
+        "srresnet", channels=8, blocks=2, scale=4, batch_norm=True, global_skip=False, out_channels=3
+    )
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 3, 32, 32)
 
 

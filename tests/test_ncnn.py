@@ -33,8 +33,15 @@ def files(tmp_path: Path, small_state) -> tuple[Path, Path]:
 def test_round_trip_fills_every_parameter_with_the_written_values(tmp_path, small_state, fp16):
     param, weights = write_rrdbnet(tmp_path, small_state, SMALL["blocks"], fp16=fp16)
     args, state = read_rrdbnet(param, weights)
-    assert args == {"in_channels": 3, "out_channels": 3, "channels": 8, "blocks": 2, "growth": 4, "scale": 4,
-                    "global_skip": False}
+    assert args == {
+        "in_channels": 3,
+        "out_channels": 3,
+        "channels": 8,
+        "blocks": 2,
+        "growth": 4,
+        "scale": 4,
+        "global_skip": False,
+    }
     assert state.keys() == small_state.keys()
     for key, value in small_state.items():
         assert torch.equal(state[key], value), key
@@ -92,8 +99,11 @@ def test_wrong_shapes_are_refused(files):
     param, weights = files
     # conv_first made 3->16: the next conv no longer fits, named by its line
     _edit_param(param, "0=8 1=3 4=1 5=1 6=216", "0=16 1=3 4=1 5=1 6=432")
-    with pytest.raises(NcnnFormatError, match=r"tiny\.param: line \d+ \(Conv_\d+\): 3x3 conv 8->4 .*RRDBNet's "
-                                              r"body\.0\.rdb1\.conv1 is 3x3 conv 16->4"):
+    with pytest.raises(
+        NcnnFormatError,
+        match=r"tiny\.param: line \d+ \(Conv_\d+\): 3x3 conv 8->4 .*RRDBNet's "
+        r"body\.0\.rdb1\.conv1 is 3x3 conv 16->4",
+    ):
         read_rrdbnet(param, weights)
 
 
@@ -137,17 +147,20 @@ def test_non_finite_weights_are_refused(files):
         read_rrdbnet(param, weights)
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=1 0=8", r"parameter 0 given twice"),
-    ("-23310=1,2.000000e-01", "-23310=2,2.000000e-01", r"announces 2 values, holds 1"),
-    ("0=8 1=3 4=1 5=1", "0=8 1=3 3=2 4=1 5=1", r"stride \(2, 2\); RRDBNet import needs \(1, 1\)"),
-    ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=0", r"bias_term 0; RRDBNet import needs 1"),
-    ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=1 x", r"'x' is not a key=value parameter"),
-    ("1 1 data", "1 1 nowhere", r"reads blob 'nowhere' before any layer makes it"),
-    ("-23301=2,2.000000e-01,1.000000e+00", "-23301=2,5.000000e-01,1.000000e+00", r"is not x \+ 0\.2 \* residual"),
-    ("-23301=2,2.000000e-01,1.000000e+00", "1=2.000000e-01", r"is not x \+ 0\.2 \* residual"),
-    ("-23310=1,2.000000e-01", "10=2.000000e-01", r"activation type 2 0\.2; RRDBNet uses none or LeakyReLU"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=1 0=8", r"parameter 0 given twice"),
+        ("-23310=1,2.000000e-01", "-23310=2,2.000000e-01", r"announces 2 values, holds 1"),
+        ("0=8 1=3 4=1 5=1", "0=8 1=3 3=2 4=1 5=1", r"stride \(2, 2\); RRDBNet import needs \(1, 1\)"),
+        ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=0", r"bias_term 0; RRDBNet import needs 1"),
+        ("0=8 1=3 4=1 5=1", "0=8 1=3 4=1 5=1 x", r"'x' is not a key=value parameter"),
+        ("1 1 data", "1 1 nowhere", r"reads blob 'nowhere' before any layer makes it"),
+        ("-23301=2,2.000000e-01,1.000000e+00", "-23301=2,5.000000e-01,1.000000e+00", r"is not x \+ 0\.2 \* residual"),
+        ("-23301=2,2.000000e-01,1.000000e+00", "1=2.000000e-01", r"is not x \+ 0\.2 \* residual"),
+        ("-23310=1,2.000000e-01", "10=2.000000e-01", r"activation type 2 0\.2; RRDBNet uses none or LeakyReLU"),
+    ],
+)
 def test_malformed_layer_lines_name_the_line(files, old, new, message):
     param, weights = files
     _edit_param(param, old, new)

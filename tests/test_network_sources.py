@@ -96,9 +96,17 @@ def nbia(server: Server, *, bad_md5: str = "", hang: str = "") -> dict[str, byte
 
     def get_series(req: Request) -> Reply:
         rows = [
-            {"SeriesInstanceUID": uid, "StudyInstanceUID": st, "PatientID": p, "Modality": m,
-             "Collection": COLLECTION, "ImageCount": 2, "FileSize": len(zips[uid]), "BodyPartExamined": "BRAIN",
-             "SeriesDescription": DESCRIPTIONS[uid]}
+            {
+                "SeriesInstanceUID": uid,
+                "StudyInstanceUID": st,
+                "PatientID": p,
+                "Modality": m,
+                "Collection": COLLECTION,
+                "ImageCount": 2,
+                "FileSize": len(zips[uid]),
+                "BodyPartExamined": "BRAIN",
+                "SeriesDescription": DESCRIPTIONS[uid],
+            }
             for p, st, uid, m in SERIES
             if req.query.get("Collection") == COLLECTION and req.query.get("Modality", m) == m
         ]
@@ -109,8 +117,18 @@ def nbia(server: Server, *, bad_md5: str = "", hang: str = "") -> dict[str, byte
         wanted = set(wanted.replace("%2C", ",").split(","))
         text = io.StringIO()
         writer = csv.writer(text)
-        writer.writerow(["Subject ID", "Patient ID", "Study Instance UID", "Series Instance UID", "Image Count",
-                         "File Size", "License Name", "License URI"])
+        writer.writerow(
+            [
+                "Subject ID",
+                "Patient ID",
+                "Study Instance UID",
+                "Series Instance UID",
+                "Image Count",
+                "File Size",
+                "License Name",
+                "License URI",
+            ]
+        )
         for p, st, uid, _ in SERIES:
             if uid in wanted:
                 writer.writerow([p, p, st, uid, 2, len(zips[uid]), *LICENSE])
@@ -126,8 +144,14 @@ def nbia(server: Server, *, bad_md5: str = "", hang: str = "") -> dict[str, byte
         assert req.query["NewFileNames"] == "Yes"
         return get_image(req)
 
-    server.routes.update({"/v4/getSeries": get_series, "/v4/getSeriesMetadata": get_metadata,
-                          "/v4/getImageWithMD5Hash": get_image, "/v4/getImage": get_image_plain})
+    server.routes.update(
+        {
+            "/v4/getSeries": get_series,
+            "/v4/getSeriesMetadata": get_metadata,
+            "/v4/getImageWithMD5Hash": get_image,
+            "/v4/getImage": get_image_plain,
+        }
+    )
     return zips
 
 
@@ -175,18 +199,31 @@ def test_tcia_caps_and_explicit_series(tmp_path: Path) -> None:
         zips = nbia(server)
         sizes = {uid: len(z) for uid, z in zips.items()}
         budget = sizes["1.2.826.0.1.1.1"] + sizes["1.2.826.0.1.2.1"]
-        table = fetch(tcia_source(server, max_bytes=budget), tmp_path / "a", tmp_path / "a.tsv",
-                      cache_dir=tmp_path / "c")
+        table = fetch(
+            tcia_source(server, max_bytes=budget), tmp_path / "a", tmp_path / "a.tsv", cache_dir=tmp_path / "c"
+        )
         assert sorted(set(table["series"])) == ["1.2.826.0.1.1.1", "1.2.826.0.1.2.1"]
-        picked = fetch(tcia_source(server, series_uids=["1.2.826.0.1.1.2"]), tmp_path / "b", tmp_path / "b.tsv",
-                       cache_dir=tmp_path / "c")
+        picked = fetch(
+            tcia_source(server, series_uids=["1.2.826.0.1.1.2"]),
+            tmp_path / "b",
+            tmp_path / "b.tsv",
+            cache_dir=tmp_path / "c",
+        )
         assert set(picked["series"]) == {"1.2.826.0.1.1.2"}
-        plain = fetch(tcia_source(server, series_uids=["1.2.826.0.1.3.1"], md5=False), tmp_path / "p",
-                      tmp_path / "p.tsv", cache_dir=tmp_path / "c")
+        plain = fetch(
+            tcia_source(server, series_uids=["1.2.826.0.1.3.1"], md5=False),
+            tmp_path / "p",
+            tmp_path / "p.tsv",
+            cache_dir=tmp_path / "c",
+        )
         assert len(plain) == 2 and len(server.hits("/v4/getImage")) == 1
         with pytest.raises(ValueError, match="not in the collection.*1.2.826.0.1.3.9"):
-            fetch(tcia_source(server, series_uids=["1.2.826.0.1.3.9"]), tmp_path / "d", tmp_path / "d.tsv",
-                  cache_dir=tmp_path / "c")  # a CT series, filtered out by Modality MR
+            fetch(
+                tcia_source(server, series_uids=["1.2.826.0.1.3.9"]),
+                tmp_path / "d",
+                tmp_path / "d.tsv",
+                cache_dir=tmp_path / "c",
+            )  # a CT series, filtered out by Modality MR
         with pytest.raises(ValueError, match="no series match.*check the collection name"):
             fetch(tcia_source(server, collection="Nope"), tmp_path / "e", tmp_path / "e.tsv", cache_dir=tmp_path / "c")
 
@@ -195,8 +232,9 @@ def test_tcia_series_description_keeps_only_matching_series_before_caps_and_uids
     with Server() as server:
         nbia(server)
         out = tmp_path / "raw" / "mri"
-        table = fetch(tcia_source(server, series_description="^T1post$"), out, out / "MANIFEST.tsv",
-                      cache_dir=tmp_path / "c")
+        table = fetch(
+            tcia_source(server, series_description="^T1post$"), out, out / "MANIFEST.tsv", cache_dir=tmp_path / "c"
+        )
         t1post = ["1.2.826.0.1.1.2", "1.2.826.0.1.2.1"]  # PAT-A's second series and PAT-B's; no FLAIRreg
         assert sorted(set(table["series"])) == t1post
         assert sorted(set(read_manifest(out / "MANIFEST.tsv")["series"])) == t1post
@@ -206,33 +244,54 @@ def test_tcia_series_description_keeps_only_matching_series_before_caps_and_uids
 
         # Case-insensitive, and applied before max_series: the one series kept is a T1post one
         # (unfiltered, the cap would take PAT-A's first series, 1.2.826.0.1.1.1, a FLAIRreg).
-        capped = fetch(tcia_source(server, series_description="^t1POST$", max_series=1), tmp_path / "m",
-                       tmp_path / "m.tsv", cache_dir=tmp_path / "c")
+        capped = fetch(
+            tcia_source(server, series_description="^t1POST$", max_series=1),
+            tmp_path / "m",
+            tmp_path / "m.tsv",
+            cache_dir=tmp_path / "c",
+        )
         assert set(capped["series"]) == {"1.2.826.0.1.1.2"}
         # A search, not a full match: "FLAIR" keeps the FLAIRreg series.
-        flair = fetch(tcia_source(server, series_description="FLAIR"), tmp_path / "f", tmp_path / "f.tsv",
-                      cache_dir=tmp_path / "c")
+        flair = fetch(
+            tcia_source(server, series_description="FLAIR"),
+            tmp_path / "f",
+            tmp_path / "f.tsv",
+            cache_dir=tmp_path / "c",
+        )
         assert sorted(set(flair["series"])) == ["1.2.826.0.1.1.1", "1.2.826.0.1.3.1"]
         # Applied before series_uids: a listed series the filter drops is reported missing.
         with pytest.raises(ValueError, match="series_uids not in the collection.*1.2.826.0.1.1.1"):
-            fetch(tcia_source(server, series_description="^T1post$", series_uids=["1.2.826.0.1.1.1"]),
-                  tmp_path / "u", tmp_path / "u.tsv", cache_dir=tmp_path / "c")
+            fetch(
+                tcia_source(server, series_description="^T1post$", series_uids=["1.2.826.0.1.1.1"]),
+                tmp_path / "u",
+                tmp_path / "u.tsv",
+                cache_dir=tmp_path / "c",
+            )
 
 
 def test_tcia_series_description_matching_nothing_lists_the_available_descriptions(tmp_path: Path) -> None:
     with Server() as server:
         nbia(server)
-        with pytest.raises(ValueError, match=r"no series match.*series_description '\^T2\$' matched none.*"
-                                             r"available: 'FLAIRreg', 'T1post'$"):
-            fetch(tcia_source(server, series_description="^T2$"), tmp_path / "o", tmp_path / "o.tsv",
-                  cache_dir=tmp_path / "c")
+        with pytest.raises(
+            ValueError,
+            match=r"no series match.*series_description '\^T2\$' matched none.*"
+            r"available: 'FLAIRreg', 'T1post'$",
+        ):
+            fetch(
+                tcia_source(server, series_description="^T2$"),
+                tmp_path / "o",
+                tmp_path / "o.tsv",
+                cache_dir=tmp_path / "c",
+            )
         assert server.hits("/v4/getSeriesMetadata") == [] and server.hits("/v4/getImageWithMD5Hash") == []
 
 
 def test_tcia_series_description_lists_at_most_ten_sorted_descriptions(tmp_path: Path) -> None:
     with Server() as server:
-        rows = [{"SeriesInstanceUID": f"1.2.3.{i}", "PatientID": f"P{i}", "Series Description": f"D{i:02d}"}
-                for i in range(12, 0, -1)]
+        rows = [
+            {"SeriesInstanceUID": f"1.2.3.{i}", "PatientID": f"P{i}", "Series Description": f"D{i:02d}"}
+            for i in range(12, 0, -1)
+        ]
         server.routes["/v4/getSeries"] = Reply(json.dumps(rows).encode())
         with pytest.raises(ValueError) as caught:
             tcia.list_series(tcia_source(server, series_description="nothing"), "tcia X")
@@ -244,10 +303,17 @@ def test_tcia_series_description_lists_at_most_ten_sorted_descriptions(tmp_path:
 def test_tcia_invalid_series_description_regex_names_the_key(tmp_path: Path) -> None:
     with Server() as server:
         nbia(server)
-        with pytest.raises(ValueError, match=r"series_description 'T1\(' is not a valid regular expression: "
-                                             r"missing \)"):
-            fetch(tcia_source(server, series_description="T1("), tmp_path / "o", tmp_path / "o.tsv",
-                  cache_dir=tmp_path / "c")
+        with pytest.raises(
+            ValueError,
+            match=r"series_description 'T1\(' is not a valid regular expression: "
+            r"missing \)",
+        ):
+            fetch(
+                tcia_source(server, series_description="T1("),
+                tmp_path / "o",
+                tmp_path / "o.tsv",
+                cache_dir=tmp_path / "c",
+            )
         assert server.requests == []  # refused before asking the server
 
 
@@ -268,8 +334,12 @@ def run_fetch_in_child(source: dict, out: Path, cache: Path) -> subprocess.Popen
         "fetch(json.loads(sys.argv[1]), sys.argv[2], sys.argv[2] + '/MANIFEST.tsv', cache_dir=sys.argv[3])"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.Popen([sys.executable, "-c", code, json.dumps(source), str(out), str(cache)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(source), str(out), str(cache)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_for(condition, seconds: float = 60.0) -> None:
@@ -286,8 +356,12 @@ def test_tcia_killed_run_resumes_at_series_granularity_and_leaves_no_stray_folde
         nbia(server, hang="1.2.826.0.1.2.1")  # the second series in order never arrives
         child = run_fetch_in_child(tcia_source(server, max_series=3), out, cache)
         try:
-            wait_for(lambda: (cache / "1.2.826.0.1.1.1" / "series.json").is_file()
-                     and len(server.hits("/v4/getImageWithMD5Hash")) == 2)
+            wait_for(
+                lambda: (
+                    (cache / "1.2.826.0.1.1.1" / "series.json").is_file()
+                    and len(server.hits("/v4/getImageWithMD5Hash")) == 2
+                )
+            )
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()
@@ -326,8 +400,15 @@ def kaggle_routes(server: Server, *, private: bool = False) -> None:
 
 
 def kaggle_source(server: Server) -> dict:
-    return with_defaults({"kind": "kaggle", "dataset": "someone/space-images", "base_url": f"{server.url}/api/v1",
-                          "patterns": ["*.jpg", "*.png"], "license": "CC0"})
+    return with_defaults(
+        {
+            "kind": "kaggle",
+            "dataset": "someone/space-images",
+            "base_url": f"{server.url}/api/v1",
+            "patterns": ["*.jpg", "*.png"],
+            "license": "CC0",
+        }
+    )
 
 
 def test_kaggle_public_dataset_downloads_anonymously(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -381,8 +462,12 @@ def payload_zip(n_bytes: int) -> bytes:
 
 
 def http_source(server: Server, data: bytes, **item) -> dict:
-    entry = {"url": f"{server.url}/files/DIV2K_valid_HR.zip", "sha256": hashlib.sha256(data).hexdigest(),
-             "size": len(data), **item}
+    entry = {
+        "url": f"{server.url}/files/DIV2K_valid_HR.zip",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        **item,
+    }
     return with_defaults({"kind": "http", "files": [entry], "patterns": ["*.png"]})
 
 
@@ -445,7 +530,10 @@ def test_unreachable_server_names_the_source_and_the_local_way(tmp_path: Path) -
         port = sock.getsockname()[1]  # closed again: connections are refused
     source = with_defaults({"kind": "tcia", "collection": COLLECTION, "base_url": f"http://127.0.0.1:{port}/v4/"})
     out = tmp_path / "raw" / "mri"
-    with pytest.raises(SourceUnreachable, match=r"mri, tcia source: tcia Demo-Brain: cannot reach 127.0.0.1:\d+ "
-                                                r"after 3 tries.*kind: local, path: FOLDER"):
+    with pytest.raises(
+        SourceUnreachable,
+        match=r"mri, tcia source: tcia Demo-Brain: cannot reach 127.0.0.1:\d+ "
+        r"after 3 tries.*kind: local, path: FOLDER",
+    ):
         fetch(source, out, out / "MANIFEST.tsv", cache_dir=tmp_path / "cache")
     assert not out.exists() and strays(out.parent) == []

@@ -25,7 +25,9 @@ def test_round_trip_within_percentiles():
 
 def test_asinh_round_trip_monotonic_and_bounded():
     image = np.linspace(-5, 105, 111 * 3).reshape(3, 111)
-    norm, params = normalize_image(image, **(NORMALIZE | {"low_percentile": 5, "high_percentile": 95, "stretch": "asinh"}))
+    norm, params = normalize_image(
+        image, **(NORMALIZE | {"low_percentile": 5, "high_percentile": 95, "stretch": "asinh"})
+    )
     flat = norm.ravel()
     assert flat.min() >= 0 and flat.max() <= 1
     assert np.all(np.diff(flat.astype(np.float64)) >= 0)
@@ -52,12 +54,15 @@ def test_constant_image_raises_clear_error():
         normalize_image(np.arange(16.0).reshape(4, 4), **(NORMALIZE | {"stretch": "log"}))
 
 
-@pytest.mark.parametrize(("shape", "scale", "expected", "offset"), [
-    ((10, 13), 4, (8, 12), (1, 0)),
-    ((16, 16), 4, (16, 16), (0, 0)),
-    ((7, 11), 2, (6, 10), (0, 0)),
-    ((1027, 1031), 4, (1024, 1028), (1, 1)),
-])
+@pytest.mark.parametrize(
+    ("shape", "scale", "expected", "offset"),
+    [
+        ((10, 13), 4, (8, 12), (1, 0)),
+        ((16, 16), 4, (16, 16), (0, 0)),
+        ((7, 11), 2, (6, 10), (0, 0)),
+        ((1027, 1031), 4, (1024, 1028), (1, 1)),
+    ],
+)
 def test_crop_to_multiple(shape, scale, expected, offset):
     image = np.arange(np.prod(shape)).reshape(shape)
     cropped, (top, left) = crop_to_multiple(image, scale)
@@ -77,24 +82,45 @@ def test_normalize_dataset(tmp_path):
     write_tiff(frames / "a.tif", rng.normal(50, 10, (30, 41)))
     write_tiff(frames / "flat.tif", np.full((16, 16), 7.0))
     write_tiff(frames / "bad.tif", rng.random((8, 8)))
-    index = _index([
-        {"image_id": "a", "subject_id": "s1", "status": "ok"},
-        {"image_id": "flat", "subject_id": "s2", "status": "ok"},
-        {"image_id": "bad", "subject_id": "s3", "status": "failed", "reason": "unreadable"},
-    ], tmp_path / "index.tsv")
+    index = _index(
+        [
+            {"image_id": "a", "subject_id": "s1", "status": "ok"},
+            {"image_id": "flat", "subject_id": "s2", "status": "ok"},
+            {"image_id": "bad", "subject_id": "s3", "status": "failed", "reason": "unreadable"},
+        ],
+        tmp_path / "index.tsv",
+    )
     out.mkdir()
     (out / "stale.tif").write_bytes(b"old")
     table = normalize_dataset(
-        tmp_path / "index.tsv", frames, out, tmp_path / "params.tsv",
-        low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4,
+        tmp_path / "index.tsv",
+        frames,
+        out,
+        tmp_path / "params.tsv",
+        low_percentile=0.5,
+        high_percentile=99.5,
+        stretch="none",
+        asinh_a=0.1,
+        scale=4,
     )
     assert sorted(p.name for p in out.glob("*.tif")) == ["a.tif"]
     norm = read_tiff(out / "a.tif")
     assert norm.shape == (28, 40) and norm.min() >= 0 and norm.max() <= 1
     params = pd.read_csv(tmp_path / "params.tsv", sep="\t", dtype={"image_id": str})
     assert list(params.columns) == [
-        "image_id", "low_value", "high_value", "stretch", "asinh_a", "nan_count",
-        "crop_top", "crop_left", "rows", "cols", "status", "reason", "sha256",
+        "image_id",
+        "low_value",
+        "high_value",
+        "stretch",
+        "asinh_a",
+        "nan_count",
+        "crop_top",
+        "crop_left",
+        "rows",
+        "cols",
+        "status",
+        "reason",
+        "sha256",
     ]
     assert list(params["image_id"]) == ["a", "flat"] and len(table) == 2
     ok = params.set_index("image_id").loc["a"]
@@ -113,8 +139,15 @@ def test_normalize_dataset_missing_frame_named(tmp_path):
     _index([{"image_id": "gone", "subject_id": "s", "status": "ok"}], tmp_path / "index.tsv")
     with pytest.raises(FileNotFoundError, match="gone.tif"):
         normalize_dataset(
-            tmp_path / "index.tsv", tmp_path, tmp_path / "out", tmp_path / "params.tsv",
-            low_percentile=0.5, high_percentile=99.5, stretch="none", asinh_a=0.1, scale=4,
+            tmp_path / "index.tsv",
+            tmp_path,
+            tmp_path / "out",
+            tmp_path / "params.tsv",
+            low_percentile=0.5,
+            high_percentile=99.5,
+            stretch="none",
+            asinh_a=0.1,
+            scale=4,
         )
 
 
@@ -139,8 +172,9 @@ def test_work_units_give_the_single_job_result(tmp_path):
     parts = []
     for unit in range(1, units + 1):
         folder = tmp_path / f"u{unit}"
-        table = normalize_dataset(tmp_path / "index.tsv", frames, folder / "images", folder / "params.tsv",
-                                  unit=unit, units=units, **settings)
+        table = normalize_dataset(
+            tmp_path / "index.tsv", frames, folder / "images", folder / "params.tsv", unit=unit, units=units, **settings
+        )
         assert {unit_of(f"sub-{int(i[1:]) % 5:010d}", units) for i in table["image_id"]} <= {unit}
         parts.append((folder / "params.tsv", folder / "images"))
     gather_normalized(tmp_path / "index.tsv", parts, tmp_path / "many", tmp_path / "many.tsv")

@@ -45,8 +45,15 @@ def _to_original_layout(state, blocks, scale=4):
 
 def _to_trunk_layout(state):
     """BasicSR names -> the ESRGAN repository's RRDB_trunk layout."""
-    names = {"conv_body": "trunk_conv", "conv_up1": "upconv1", "conv_up2": "upconv2", "conv_up3": "upconv3",
-             "conv_hr": "HRconv", "conv_first": "conv_first", "conv_last": "conv_last"}
+    names = {
+        "conv_body": "trunk_conv",
+        "conv_up1": "upconv1",
+        "conv_up2": "upconv2",
+        "conv_up3": "upconv3",
+        "conv_hr": "HRconv",
+        "conv_first": "conv_first",
+        "conv_last": "conv_last",
+    }
     out = {}
     for key, value in state.items():
         module, kind = key.rsplit(".", 1)
@@ -85,8 +92,9 @@ def test_into_a_given_model_and_dataparallel_prefix(tmp_path):
     assert _same_outputs(source, target)
 
 
-@pytest.mark.parametrize(("in_channels", "out_channels", "scale"), [(3, 3, 2), (1, 1, 2), (1, 1, 4), (3, 3, 8),
-                                                                    (1, 3, 4)])
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "scale"), [(3, 3, 2), (1, 1, 2), (1, 1, 4), (3, 3, 8), (1, 3, 4)]
+)
 def test_shape_is_inferred_from_the_file(tmp_path, in_channels, out_channels, scale):
     source = _model(in_channels, scale, out_channels=out_channels, blocks=3)
     path = tmp_path / "w.pth"
@@ -101,8 +109,16 @@ def test_shape_is_inferred_from_the_file(tmp_path, in_channels, out_channels, sc
 def test_original_esrgan_layout_loads_strictly(tmp_path):
     source = _model(blocks=2)
     old = _to_original_layout(source.state_dict(), blocks=2)
-    for key in ["model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight", "model.1.sub.1.RDB3.conv5.0.bias",
-                "model.1.sub.2.weight", "model.3.weight", "model.6.bias", "model.8.weight", "model.10.bias"]:
+    for key in [
+        "model.0.weight",
+        "model.1.sub.0.RDB1.conv1.0.weight",
+        "model.1.sub.1.RDB3.conv5.0.bias",
+        "model.1.sub.2.weight",
+        "model.3.weight",
+        "model.6.bias",
+        "model.8.weight",
+        "model.10.bias",
+    ]:
         assert key in old
     path = tmp_path / "RRDB_ESRGAN_x4.pth"
     torch.save(old, path)
@@ -125,8 +141,16 @@ def test_original_layout_at_scale_8(tmp_path):
 def test_rrdb_trunk_layout_loads_strictly(tmp_path):
     source = _model(blocks=2)
     mid = _to_trunk_layout(source.state_dict())
-    for key in ["conv_first.weight", "RRDB_trunk.0.RDB1.conv1.weight", "RRDB_trunk.1.RDB3.conv5.bias",
-                "trunk_conv.weight", "upconv1.weight", "upconv2.bias", "HRconv.weight", "conv_last.bias"]:
+    for key in [
+        "conv_first.weight",
+        "RRDB_trunk.0.RDB1.conv1.weight",
+        "RRDB_trunk.1.RDB3.conv5.bias",
+        "trunk_conv.weight",
+        "upconv1.weight",
+        "upconv2.bias",
+        "HRconv.weight",
+        "conv_last.bias",
+    ]:
         assert key in mid
     path = tmp_path / "RRDB_trunk.pth"
     torch.save(mid, path)
@@ -172,12 +196,18 @@ def test_torch_load_is_only_called_with_weights_only():
     calls = 0
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
                 calls += 1
                 flags = {k.arg: k.value for k in node.keywords}
-                assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, \
+                assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, (
                     f"{path}:{node.lineno}: torch.load without weights_only=True"
+                )
     assert calls >= 1
     models = "\n".join(p.read_text() for p in (SRC / "models").glob("*.py"))
     assert not re.search(r"urlopen|requests|torch\.hub|load_state_dict_from_url|urllib", models)

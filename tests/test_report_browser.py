@@ -57,9 +57,22 @@ class Chromium:
             os.dup2(child_w, 4)
 
         self.process = subprocess.Popen(
-            [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-             f"--user-data-dir={profile}", "--remote-debugging-pipe", f"--window-size={WIDTH},900", "about:blank"],
-            preexec_fn=plumb, pass_fds=(3, 4, child_r, child_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                BROWSER,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                f"--window-size={WIDTH},900",
+                "about:blank",
+            ],
+            preexec_fn=plumb,
+            pass_fds=(3, 4, child_r, child_w),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(child_r)
         os.close(child_w)
@@ -132,15 +145,24 @@ def render(html: Path, screenshot: Path, profile: Path) -> dict:
             browser.call(f"{domain}.enable", page=True)
         browser.call("Page.navigate", page=True, url=html.resolve().as_uri())
         browser.wait_for("Page.loadEventFired")
-        images = json.loads(browser.call("Runtime.evaluate", page=True, expression=IMAGES,
-                                         returnByValue=True)["result"]["value"])
-        width = browser.call("Runtime.evaluate", page=True, expression="document.documentElement.scrollWidth",
-                             returnByValue=True)["result"]["value"]
-        wide = json.loads(browser.call("Runtime.evaluate", page=True, expression=WIDE_TABLES,
-                                       returnByValue=True)["result"]["value"])
+        images = json.loads(
+            browser.call("Runtime.evaluate", page=True, expression=IMAGES, returnByValue=True)["result"]["value"]
+        )
+        width = browser.call(
+            "Runtime.evaluate", page=True, expression="document.documentElement.scrollWidth", returnByValue=True
+        )["result"]["value"]
+        wide = json.loads(
+            browser.call("Runtime.evaluate", page=True, expression=WIDE_TABLES, returnByValue=True)["result"]["value"]
+        )
         height = browser.call("Page.getLayoutMetrics", page=True)["cssContentSize"]["height"]
-        browser.call("Emulation.setDeviceMetricsOverride", page=True, width=WIDTH, height=int(min(height, 16000)),
-                     deviceScaleFactor=1, mobile=False)
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            page=True,
+            width=WIDTH,
+            height=int(min(height, 16000)),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         shot = browser.call("Page.captureScreenshot", page=True, format="png", captureBeyondViewport=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         errors = []
@@ -178,8 +200,14 @@ def _constructed_report(root: Path) -> Path:
         val = 0.04 - 0.01 * (1 - np.exp(-it / 300))
         path = root / "models" / model / "history.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"iteration": it, "stage": np.where(it < 800, "pixel", "gan"), "val_rmse": val,
-                      "val_psnr": -20 * np.log10(val)}).to_csv(path, sep="\t", index=False)
+        pd.DataFrame(
+            {
+                "iteration": it,
+                "stage": np.where(it < 800, "pixel", "gan"),
+                "val_rmse": val,
+                "val_psnr": -20 * np.log10(val),
+            }
+        ).to_csv(path, sep="\t", index=False)
         histories[model] = path
     y, x = np.mgrid[:96, :96]
     for dataset in datasets:
@@ -189,16 +217,20 @@ def _constructed_report(root: Path) -> Path:
         write_png16(test / "LR" / "img0.png", hr.reshape(24, 4, 24, 4).mean(axis=(1, 3)))
         predictions = {}
         for j, model in enumerate(models):
-            write_png16(root / "infer" / model / dataset / "img0.png",
-                        np.clip(hr + 0.01 * (6 - j) * rng.standard_normal(hr.shape), 0, 1))
+            write_png16(
+                root / "infer" / model / dataset / "img0.png",
+                np.clip(hr + 0.01 * (6 - j) * rng.standard_normal(hr.shape), 0, 1),
+            )
             predictions[model] = root / "infer" / model / dataset
         tests[dataset] = test
         for model, folder in predictions.items():
             all_predictions.setdefault(model, {})[dataset] = folder
     out = root / "report"
-    build_report({"scores": scores, "predictions": all_predictions, "histories": histories, "tests": tests},
-                 report_outputs(out, datasets), report_settings(title="SciSR browser check",
-                                                                degradations={"mri": "kspace"}))
+    build_report(
+        {"scores": scores, "predictions": all_predictions, "histories": histories, "tests": tests},
+        report_outputs(out, datasets),
+        report_settings(title="SciSR browser check", degradations={"mri": "kspace"}),
+    )
     return out / "index.html"
 
 
@@ -222,8 +254,10 @@ def test_constructed_report_renders_cleanly(tmp_path: Path) -> None:
 
 def test_broken_image_and_console_error_are_caught(tmp_path: Path) -> None:
     page = tmp_path / "bad.html"
-    page.write_text('<!DOCTYPE html><html><body><img alt="missing" src="missing.png">'
-                    '<script>console.error("boom")</script></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><body><img alt="missing" src="missing.png">'
+        '<script>console.error("boom")</script></body></html>'
+    )
     result = render(page, tmp_path / "bad.png", tmp_path / "profile")
     assert any("boom" in e for e in result["errors"])
     with pytest.raises(AssertionError):

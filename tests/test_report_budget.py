@@ -18,17 +18,43 @@ from scisr.io.files import write_png16
 
 def _diffs(values: dict[int, tuple[float, float, float]], n: int = 8) -> pd.DataFrame:
     """Rows of one model vs generic: budget -> (mean_diff, ci_low, ci_high)."""
-    return pd.DataFrame([{"dataset": "mri", "model": "mri", "reference": "generic", "budget": b, "metric": "rmse",
-                          "n_subjects": n, "mean_diff": m, "ci_low": lo, "ci_high": hi}
-                         for b, (m, lo, hi) in values.items()])
+    return pd.DataFrame(
+        [
+            {
+                "dataset": "mri",
+                "model": "mri",
+                "reference": "generic",
+                "budget": b,
+                "metric": "rmse",
+                "n_subjects": n,
+                "mean_diff": m,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+            for b, (m, lo, hi) in values.items()
+        ]
+    )
 
 
 def test_crossover_is_the_smallest_budget_with_the_ci_below_zero():
-    diffs = _diffs({300: (0.002, 0.001, 0.003), 600: (-0.001, -0.002, 0.0005), 1200: (-0.003, -0.004, -0.002),
-                    1300: (-0.004, -0.005, -0.003)})
+    diffs = _diffs(
+        {
+            300: (0.002, 0.001, 0.003),
+            600: (-0.001, -0.002, 0.0005),
+            1200: (-0.003, -0.004, -0.002),
+            1300: (-0.004, -0.005, -0.003),
+        }
+    )
     assert budget.crossover(diffs) == (1200, "crossing")
-    points = pd.DataFrame({"dataset": "mri", "budget": 1200, "metric": "rmse", "model": ["mri", "generic"],
-                           "cumulative_seconds": [90.0, 100.0]})
+    points = pd.DataFrame(
+        {
+            "dataset": "mri",
+            "budget": 1200,
+            "metric": "rmse",
+            "model": ["mri", "generic"],
+            "cumulative_seconds": [90.0, 100.0],
+        }
+    )
     text = budget.crossover_statement("mri", "mri", "generic", diffs, points)
     assert text.startswith("mri: crossover at 1200 iterations")
     assert "\u22120.0030" in text and "8 subjects" in text and "90 s (mri) vs 100 s (generic)" in text
@@ -49,17 +75,35 @@ def test_no_crossover_and_too_few_subjects():
 
 
 def _card(path: Path, name: str, **extra) -> Path:
-    fields = dict(name=name, arch="srresnet", args={}, scale=4, channels=1, parameters=1000,
-                  iterations={"pixel": 100, "gan": 20}, wall_seconds={"pixel": 50.0, "gan": 30.0}, device="cpu",
-                  device_name="Test CPU", threads=2, training={"settings": {"batch_size": 16}})
+    fields = dict(
+        name=name,
+        arch="srresnet",
+        args={},
+        scale=4,
+        channels=1,
+        parameters=1000,
+        iterations={"pixel": 100, "gan": 20},
+        wall_seconds={"pixel": 50.0, "gan": 30.0},
+        device="cpu",
+        device_name="Test CPU",
+        threads=2,
+        training={"settings": {"batch_size": 16}},
+    )
     ModelCard(**(fields | extra)).write(path)
     return path
 
 
 def test_budget_points_pair_snapshots_and_add_the_final_model(tmp_path):
     ids = [f"s{i}_t{j}" for i in range(8) for j in range(2)]  # 8 subjects of 2 tiles each
-    subjects = pd.DataFrame({"dataset": "mri", "image_id": ids, "subject_id": [i.split("_")[0] for i in ids],
-                             "split": "test", "in_train": False})
+    subjects = pd.DataFrame(
+        {
+            "dataset": "mri",
+            "image_id": ids,
+            "subject_id": [i.split("_")[0] for i in ids],
+            "split": "test",
+            "in_train": False,
+        }
+    )
     rng = np.random.default_rng(0)
     base = 0.05 + 0.01 * rng.random(len(ids))
     # generic improves slowly; mri is worse at 50 iterations and clearly better from 100 on
@@ -69,14 +113,25 @@ def test_budget_points_pair_snapshots_and_add_the_final_model(tmp_path):
         for b in (50, 100):
             path = tmp_path / f"{model}_{b}.tsv"
             pd.DataFrame({"image_id": ids, "rmse": base + shift[(model, b)], "psnr": 20.0, "ssim": 0.9}).to_csv(
-                path, sep="\t", index=False)
+                path, sep="\t", index=False
+            )
             scores.setdefault(model, {})[b] = path
         tables[model] = tmp_path / f"{model}_budgets.tsv"
-        write_budget_table([{"budget": 50, "iteration": 50, "stage": "pixel", "seconds": 20.0},
-                            {"budget": 100, "iteration": 100, "stage": "pixel", "seconds": 40.0}], tables[model])
+        write_budget_table(
+            [
+                {"budget": 50, "iteration": 50, "stage": "pixel", "seconds": 20.0},
+                {"budget": 100, "iteration": 100, "stage": "pixel", "seconds": 40.0},
+            ],
+            tables[model],
+        )
         cards[model] = _card(tmp_path / f"{model}.yaml", model)
-    final = pd.DataFrame([{"model": m, "dataset": "mri", "image_id": i, "rmse": r - 0.007 * (m == "mri"),
-                           "psnr": 20.0, "ssim": 0.9} for m in ("generic", "mri") for i, r in zip(ids, base)])
+    final = pd.DataFrame(
+        [
+            {"model": m, "dataset": "mri", "image_id": i, "rmse": r - 0.007 * (m == "mri"), "psnr": 20.0, "ssim": 0.9}
+            for m in ("generic", "mri")
+            for i, r in zip(ids, base)
+        ]
+    )
     points, diffs = budget.budget_points({"mri": scores}, tables, cards, final, subjects)  # leaves: fold 1
     rmse = points[points["metric"] == "rmse"]
     assert sorted(set(rmse["budget"])) == [50, 100, 120]  # the final model at its 120 iterations
@@ -91,9 +146,14 @@ def test_budget_points_pair_snapshots_and_add_the_final_model(tmp_path):
 
 
 def test_fine_tuned_cost_includes_its_initial_model(tmp_path):
-    cards = {"generic": {1: ModelCard.read(_card(tmp_path / "g.yaml", "generic"))},
-             "mri_ft": {1: ModelCard.read(_card(tmp_path / "f.yaml", "mri_ft", init_from="generic",
-                                                wall_seconds={"pixel": 5.0, "gan": 5.0}))}}
+    cards = {
+        "generic": {1: ModelCard.read(_card(tmp_path / "g.yaml", "generic"))},
+        "mri_ft": {
+            1: ModelCard.read(
+                _card(tmp_path / "f.yaml", "mri_ft", init_from="generic", wall_seconds={"pixel": 5.0, "gan": 5.0})
+            )
+        },
+    }
     assert costs.cumulative_seconds("mri_ft", cards) == pytest.approx(90.0)
     assert costs.cumulative_seconds("generic", cards) == pytest.approx(80.0)
 
@@ -102,14 +162,21 @@ def test_cross_validated_costs_per_fold_and_summed(tmp_path):
     """Three fold runs of a fine-tuned model: costs.tsv has each fold's rows and `all` rows summing them; the
     cumulative cost counts the one generic run they all started from once."""
     generic = _card(tmp_path / "g.yaml", "generic")
-    folds = {f: _card(tmp_path / f"ft{f}.yaml", "mri_ft", init_from="generic",
-                      wall_seconds={"pixel": 5.0 * f, "gan": 5.0},
-                      training={"settings": {"batch_size": 16}, "init": {"model": "generic", "fold": 1}})
-             for f in (1, 2, 3)}
+    folds = {
+        f: _card(
+            tmp_path / f"ft{f}.yaml",
+            "mri_ft",
+            init_from="generic",
+            wall_seconds={"pixel": 5.0 * f, "gan": 5.0},
+            training={"settings": {"batch_size": 16}, "init": {"model": "generic", "fold": 1}},
+        )
+        for f in (1, 2, 3)
+    }
     for f in (1, 2, 3):
         (tmp_path / f"b{f}.tsv").write_text(BENCHMARK.format(s=10 + f, rss=100 * f))
-    table = costs.training_costs({"generic": {1: generic}, "mri_ft": folds},
-                                 {"mri_ft": {f: tmp_path / f"b{f}.tsv" for f in (1, 2, 3)}})
+    table = costs.training_costs(
+        {"generic": {1: generic}, "mri_ft": folds}, {"mri_ft": {f: tmp_path / f"b{f}.tsv" for f in (1, 2, 3)}}
+    )
     ft = table[table["model"] == "mri_ft"]
     assert ft.loc[ft["stage"] == "total", "fold"].tolist() == ["1", "2", "3", "all"]
     every = ft[(ft["fold"] == "all") & (ft["stage"] == "total")].iloc[0]
@@ -156,18 +223,32 @@ def test_field_stats_detect_a_flux_error_and_use_the_metric_direction(tmp_path):
     rng = np.random.default_rng(1)
     paths = {}
     for model, flux in (("bicubic", 0.01), ("generic", 0.01), ("astro", 0.10)):
-        frame = pd.DataFrame({"image_id": ids, "rmse_phys": 1.0 + 0.01 * rng.random(8), "psnr_phys": 30.0,
-                              "total_flux_rel_err": -flux + 0.001 * rng.random(8),
-                              "aperture_flux_rel_err": flux + 0.001 * rng.random(8), "aperture_flux_bias": -flux,
-                              "n_sources": 5})
+        frame = pd.DataFrame(
+            {
+                "image_id": ids,
+                "rmse_phys": 1.0 + 0.01 * rng.random(8),
+                "psnr_phys": 30.0,
+                "total_flux_rel_err": -flux + 0.001 * rng.random(8),
+                "aperture_flux_rel_err": flux + 0.001 * rng.random(8),
+                "aperture_flux_bias": -flux,
+                "n_sources": 5,
+            }
+        )
         paths[model] = tmp_path / f"{model}.tsv"
         frame.to_csv(paths[model], sep="\t", index=False)
     long = field.read_field_scores({"astro": paths}, {"astro": "astronomy"})
     assert (long["total_flux_abs_err"] >= 0).all()
-    table = field.field_stats(long, {"astro": "astronomy"}, None, models=["bicubic", "generic", "astro"],
-                              baseline="bicubic", generic="generic")
-    row = table[(table["model"] == "astro") & (table["reference"] == "generic")
-                & (table["metric"] == "total_flux_abs_err")].iloc[0]
+    table = field.field_stats(
+        long,
+        {"astro": "astronomy"},
+        None,
+        models=["bicubic", "generic", "astro"],
+        baseline="bicubic",
+        generic="generic",
+    )
+    row = table[
+        (table["model"] == "astro") & (table["reference"] == "generic") & (table["metric"] == "total_flux_abs_err")
+    ].iloc[0]
     assert row["mean_diff"] == pytest.approx(0.09, abs=0.002) and row["verdict"] == "worse"
     assert set(table["field"]) == {"astronomy"}
 
@@ -177,26 +258,47 @@ def test_budget_points_pool_the_folds_each_scored_by_its_own_instance(tmp_path):
     than fold 1's), generic's one instance scores both; points and differences pool all 8 subjects, and the cost
     of a point is the mean of the instances' (one model's cost)."""
     ids = {1: [f"s{i}_t0" for i in range(4)], 2: [f"s{i}_t0" for i in range(4, 8)]}
-    subjects = pd.DataFrame([{"dataset": "mri", "fold": f, "image_id": i, "subject_id": i.split("_")[0],
-                              "split": "test", "in_train": False} for f, fold_ids in ids.items() for i in fold_ids])
+    subjects = pd.DataFrame(
+        [
+            {
+                "dataset": "mri",
+                "fold": f,
+                "image_id": i,
+                "subject_id": i.split("_")[0],
+                "split": "test",
+                "in_train": False,
+            }
+            for f, fold_ids in ids.items()
+            for i in fold_ids
+        ]
+    )
     shift = {("generic", 1): 0.0, ("generic", 2): 0.0, ("mri", 1): -0.002, ("mri", 2): -0.006}
     scores, tables = {"generic": {50: {}}, "mri": {50: {}}}, {}
     for model in ("generic", "mri"):
         for fold, fold_ids in ids.items():
             path = tmp_path / f"{model}_{fold}.tsv"
-            pd.DataFrame({"image_id": fold_ids, "rmse": 0.05 + shift[(model, fold)], "psnr": 20.0,
-                          "ssim": 0.9}).to_csv(path, sep="\t", index=False)
+            pd.DataFrame({"image_id": fold_ids, "rmse": 0.05 + shift[(model, fold)], "psnr": 20.0, "ssim": 0.9}).to_csv(
+                path, sep="\t", index=False
+            )
             scores[model][50][fold] = path
-    cards = {"generic": {1: _card(tmp_path / "g.yaml", "generic")},
-             "mri": {f: _card(tmp_path / f"m{f}.yaml", "mri") for f in (1, 2)}}
+    cards = {
+        "generic": {1: _card(tmp_path / "g.yaml", "generic")},
+        "mri": {f: _card(tmp_path / f"m{f}.yaml", "mri") for f in (1, 2)},
+    }
     for model, instances in (("generic", (1,)), ("mri", (1, 2))):
         tables[model] = {}
         for f in instances:
             tables[model][f] = tmp_path / f"{model}{f}_budgets.tsv"
-            write_budget_table([{"budget": 50, "iteration": 50, "stage": "pixel", "seconds": 10.0 * f}],
-                               tables[model][f])
-    points, diffs = budget.budget_points({"mri": scores}, tables, cards, pd.DataFrame(
-        columns=["model", "dataset", "image_id", "rmse", "psnr", "ssim"]), subjects)
+            write_budget_table(
+                [{"budget": 50, "iteration": 50, "stage": "pixel", "seconds": 10.0 * f}], tables[model][f]
+            )
+    points, diffs = budget.budget_points(
+        {"mri": scores},
+        tables,
+        cards,
+        pd.DataFrame(columns=["model", "dataset", "image_id", "rmse", "psnr", "ssim"]),
+        subjects,
+    )
     row = points[(points["model"] == "mri") & (points["metric"] == "rmse")].iloc[0]
     assert row["n_subjects"] == 8 and row["mean"] == pytest.approx(0.05 - 0.004)
     assert row["seconds"] == pytest.approx(15.0)  # mean of the two instances' 10 s and 20 s

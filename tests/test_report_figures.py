@@ -31,10 +31,19 @@ def _forest_rows(n: int, *, ci: bool = True) -> pd.DataFrame:
     rows = []
     for i in range(n):
         mean = 0.001 * (i - n / 2)
-        rows.append({"dataset": "mri" if i % 2 == 0 else "ct", "model": ["mri_ft", "mri_scratch", "ct_ft"][i % 3],
-                     "reference": "generic", "mean_diff": mean, "ci_low": mean - 0.002 if ci else NAN,
-                     "ci_high": mean + 0.002 if ci else NAN, "verdict": verdicts[i % 4], "n_subjects": 10,
-                     "n_improved": i})
+        rows.append(
+            {
+                "dataset": "mri" if i % 2 == 0 else "ct",
+                "model": ["mri_ft", "mri_scratch", "ct_ft"][i % 3],
+                "reference": "generic",
+                "mean_diff": mean,
+                "ci_low": mean - 0.002 if ci else NAN,
+                "ci_high": mean + 0.002 if ci else NAN,
+                "verdict": verdicts[i % 4],
+                "n_subjects": 10,
+                "n_improved": i,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -83,8 +92,9 @@ def test_forest_figure_on_no_rows_says_so(tmp_path):
 
 def test_forest_figure_rejects_an_unknown_metric(tmp_path):
     with pytest.raises(KeyError):
-        answer_figures.forest_figure(_forest_rows(2), tmp_path / "forest.png", metric="mae", palette=PALETTE,
-                              datasets=["mri"])
+        answer_figures.forest_figure(
+            _forest_rows(2), tmp_path / "forest.png", metric="mae", palette=PALETTE, datasets=["mri"]
+        )
 
 
 def _per_subject(datasets: dict[str, tuple[list[str], int]]) -> pd.DataFrame:
@@ -93,19 +103,39 @@ def _per_subject(datasets: dict[str, tuple[list[str], int]]) -> pd.DataFrame:
     for dataset, (models, n) in datasets.items():
         for s in range(n):
             for k, model in enumerate(models):
-                rows.append({"dataset": dataset, "subject_id": f"{dataset}_s{s}", "model": model,
-                             "value": 0.05 + 0.002 * s - 0.001 * k})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "subject_id": f"{dataset}_s{s}",
+                        "model": model,
+                        "value": 0.05 + 0.002 * s - 0.001 * k,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_paired_subjects_figure_writes_a_png_per_dataset_panel(tmp_path):
     two, five = tmp_path / "two.png", tmp_path / "five.png"
-    data = _per_subject({"mri": (["mri_ft", "generic", "mri_scratch"], 6), "ct": (["generic", "ct_ft"], 3),
-                         "a": (["generic"], 2), "b": (["generic", "bicubic"], 4), "c": (["generic", "mri_ft"], 5)})
-    answer_figures.paired_subjects_figure(data[data["dataset"].isin(["mri", "ct"])], two, metric="rmse",
-                                   reference="generic", palette=PALETTE, datasets=["mri", "ct", "unused"])
-    answer_figures.paired_subjects_figure(data, five, metric="rmse", reference="generic", palette=PALETTE,
-                                   datasets=["mri", "ct", "a", "b", "c"])
+    data = _per_subject(
+        {
+            "mri": (["mri_ft", "generic", "mri_scratch"], 6),
+            "ct": (["generic", "ct_ft"], 3),
+            "a": (["generic"], 2),
+            "b": (["generic", "bicubic"], 4),
+            "c": (["generic", "mri_ft"], 5),
+        }
+    )
+    answer_figures.paired_subjects_figure(
+        data[data["dataset"].isin(["mri", "ct"])],
+        two,
+        metric="rmse",
+        reference="generic",
+        palette=PALETTE,
+        datasets=["mri", "ct", "unused"],
+    )
+    answer_figures.paired_subjects_figure(
+        data, five, metric="rmse", reference="generic", palette=PALETTE, datasets=["mri", "ct", "a", "b", "c"]
+    )
     (w2, h2), (w5, h5) = _png_size(two), _png_size(five)
     assert w5 > 1.5 * w2  # four panels in the first row against two
     assert h5 > 1.5 * h2  # the fifth panel wraps to a second row
@@ -116,16 +146,18 @@ def test_paired_subjects_figure_handles_missing_values_and_a_missing_reference(t
     data.loc[0, "value"] = NAN
     data = data.drop(index=3)  # one subject lacks a model
     path = tmp_path / "paired.png"
-    answer_figures.paired_subjects_figure(data, path, metric="psnr", reference="generic", palette=PALETTE,
-                                   datasets=["mri"])
+    answer_figures.paired_subjects_figure(
+        data, path, metric="psnr", reference="generic", palette=PALETTE, datasets=["mri"]
+    )
     _png_size(path)
 
 
 def test_paired_subjects_figure_on_no_rows_says_so(tmp_path):
     path = tmp_path / "paired.png"
     empty = pd.DataFrame(columns=["dataset", "subject_id", "model", "value"])
-    answer_figures.paired_subjects_figure(empty, path, metric="ssim", reference="generic", palette=PALETTE,
-                                   datasets=["mri"])
+    answer_figures.paired_subjects_figure(
+        empty, path, metric="ssim", reference="generic", palette=PALETTE, datasets=["mri"]
+    )
     _png_size(path)
 
 
@@ -137,12 +169,23 @@ def _budget_diffs() -> pd.DataFrame:
             nan_ci = budget == (1000 if model == "mri_ft" else 300)
             mean = 0.002 - 0.001 * math.log10(budget) * cost / 2
             for metric, sign in (("rmse", 1.0), ("psnr", -300.0)):
-                rows.append({"dataset": "mri", "model": model, "reference": "generic", "budget": budget,
-                             "iteration": budget, "cumulative_seconds": 0.2 * budget * cost,
-                             "device_hours": 0.2 * budget * cost * 4 / 3600, "device_hours_unit": "CPU-hours",
-                             "metric": metric, "n_subjects": 8, "mean_diff": sign * mean,
-                             "ci_low": NAN if nan_ci else sign * mean - abs(sign) * 0.001,
-                             "ci_high": NAN if nan_ci else sign * mean + abs(sign) * 0.001})
+                rows.append(
+                    {
+                        "dataset": "mri",
+                        "model": model,
+                        "reference": "generic",
+                        "budget": budget,
+                        "iteration": budget,
+                        "cumulative_seconds": 0.2 * budget * cost,
+                        "device_hours": 0.2 * budget * cost * 4 / 3600,
+                        "device_hours_unit": "CPU-hours",
+                        "metric": metric,
+                        "n_subjects": 8,
+                        "mean_diff": sign * mean,
+                        "ci_low": NAN if nan_ci else sign * mean - abs(sign) * 0.001,
+                        "ci_high": NAN if nan_ci else sign * mean + abs(sign) * 0.001,
+                    }
+                )
     rows.append(rows[0] | {"dataset": "ct", "model": "ct_ft"})
     return pd.DataFrame(rows)
 
@@ -152,9 +195,15 @@ def test_budget_figure_two_models_three_budgets_with_nan_cis(tmp_path, metric, m
     saved = []
     monkeypatch.setattr(answer_figures, "save_figure", lambda fig, path: saved.append(fig) or fig.savefig(path))
     path = tmp_path / "budget.png"
-    answer_figures.budget_figure(_budget_diffs(), path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"],
-                          palette=PALETTE, metric=metric,
-                          statement="mri: crossover at 1000 iterations. " * 8)  # long enough to wrap
+    answer_figures.budget_figure(
+        _budget_diffs(),
+        path,
+        dataset="mri",
+        models=["generic", "mri_ft", "mri_scratch"],
+        palette=PALETTE,
+        metric=metric,
+        statement="mri: crossover at 1000 iterations. " * 8,
+    )  # long enough to wrap
     assert path.read_bytes()[:4] == PNG
     (fig,) = saved
     try:
@@ -177,8 +226,9 @@ def test_budget_figure_two_models_three_budgets_with_nan_cis(tmp_path, metric, m
 def test_budget_figure_on_an_empty_selection_says_so(tmp_path):
     for diffs, dataset in ((_budget_diffs(), "photos"), (pd.DataFrame(), "mri")):
         path = tmp_path / f"budget_{dataset}.png"
-        answer_figures.budget_figure(diffs, path, dataset=dataset, models=["generic", "mri_ft"], palette=PALETTE,
-                              statement="")
+        answer_figures.budget_figure(
+            diffs, path, dataset=dataset, models=["generic", "mri_ft"], palette=PALETTE, statement=""
+        )
         _png_size(path)
 
 
@@ -186,6 +236,7 @@ def test_budget_figure_skips_the_reference_and_unknown_models(tmp_path):
     path = tmp_path / "budget.png"
     diffs = _budget_diffs()
     diffs = diffs[diffs["model"] == "mri_scratch"]
-    answer_figures.budget_figure(diffs, path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"], palette={},
-                          statement="one model only")
+    answer_figures.budget_figure(
+        diffs, path, dataset="mri", models=["generic", "mri_ft", "mri_scratch"], palette={}, statement="one model only"
+    )
     _png_size(path)

@@ -17,8 +17,14 @@ from report_helpers import report_outputs, report_settings
 from scisr.report import build_report, figures, stats
 
 
-def _long(diffs_by_subject: dict[str, list[float]], *, dataset: str = "mri", model: str = "mri",
-          reference: str = "bicubic", base: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _long(
+    diffs_by_subject: dict[str, list[float]],
+    *,
+    dataset: str = "mri",
+    model: str = "mri",
+    reference: str = "bicubic",
+    base: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores of `model` = `reference` + the given RMSE differences, and the image -> subject mapping."""
     rows, mapping = [], []
     for subject, diffs in diffs_by_subject.items():
@@ -26,10 +32,19 @@ def _long(diffs_by_subject: dict[str, list[float]], *, dataset: str = "mri", mod
             image_id = f"{subject}_img{k}"
             ref = base + 0.001 * k
             for name, rmse in ((reference, ref), (model, ref + d)):
-                rows.append({"model": name, "dataset": dataset, "image_id": image_id, "rmse": rmse,
-                             "psnr": -20 * math.log10(rmse), "ssim": 1 - rmse})
-            mapping.append({"dataset": dataset, "image_id": image_id, "subject_id": subject, "split": "test",
-                            "in_train": False})
+                rows.append(
+                    {
+                        "model": name,
+                        "dataset": dataset,
+                        "image_id": image_id,
+                        "rmse": rmse,
+                        "psnr": -20 * math.log10(rmse),
+                        "ssim": 1 - rmse,
+                    }
+                )
+            mapping.append(
+                {"dataset": dataset, "image_id": image_id, "subject_id": subject, "split": "test", "in_train": False}
+            )
     return pd.DataFrame(rows), pd.DataFrame(mapping)
 
 
@@ -142,8 +157,7 @@ def test_primary_family_size_and_psnr_primary_metric() -> None:
     frames = [long]
     for model in ("generic", "mri_ft", "pretrained", "astro"):
         frames.append(long[long["model"] == "mri"].assign(model=model))
-    table = stats.paired_stats(pd.concat(frames), subjects, n_boot=200, primary_metric="psnr",
-                               imported=("pretrained",))
+    table = stats.paired_stats(pd.concat(frames), subjects, n_boot=200, primary_metric="psnr", imported=("pretrained",))
     primary = table[table["family"] == "primary"]
     assert set(primary["model"]) == {"mri", "mri_ft", "pretrained"} and set(primary["metric"]) == {"psnr"}
     assert (primary["family_size"] == 3).all()
@@ -184,10 +198,15 @@ def _split_study(root) -> dict:
     rows.append({"image_id": "big", "subject_id": "bigsubject", "status": "ok"})
     defaults = dict.fromkeys(INDEX_COLUMNS, "") | {"frame": 0, "rows": 0, "cols": 0}
     write_index([defaults | row for row in rows], root / "index.tsv")
-    table = split_dataset(root / "index.tsv", norm, {p: root / "split" / p for p in ("train", "val", "test")},
-                          root / "split.tsv", scale=4,
-                          **(dataset_settings("split") | {"fractions": {"train": 0.5, "val": 0.1, "test": 0.4},
-                                                          "tile_size": 32}), seed=1)
+    table = split_dataset(
+        root / "index.tsv",
+        norm,
+        {p: root / "split" / p for p in ("train", "val", "test")},
+        root / "split.tsv",
+        scale=4,
+        **(dataset_settings("split") | {"fractions": {"train": 0.5, "val": 0.1, "test": 0.4}, "tile_size": 32}),
+        seed=1,
+    )
     return {"table": table, "path": root / "split.tsv"}
 
 
@@ -211,8 +230,11 @@ def test_subjects_from_a_real_split_table_and_report(tmp_path) -> None:
         frame.to_csv(path, sep="\t", index=False)
         scores[model] = {"mri": path}
     out = tmp_path / "report"
-    build_report({"scores": scores, "splits": {"mri": split["path"]}}, report_outputs(out, []),
-                 report_settings(degradations={"mri": "kspace"}))
+    build_report(
+        {"scores": scores, "splits": {"mri": split["path"]}},
+        report_outputs(out, []),
+        report_settings(degradations={"mri": "kspace"}),
+    )
     result = pd.read_csv(out / "stats.tsv", sep="\t")
     row = result[(result["model"] == "mri") & (result["reference"] == "generic") & (result["metric"] == "rmse")]
     row = row.iloc[0]
@@ -227,8 +249,9 @@ def test_subjects_from_a_real_split_table_and_report(tmp_path) -> None:
     page = (out / "index.html").read_text()
     assert "What this means" in page and "kspace" in page
     assert "also have images in mri&#x27;s training split" in page
-    assert (f"too few subjects to tell the mri-trained model from the generic model on mri: {n_subjects} test "
-            "subjects") in page
+    assert (
+        f"too few subjects to tell the mri-trained model from the generic model on mri: {n_subjects} test subjects"
+    ) in page
 
 
 def test_palette_distinct_colour_blind_safe_and_stable() -> None:

@@ -52,8 +52,7 @@ def test_train_settings_of_one_model_rerun_only_that_model_and_downstream(study:
     plan = study.planned({"models": {"mri": {"data": "mri", "train": {"pixel": {"iterations": 21}}}}})
     # one model retrained, then its predictions and scores on the 3 datasets (field metrics on the 2 field
     # datasets), its budget snapshots on its own dataset (one job), then the report
-    assert plan == {"train": 1, "infer": 3, "score": 3, "score_field": 2, "score_budget": 1,
-                    "report": 1}
+    assert plan == {"train": 1, "infer": 3, "score": 3, "score_field": 2, "score_budget": 1, "report": 1}
 
 
 def test_a_normalization_setting_reruns_from_normalize_down(study: TinyStudy) -> None:
@@ -63,8 +62,19 @@ def test_a_normalization_setting_reruns_from_normalize_down(study: TinyStudy) ->
     # test set (bicubic, pretrained and 6 trained: 8) plus the 2 retrained models on the two other datasets (4)
     # field metrics of every model on astro (8) and of the 2 retrained models on mri (2); the astro crossover's
     # snapshots of generic, astro and astro_ft (3 jobs)
-    assert plan == {"normalize_unit": 2, "normalize": 1, "split_plan": 1, "split_unit": 2, "split": 1, "train": 2,
-                    "infer": 12, "score": 12, "score_field": 10, "score_budget": 3, "report": 1}
+    assert plan == {
+        "normalize_unit": 2,
+        "normalize": 1,
+        "split_plan": 1,
+        "split_unit": 2,
+        "split": 1,
+        "train": 2,
+        "infer": 12,
+        "score": 12,
+        "score_field": 10,
+        "score_budget": 3,
+        "report": 1,
+    }
 
 
 def test_editing_the_training_code_reruns_training_not_extraction(study: TinyStudy) -> None:
@@ -72,16 +82,14 @@ def test_editing_the_training_code_reruns_training_not_extraction(study: TinyStu
         plan = study.planned()
     # 6 trained models on 3 datasets (field metrics on 2); bicubic and the imported model's predictions stay;
     # every model's budget snapshots: (generic, mri, mri_ft, mri_ftp) on mri and (generic, astro, astro_ft) on astro
-    assert plan == {"train": 6, "infer": 18, "score": 18, "score_field": 12, "score_budget": 7,
-                    "report": 1}
+    assert plan == {"train": 6, "infer": 18, "score": 18, "score_field": 12, "score_budget": 7, "report": 1}
 
 
 def test_retraining_the_generic_model_retrains_the_models_fine_tuned_from_it(study: TinyStudy) -> None:
     plan = study.planned({"models": {"generic": {"data": "generic", "train": {"pixel": {"iterations": 21}}}}})
     # generic, mri_ft and astro_ft (init: generic) retrained, each on the 3 datasets (field metrics on 2);
     # budgets: generic on mri and astro, mri_ft on mri, astro_ft on astro
-    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "score_budget": 4,
-                    "report": 1}
+    assert plan == {"train": 3, "infer": 9, "score": 9, "score_field": 6, "score_budget": 4, "report": 1}
 
 
 def test_editing_the_import_script_reimports_only_the_imported_model(study: TinyStudy) -> None:
@@ -89,8 +97,15 @@ def test_editing_the_import_script_reimports_only_the_imported_model(study: Tiny
         plan = study.planned()
     # the imported model and mri_ftp, fine-tuned from it, each on the 3 datasets (field metrics on 2); mri_ftp's
     # budget snapshots on mri
-    assert plan == {"import_weights": 1, "train": 1, "infer": 6, "score": 6, "score_field": 4, "score_budget": 1,
-                    "report": 1}
+    assert plan == {
+        "import_weights": 1,
+        "train": 1,
+        "infer": 6,
+        "score": 6,
+        "score_field": 4,
+        "score_budget": 1,
+        "report": 1,
+    }
 
 
 def test_editing_the_report_code_reruns_only_the_report(study: TinyStudy) -> None:
@@ -125,8 +140,10 @@ def test_a_failed_work_unit_reruns_alone(study: TinyStudy) -> None:
 # Each phase's job is SIGKILLed at its first atomic write, after the temporary file is complete and before it is
 # renamed (tests/killhook/sitecustomize.py), the worst moment for a file; the rerun must finish with outputs equal
 # to the uninterrupted run's and leave no temporary file behind. One job per rule: the target and what it writes.
-KILL_AT = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "killhook"), os.environ.get("PYTHONPATH")])),
-           "SCISR_TEST_KILL_AT_WRITE": "1"}
+KILL_AT = {
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "killhook"), os.environ.get("PYTHONPATH")])),
+    "SCISR_TEST_KILL_AT_WRITE": "1",
+}
 KILLS = [
     ("download", "resources/raw/astro/MANIFEST.tsv", "resources/raw/astro"),
     ("extract_unit", "results/extract/astro/units/1/candidates.tsv", "results/extract/astro/units/1"),
@@ -174,8 +191,9 @@ def _temporaries(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("rule", "target", "written"), KILLS, ids=[k[0] for k in KILLS])
-def test_a_job_killed_mid_write_reruns_to_the_same_outputs(study: TinyStudy, rule: str, target: str,
-                                                            written: str) -> None:
+def test_a_job_killed_mid_write_reruns_to_the_same_outputs(
+    study: TinyStudy, rule: str, target: str, written: str
+) -> None:
     # the case before may have renewed this target's inputs (e.g. the extract gather's frames, which every normalize
     # unit reads): bring the target up to date first, so the killed job is the forced one, not a job upstream of it
     assert study.run(target).returncode == 0
@@ -196,8 +214,14 @@ def test_a_job_killed_mid_write_reruns_to_the_same_outputs(study: TinyStudy, rul
 def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: TinyStudy) -> None:
     target = "results/models/astro/fold1/generator.pt"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    first = subprocess.Popen(study.command(target, "--forcerun", target), cwd=study.folder, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        study.command(target, "--forcerun", target),
+        cwd=study.folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         locks = study.folder / ".snakemake" / "locks"
         deadline = time.monotonic() + 60
@@ -218,8 +242,14 @@ def test_a_hard_kill_of_the_whole_run_resumes_after_unlock(study: TinyStudy) -> 
     target, written = "results/models/astro/fold1/generator.pt", "results/models/astro/fold1"
     before = _snapshot(study.folder / written)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.Popen(study.command(target, "--forcerun", target), cwd=study.folder, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = subprocess.Popen(
+        study.command(target, "--forcerun", target),
+        cwd=study.folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     incomplete = study.folder / ".snakemake" / "incomplete"  # Snakemake's marks of jobs under way
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and run.poll() is None and not any(incomplete.glob("*")):

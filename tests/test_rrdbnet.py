@@ -22,8 +22,16 @@ def test_paper_rrdbnet_has_the_published_parameter_count(paper_rrdbnet):
 
 def test_parameter_names_are_basicsr_names():
     names = set(RRDBNet(3, 3, channels=8, blocks=3, growth=4, scale=4).state_dict())
-    for name in ["conv_first.weight", "body.0.rdb1.conv1.weight", "body.2.rdb3.conv5.bias",
-                 "conv_body.weight", "conv_up1.weight", "conv_up2.bias", "conv_hr.weight", "conv_last.bias"]:
+    for name in [
+        "conv_first.weight",
+        "body.0.rdb1.conv1.weight",
+        "body.2.rdb3.conv5.bias",
+        "conv_body.weight",
+        "conv_up1.weight",
+        "conv_up2.bias",
+        "conv_hr.weight",
+        "conv_last.bias",
+    ]:
         assert name in names
     assert not any(n.startswith("conv_up3") for n in names)
     assert len([n for n in names if n.startswith("body.")]) == 3 * 3 * 5 * 2  # blocks x rdb x conv x (w, b)
@@ -52,8 +60,15 @@ def test_scale_2_accepts_odd_sizes():
 
 def test_paper_defaults_and_other_output_channels():
     args = generator_arguments("rrdbnet", in_channels=1)
-    assert args == {"in_channels": 1, "out_channels": None, "channels": 64, "blocks": 23, "growth": 32,
-                    "scale": 4, "global_skip": False}
+    assert args == {
+        "in_channels": 1,
+        "out_channels": None,
+        "channels": 64,
+        "blocks": 23,
+        "growth": 32,
+        "scale": 4,
+        "global_skip": False,
+    }
     model = RRDBNet(1, 3, **SMALL)
     assert model(torch.rand(1, 1, 6, 6)).shape == (1, 3, 24, 24)
 

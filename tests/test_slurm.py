@@ -59,8 +59,16 @@ def snakemake_cmd(exe: str, work: Path, *args: str) -> list[str]:
     """snakemake on this repository's Snakefile in `work` with the SLURM test's config, the targets first."""
     # profiles/default (local; `resources: gpu=1`) would otherwise be merged in as the
     # workflow profile and serialize GPU jobs in Snakemake, not in SLURM.
-    return snakemake_command(exe, work, *TARGETS, "--workflow-profile", "none", *args,
-                             configfiles=[work / "config" / "config.yaml", CONFIG], cores=None)
+    return snakemake_command(
+        exe,
+        work,
+        *TARGETS,
+        "--workflow-profile",
+        "none",
+        *args,
+        configfiles=[work / "config" / "config.yaml", CONFIG],
+        cores=None,
+    )
 
 
 def job_stats(output: str) -> dict[str, int]:
@@ -96,9 +104,17 @@ def test_slurm_profile_requests_gpus_for_train_and_infer() -> None:
 def test_slurm_profile_plans_the_study(snakemake_exe: str, tmp_path: Path) -> None:
     """A dry run with the cluster profile needs no cluster and shows the GPU requests."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
-    cmd = snakemake_command(snakemake_exe, tmp_path, "--profile", str(ROOT / "profiles" / "slurm"),
-                            "--workflow-profile", "none", "--dry-run", cores=None,
-                            configfiles=[tmp_path / "config" / "config.yaml", ROOT / "config" / "study.yaml"])
+    cmd = snakemake_command(
+        snakemake_exe,
+        tmp_path,
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--workflow-profile",
+        "none",
+        "--dry-run",
+        cores=None,
+        configfiles=[tmp_path / "config" / "config.yaml", ROOT / "config" / "study.yaml"],
+    )
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     blocks = result.stdout.split("\nrule ")
@@ -152,7 +168,8 @@ def slurm_cluster(request):
         if started.returncode != 0:
             logs = "".join(
                 f"\n--- {log.name} (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                for log in sorted((cluster.state / "log").glob("*")) if log.is_file()
+                for log in sorted((cluster.state / "log").glob("*"))
+                if log.is_file()
             )
             pytest.fail(f"{START.name} failed (rc {started.returncode}):\n{started.stdout[-4000:]}{logs}")
         print(f"cluster up in {time.monotonic() - t0:.0f} s")
@@ -175,7 +192,9 @@ def _sacct(since: str, expected: int) -> list[dict[str, str]]:
     while True:
         out = subprocess.run(
             ["sacct", "-X", "-a", "--parsable2", "-S", since, "-o", SACCT_FIELDS],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         rows = []
         if out.returncode == 0 and out.stdout.strip():
@@ -190,8 +209,10 @@ def _sacct(since: str, expected: int) -> list[dict[str, str]]:
 
 def _table(rows: list[dict[str, str]]) -> str:
     fields = ["JobID", "Rule", "State", "Submit", "Start", "End", "ReqTRES", "AllocTRES"]
-    body = [[r["JobID"], r["Comment"], r["State"], r["Submit"], r["Start"], r["End"], r["ReqTRES"], r["AllocTRES"]]
-            for r in rows]
+    body = [
+        [r["JobID"], r["Comment"], r["State"], r["Submit"], r["Start"], r["End"], r["ReqTRES"], r["AllocTRES"]]
+        for r in rows
+    ]
     widths = [max(len(str(x)) for x in col) for col in zip(fields, *body)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [fields, *body])
 
@@ -225,12 +246,15 @@ def test_study_runs_on_a_real_slurm_cluster(slurm_cluster: Cluster, snakemake_ex
 
     since = (dt.datetime.now() - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.monotonic()
-    result = run(snakemake_cmd(snakemake_exe, work, "--profile", str(PROFILE)), work, base / "slurm-run.log", timeout=1200)
+    result = run(
+        snakemake_cmd(snakemake_exe, work, "--profile", str(PROFILE)), work, base / "slurm-run.log", timeout=1200
+    )
     wall = time.monotonic() - t0
 
     # Snakemake's side: which SLURM job ran which rule, and the run's UUID (the job name).
-    submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_([^/\s]+)/",
-                                result.stdout))
+    submitted = dict(
+        re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_([^/\s]+)/", result.stdout)
+    )
     run_id = re.search(r"SLURM run ID: (\S+)", result.stdout)
     # SLURM's side: every job in this cluster's accounting (the cluster is this test's alone),
     # shown in CI's log whether the run passed or not.
@@ -276,9 +300,15 @@ def test_study_runs_on_a_real_slurm_cluster(slurm_cluster: Cluster, snakemake_ex
         assert _time(second["Start"]) >= _time(first["End"]), (
             f"GPU jobs {first['JobID']} and {second['JobID']} overlapped:\n{table}"
         )
-    held = [(a["JobID"], b["JobID"]) for a in gpu_jobs for b in gpu_jobs
-            if a is not b and _time(b["Submit"]) < _time(a["End"]) and _time(b["Start"]) >= _time(a["End"])
-            and _time(b["Submit"]) >= _time(a["Submit"])]
+    held = [
+        (a["JobID"], b["JobID"])
+        for a in gpu_jobs
+        for b in gpu_jobs
+        if a is not b
+        and _time(b["Submit"]) < _time(a["End"])
+        and _time(b["Start"]) >= _time(a["End"])
+        and _time(b["Submit"]) >= _time(a["Submit"])
+    ]
     assert held, f"no GPU job ever waited for the GPU, so the limit was not exercised:\n{table}"
 
     # (c) extract, normalize and split are deterministic: byte-identical to a local run.
@@ -287,7 +317,7 @@ def test_study_runs_on_a_real_slurm_cluster(slurm_cluster: Cluster, snakemake_ex
     shutil.copy2(work / "resources" / "secret.key", local / "resources" / "secret.key")
     local_targets = [f"results/split/{name}/split.tsv" for name in DATASETS]
     cmd = snakemake_cmd(snakemake_exe, local, "--cores", "2")
-    cmd = [cmd[0], *local_targets, *cmd[1 + len(TARGETS):]]
+    cmd = [cmd[0], *local_targets, *cmd[1 + len(TARGETS) :]]
     here = run(cmd, local, base / "local-run.log", timeout=600)
     assert here.returncode == 0, here.stdout[-4000:]
     for name in DATASETS:

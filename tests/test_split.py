@@ -47,8 +47,15 @@ def parts(folder):
 
 def _run(root, norm, seed=0, tile_size=32, out="split"):
     return split_dataset(
-        root / "index.tsv", norm, parts(root / out), root / f"{out}.tsv",
-        scale=4, fractions=FRACTIONS, seed=seed, tile_size=tile_size, **DEGRADE,
+        root / "index.tsv",
+        norm,
+        parts(root / out),
+        root / f"{out}.tsv",
+        scale=4,
+        fractions=FRACTIONS,
+        seed=seed,
+        tile_size=tile_size,
+        **DEGRADE,
     )
 
 
@@ -97,8 +104,15 @@ def test_background_tiles_are_excluded_and_listed(tmp_path):
     big[32:64, 32:96] = np.random.default_rng(1).random((32, 64)) * 0.5 + 0.5
     write_tiff(norm / "big.tif", big)
     table = split_dataset(
-        tmp_path / "index.tsv", norm, parts(tmp_path / "split"), tmp_path / "split.tsv",
-        scale=4, fractions=FRACTIONS, seed=0, tile_size=32, **(DEGRADE | {"min_foreground": 0.5}),
+        tmp_path / "index.tsv",
+        norm,
+        parts(tmp_path / "split"),
+        tmp_path / "split.tsv",
+        scale=4,
+        fractions=FRACTIONS,
+        seed=0,
+        tile_size=32,
+        **(DEGRADE | {"min_foreground": 0.5}),
     )
     tiles = table[table["image_id"] == "big"].set_index("id")
     kept = set(tiles.index[tiles["split"] != "excluded"])
@@ -132,25 +146,57 @@ def test_too_few_units_names_the_folder_and_the_settings(tmp_path):
     norm = tmp_path / "mri_norm"
     for i in range(2):
         write_tiff(norm / f"x{i}.tif", np.zeros((48, 48)))
-    index_rows([{"image_id": f"x{i}", "subject_id": s, "status": "ok"} for i, s in enumerate("st")], tmp_path / "index.tsv")
+    index_rows(
+        [{"image_id": f"x{i}", "subject_id": s, "status": "ok"} for i, s in enumerate("st")], tmp_path / "index.tsv"
+    )
     with pytest.raises(ValueError, match="mri_norm.*lower datasets.mri.split.tile_size .now 32.*48x48.*add subjects"):
-        split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
-                      fractions=FRACTIONS, seed=0, tile_size=32, dataset="mri", **DEGRADE)
+        split_dataset(
+            tmp_path / "index.tsv",
+            norm,
+            parts(tmp_path / "o"),
+            tmp_path / "o.tsv",
+            scale=4,
+            fractions=FRACTIONS,
+            seed=0,
+            tile_size=32,
+            dataset="mri",
+            **DEGRADE,
+        )
 
 
 def test_old_split_tables_read_with_subject_as_group(tmp_path):
-    pd.DataFrame({"id": ["a"], "subject_id": ["s"], "split": ["test"]}).to_csv(tmp_path / "s.tsv", sep="\t", index=False)
+    pd.DataFrame({"id": ["a"], "subject_id": ["s"], "split": ["test"]}).to_csv(
+        tmp_path / "s.tsv", sep="\t", index=False
+    )
     assert read_split_table(tmp_path / "s.tsv")["group"].tolist() == ["s"]
 
 
 def test_bad_fractions_and_tile_size(tmp_path):
     norm = _dataset(tmp_path, n_subjects=3)
     with pytest.raises(ValueError, match="sum to 1"):
-        split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
-                      fractions={"train": 0.8, "val": 0.15, "test": 0.15}, seed=0, tile_size=32, **DEGRADE)
+        split_dataset(
+            tmp_path / "index.tsv",
+            norm,
+            parts(tmp_path / "o"),
+            tmp_path / "o.tsv",
+            scale=4,
+            fractions={"train": 0.8, "val": 0.15, "test": 0.15},
+            seed=0,
+            tile_size=32,
+            **DEGRADE,
+        )
     with pytest.raises(ValueError, match="multiple of the scale"):
-        split_dataset(tmp_path / "index.tsv", norm, parts(tmp_path / "o"), tmp_path / "o.tsv", scale=4,
-                      fractions=FRACTIONS, seed=0, tile_size=30, **DEGRADE)
+        split_dataset(
+            tmp_path / "index.tsv",
+            norm,
+            parts(tmp_path / "o"),
+            tmp_path / "o.tsv",
+            scale=4,
+            fractions=FRACTIONS,
+            seed=0,
+            tile_size=30,
+            **DEGRADE,
+        )
 
 
 def test_every_split_non_empty_with_three_units():
@@ -160,9 +206,14 @@ def test_every_split_non_empty_with_three_units():
 
 
 def test_tile_grid_discards_remainder():
-    assert tile_grid(70, 100, 32) == [(0, 0, 0, 0), (0, 1, 0, 32), (0, 2, 0, 64),
-                                      (1, 0, 32, 0), (1, 1, 32, 32), (1, 2, 32, 64)]
-
+    assert tile_grid(70, 100, 32) == [
+        (0, 0, 0, 0),
+        (0, 1, 0, 32),
+        (0, 2, 0, 64),
+        (1, 0, 32, 0),
+        (1, 1, 32, 32),
+        (1, 2, 32, 64),
+    ]
 
 
 def fold_parts(folder, folds):
@@ -172,8 +223,15 @@ def fold_parts(folder, folds):
 
 def _run_folds(root, norm, folds=3, seed=0, out="split"):
     return split_dataset(
-        root / "index.tsv", norm, fold_parts(root / out, folds), root / f"{out}.tsv",
-        scale=4, fractions=FRACTIONS, seed=seed, tile_size=32, **DEGRADE,
+        root / "index.tsv",
+        norm,
+        fold_parts(root / out, folds),
+        root / f"{out}.tsv",
+        scale=4,
+        fractions=FRACTIONS,
+        seed=seed,
+        tile_size=32,
+        **DEGRADE,
     )
 
 
@@ -197,7 +255,9 @@ def test_folds_test_every_group_exactly_once_and_never_train_on_it(tmp_path):
             assert hr == set(sel.loc[sel["split"] == split, "id"])
     # the same piece in every fold holds the same bytes (degraded once, linked)
     one = tested["id"].iloc[0]
-    copies = [tmp_path / "split" / f"fold{f}" / s / "LR" / f"{one}.png" for f in (1, 2, 3) for s in ("train", "val", "test")]
+    copies = [
+        tmp_path / "split" / f"fold{f}" / s / "LR" / f"{one}.png" for f in (1, 2, 3) for s in ("train", "val", "test")
+    ]
     copies = [p for p in copies if p.exists()]
     assert len(copies) == 3 and len({p.read_bytes() for p in copies}) == 1
     assert len({p.stat().st_ino for p in copies}) == 1  # hard links on this file system
@@ -239,8 +299,17 @@ def test_too_few_groups_for_the_folds_stop_with_the_counts(tmp_path):
 def test_a_single_holdout_is_fold_one(tmp_path):
     norm = _dataset(tmp_path)
     flat = _run(tmp_path, norm, out="flat")
-    folded = split_dataset(tmp_path / "index.tsv", norm, fold_parts(tmp_path / "one", 1), tmp_path / "one.tsv",
-                           scale=4, fractions=FRACTIONS, seed=0, tile_size=32, **DEGRADE)
+    folded = split_dataset(
+        tmp_path / "index.tsv",
+        norm,
+        fold_parts(tmp_path / "one", 1),
+        tmp_path / "one.tsv",
+        scale=4,
+        fractions=FRACTIONS,
+        seed=0,
+        tile_size=32,
+        **DEGRADE,
+    )
     assert (flat["fold"] == 1).all()
     pd.testing.assert_frame_equal(flat, folded)
     assert read_split_table(tmp_path / "one.tsv")["fold"].eq(1).all()
@@ -251,8 +320,18 @@ def test_the_split_writes_each_pair_once_into_the_training_store(tmp_path):
     from scisr.prepare.store import open_part
 
     norm = _dataset(tmp_path)
-    table = split_dataset(tmp_path / "index.tsv", norm, fold_parts(tmp_path / "split", 3), tmp_path / "split.tsv",
-                          scale=4, fractions=FRACTIONS, seed=0, tile_size=32, store_dir=tmp_path / "store", **DEGRADE)
+    table = split_dataset(
+        tmp_path / "index.tsv",
+        norm,
+        fold_parts(tmp_path / "split", 3),
+        tmp_path / "split.tsv",
+        scale=4,
+        fractions=FRACTIONS,
+        seed=0,
+        tile_size=32,
+        store_dir=tmp_path / "store",
+        **DEGRADE,
+    )
     pieces = table.loc[table["fold"] == 1, "id"]
     index = (tmp_path / "store" / "index.json").read_text()
     assert all(index.count(f'"{p}.png"') == 1 for p in pieces)  # once each, whatever the folds
@@ -278,11 +357,19 @@ def test_work_units_give_the_single_job_result(tmp_path, folds):
 
     norm = _dataset(tmp_path)
     out = fold_parts(tmp_path / "one", folds) if folds > 1 else parts(tmp_path / "one")
-    common = dict(scale=4, seed=0, degradation=DEGRADE["degradation"], degradation_options=DEGRADE["degradation_options"])
-    plan = dict(fractions=FRACTIONS, tile_size=32, min_foreground=DEGRADE["min_foreground"],
-                slab_gap=DEGRADE["slab_gap"], pointing_tolerance=DEGRADE["pointing_tolerance"])
-    split_dataset(tmp_path / "index.tsv", norm, out, tmp_path / "one.tsv", store_dir=tmp_path / "one_store",
-                  **common, **plan)
+    common = dict(
+        scale=4, seed=0, degradation=DEGRADE["degradation"], degradation_options=DEGRADE["degradation_options"]
+    )
+    plan = dict(
+        fractions=FRACTIONS,
+        tile_size=32,
+        min_foreground=DEGRADE["min_foreground"],
+        slab_gap=DEGRADE["slab_gap"],
+        pointing_tolerance=DEGRADE["pointing_tolerance"],
+    )
+    split_dataset(
+        tmp_path / "index.tsv", norm, out, tmp_path / "one.tsv", store_dir=tmp_path / "one_store", **common, **plan
+    )
     table = plan_split(tmp_path / "index.tsv", norm, tmp_path / "many.tsv", folds=folds, scale=4, seed=0, **plan)
     assert (tmp_path / "many.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
     units = 3
@@ -291,8 +378,9 @@ def test_work_units_give_the_single_job_result(tmp_path, folds):
     work = []
     for unit in range(1, units + 1):
         folder = tmp_path / "units" / str(unit)
-        degrade_unit(tmp_path / "many.tsv", norm, folder / "pairs", unit=unit, units=units,
-                     store_dir=folder / "store", **common)
+        degrade_unit(
+            tmp_path / "many.tsv", norm, folder / "pairs", unit=unit, units=units, store_dir=folder / "store", **common
+        )
         work.append((folder / "pairs", folder / "store"))
     many = fold_parts(tmp_path / "many", folds) if folds > 1 else parts(tmp_path / "many")
     gather_split(tmp_path / "many.tsv", work, many, store_dir=tmp_path / "many_store")
@@ -315,11 +403,21 @@ def test_the_plan_takes_pixel_digests_from_params_instead_of_reading_pixels(tmp_
     from scisr.prepare.split import plan_split
 
     norm = _dataset(tmp_path)
-    rows = [dict.fromkeys(PARAMS_COLUMNS, "") | {"image_id": p.stem, "status": "ok", "sha256": pixel_digest(read_tiff(p))}
-            for p in sorted(norm.glob("*.tif"))]
+    rows = [
+        dict.fromkeys(PARAMS_COLUMNS, "") | {"image_id": p.stem, "status": "ok", "sha256": pixel_digest(read_tiff(p))}
+        for p in sorted(norm.glob("*.tif"))
+    ]
     write_params(pd.DataFrame(rows, columns=PARAMS_COLUMNS), tmp_path / "params.tsv")
-    plan = dict(folds=1, scale=4, seed=0, fractions=FRACTIONS, tile_size=32, min_foreground=0.1,
-                slab_gap=DEGRADE["slab_gap"], pointing_tolerance=DEGRADE["pointing_tolerance"])
+    plan = dict(
+        folds=1,
+        scale=4,
+        seed=0,
+        fractions=FRACTIONS,
+        tile_size=32,
+        min_foreground=0.1,
+        slab_gap=DEGRADE["slab_gap"],
+        pointing_tolerance=DEGRADE["pointing_tolerance"],
+    )
     plan_split(tmp_path / "index.tsv", norm, tmp_path / "read.tsv", **plan)
     reads = []
     monkeypatch.setattr(split_module, "read_tiff", lambda path: reads.append(path.stem) or read_tiff(path))

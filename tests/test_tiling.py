@@ -9,8 +9,15 @@ from scipy.ndimage import gaussian_filter
 
 from scisr.models import build_generator
 from scisr.tiling import (
-    axis_weights, default_overlap, effective_radius, output_buffer, receptive_radius, tile_count, tile_size,
-    tile_starts, upscale_tiled,
+    axis_weights,
+    default_overlap,
+    effective_radius,
+    output_buffer,
+    receptive_radius,
+    tile_count,
+    tile_size,
+    tile_starts,
+    upscale_tiled,
 )
 
 
@@ -30,9 +37,15 @@ def small(arch: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(512, 256, 32), (100, 40, 16), (97, 50, 40), (30, 64, 8), (257, 256, 0)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(512, 256, 32), (100, 40, 16), (97, 50, 40), (30, 64, 8), (257, 256, 0)]
+)
 def test_plan_is_the_fewest_tiles_with_the_overlap(length, tile, overlap):
-    starts, size, count = tile_starts(length, tile, overlap), tile_size(length, tile, overlap), tile_count(length, tile, overlap)
+    starts, size, count = (
+        tile_starts(length, tile, overlap),
+        tile_size(length, tile, overlap),
+        tile_count(length, tile, overlap),
+    )
     assert len(starts) == count and size <= tile and starts[0] == 0 and starts[-1] + size == length
     assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:]))  # neighbours overlap enough
     if count > 1:  # one tile fewer could not cover the image with that overlap
@@ -46,7 +59,9 @@ def test_512_image_with_256_tiles_is_nine_smaller_tiles_not_nine_full_ones():
     assert tile_count(512, 276, 20) == 2  # Real-ESRGAN's padded tile size fits two per axis
 
 
-@pytest.mark.parametrize("length,tile,overlap,margin", [(100, 40, 16, 4), (97, 50, 40, 10), (300, 64, 20, 10), (50, 64, 8, 2)])
+@pytest.mark.parametrize(
+    "length,tile,overlap,margin", [(100, 40, 16, 4), (97, 50, 40, 10), (300, 64, 20, 10), (50, 64, 8, 2)]
+)
 def test_weights_are_a_partition_of_unity_away_from_inner_edges(length, tile, overlap, margin):
     scale = 4
     starts, size = tile_starts(length, tile, overlap), tile_size(length, tile, overlap)

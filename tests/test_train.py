@@ -164,9 +164,15 @@ def test_resume_after_kill_matches_uninterrupted_run(split, references, variant,
     settings, kill_at, reference = VARIANTS[variant], KILL_AT[variant], references(variant)
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(KILLED_RUN),
-         json.dumps(job(split, tmp_path / "out", ckpt, settings).to_dict()), str(kill_at)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(KILLED_RUN),
+            json.dumps(job(split, tmp_path / "out", ckpt, settings).to_dict()),
+            str(kill_at),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 90
@@ -263,14 +269,17 @@ def small_vgg_file(path: Path, layer: str = "conv2_2") -> str:
 def test_perceptual_stage_and_card(split, tmp_path):
     sha = small_vgg_file(tmp_path / "vgg19.pth")
     settings = copy.deepcopy(ESRGAN) | {
-        "perceptual": {"weight": 0.01, "weights_file": str(tmp_path / "vgg19.pth"), "sha256": None,
-                       "layer": "conv2_2"},
+        "perceptual": {"weight": 0.01, "weights_file": str(tmp_path / "vgg19.pth"), "sha256": None, "layer": "conv2_2"},
     }
     settings["pixel"]["iterations"], settings["gan"]["iterations"] = 2, 3
     fit(split, tmp_path / "out", tmp_path / "ckpt", settings)
     card = ModelCard.read(tmp_path / "out" / "model.yaml")
-    assert card.training["perceptual"] == {"weight": 0.01, "layer": "conv2_2", "weights_file": str(tmp_path / "vgg19.pth"),
-                                  "sha256": sha}
+    assert card.training["perceptual"] == {
+        "weight": 0.01,
+        "layer": "conv2_2",
+        "weights_file": str(tmp_path / "vgg19.pth"),
+        "sha256": sha,
+    }
     history = pd.read_csv(tmp_path / "out" / "history.tsv", sep="\t")
     gan = history[history.stage == "gan"]
     assert len(gan) == 1 and np.isfinite(gan["loss_perceptual"]).all() and (gan["loss_perceptual"] > 0).all()
@@ -332,9 +341,11 @@ def test_settings_are_checked():
         "grad_clip": ({"grad_clip": -1}, "grad_clip must be > 0"),
         "gan.loss": ({"gan": SETTINGS["gan"] | {"loss": "wgan"}}, "gan.loss is 'wgan'; known: bce, ragan"),
         "pixel_loss": ({"pixel_loss": "huber"}, "pixel_loss is 'huber'"),
-        "perceptual": ({"perceptual": SETTINGS["perceptual"] | {"weight": 1.0}},
-                       "perceptual.weights_file is not set"),
-        "perceptual key": ({"perceptual": SETTINGS["perceptual"] | {"weights": "x"}}, "unknown key.*perceptual.weights"),
+        "perceptual": ({"perceptual": SETTINGS["perceptual"] | {"weight": 1.0}}, "perceptual.weights_file is not set"),
+        "perceptual key": (
+            {"perceptual": SETTINGS["perceptual"] | {"weights": "x"}},
+            "unknown key.*perceptual.weights",
+        ),
         "unknown key": ({"emma": 0.9}, "unknown key.*emma"),
         "gpus": ({"gpus": 3}, "batch_size 4 is not divisible by gpus 3"),
     }
@@ -345,8 +356,12 @@ def test_settings_are_checked():
 
 def test_a_job_crosses_a_process_boundary_unchanged(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fine_tune = {"init_generator": Path("init/generator.pt"), "init_card": Path("init/model.yaml"),
-                 "budgets": (5, 20), "budget_weights": (Path("out/budget/5.pt"), Path("out/budget/20.pt"))}
+    fine_tune = {
+        "init_generator": Path("init/generator.pt"),
+        "init_card": Path("init/model.yaml"),
+        "budgets": (5, 20),
+        "budget_weights": (Path("out/budget/5.pt"), Path("out/budget/20.pt")),
+    }
     original = job(Path("split"), Path("out"), Path("ckpt"), ESRGAN, **fine_tune)
     assert original.settings.total_iterations == 40 == ESRGAN["pixel"]["iterations"] + ESRGAN["gan"]["iterations"]
     handed = json.loads(json.dumps(original.to_dict()))  # as the launcher writes it and a worker reads it
@@ -379,8 +394,17 @@ def test_rrdbnet_trains_and_infers_through_the_same_code(split, tmp_path):
     fit(split, tmp_path / "out", tmp_path / "ckpt", settings, name="esrgan")
     card = ModelCard.read(tmp_path / "out" / "model.yaml")
     assert card.arch == "rrdbnet" and card.args["growth"] == 4
-    infer_folder(split / "val" / "LR", tmp_path / "pred", generator=tmp_path / "out" / "generator.pt",
-                 card=tmp_path / "out" / "model.yaml", scale=4, tile=16, overlap=4, device="cpu", threads=1)
+    infer_folder(
+        split / "val" / "LR",
+        tmp_path / "pred",
+        generator=tmp_path / "out" / "generator.pt",
+        card=tmp_path / "out" / "model.yaml",
+        scale=4,
+        tile=16,
+        overlap=4,
+        device="cpu",
+        threads=1,
+    )
     for hr in (split / "val" / "HR").glob("*.png"):
         assert read_png16(tmp_path / "pred" / hr.name).shape == read_png16(hr).shape
 

@@ -30,8 +30,12 @@ def split(tmp_path_factory) -> Path:
 
 def snapshot_job(split: Path, work: Path, settings: dict, budgets=BUDGETS):
     weights = [str(work / "out" / "budget" / f"{b}.pt") for b in budgets]
-    return dataclasses.replace(job(split, work / "out", work / "ckpt", settings), budgets=tuple(budgets),
-                               budget_weights=tuple(weights), budget_table=str(work / "out" / "budgets.tsv"))
+    return dataclasses.replace(
+        job(split, work / "out", work / "ckpt", settings),
+        budgets=tuple(budgets),
+        budget_weights=tuple(weights),
+        budget_table=str(work / "out" / "budgets.tsv"),
+    )
 
 
 def load(path) -> dict[str, torch.Tensor]:
@@ -108,5 +112,4 @@ def test_snapshot_scores_are_those_of_the_infer_and_score_phases(run, split, tmp
         pd.testing.assert_frame_equal(table, expected)
     assert not tables[0]["rmse"].equals(tables[1]["rmse"])  # two different snapshots were scored
     with pytest.raises(ValueError, match="2 budget snapshots but 1 score tables"):
-        score_snapshots(weights, card, split / "val" / "LR", split / "val" / "HR", outputs[:1], border=4,
-                        **settings)
+        score_snapshots(weights, card, split / "val" / "LR", split / "val" / "HR", outputs[:1], border=4, **settings)

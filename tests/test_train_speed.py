@@ -13,14 +13,16 @@ from scisr.train.trainer import Trainer
 from train_helpers import make_split
 
 # both stages, EMA, clipping: every piece of machinery the speed work touched
-SETTINGS = tiny_settings({
-    "generator": {"blocks": 2},
-    "pixel": {"iterations": 30, "lr": 5e-4, "milestones": [20], "gamma": 0.5},
-    "gan": {"iterations": 10, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": []},
-    "ema": 0.9,
-    "val_every": 5,
-    "checkpoint_every": 1000,
-})
+SETTINGS = tiny_settings(
+    {
+        "generator": {"blocks": 2},
+        "pixel": {"iterations": 30, "lr": 5e-4, "milestones": [20], "gamma": 0.5},
+        "gan": {"iterations": 10, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": []},
+        "ema": 0.9,
+        "val_every": 5,
+        "checkpoint_every": 1000,
+    }
+)
 RRDB = {"arch": "rrdbnet", "channels": 8, "blocks": 1, "growth": 4, "global_skip": True}
 COLUMNS = ("loss_pixel", "loss_adv", "loss_d", "val_rmse", "val_psnr", "val_ssim", "lr")
 
@@ -32,8 +34,16 @@ def split(tmp_path_factory):
 
 def history(split, tmp_path, settings: dict, fast: bool) -> list[dict]:
     torch.set_num_threads(1)
-    trainer = Trainer(split / "train", split / "val", tmp_path / ("fast" if fast else "plain"),
-                      Settings.from_dict(settings), "fp", torch.device("cpu"), "speed", fast=fast)
+    trainer = Trainer(
+        split / "train",
+        split / "val",
+        tmp_path / ("fast" if fast else "plain"),
+        Settings.from_dict(settings),
+        "fp",
+        torch.device("cpu"),
+        "speed",
+        fast=fast,
+    )
     trainer.run()
     return trainer.progress.history
 
@@ -79,8 +89,11 @@ def test_bf16_training_follows_the_fp32_curves(split, tmp_path):
     default study's model over seeds)."""
     fp32 = history(split, tmp_path / "fp32", copy.deepcopy(SETTINGS) | {"amp": "off"}, True)
     bf16 = history(split, tmp_path / "bf16", copy.deepcopy(SETTINGS) | {"amp": "bf16"}, True)
-    loss = max(abs(a["loss_pixel"] - b["loss_pixel"]) / a["loss_pixel"] for a, b in zip(fp32, bf16, strict=True)
-               if not math.isnan(a["loss_pixel"]))
+    loss = max(
+        abs(a["loss_pixel"] - b["loss_pixel"]) / a["loss_pixel"]
+        for a, b in zip(fp32, bf16, strict=True)
+        if not math.isnan(a["loss_pixel"])
+    )
     val = max(abs(a["val_rmse"] - b["val_rmse"]) / a["val_rmse"] for a, b in zip(fp32, bf16, strict=True))
     assert loss < 0.01 and val < 0.005, f"bf16 vs fp32: pixel loss {loss:.3%}, val RMSE {val:.3%}"
     assert bf16[-1]["val_rmse"] != fp32[-1]["val_rmse"]  # it did run in another precision

@@ -25,7 +25,10 @@ def run(*args) -> int:
 def test_identity_model_returns_bicubic_in_physical_units(identity):
     from scisr.infer import load_model
 
-    net, image = load_model(identity / "generator.pt", identity / "model.yaml", "cpu"), physical((40, 36)).astype(np.float32)
+    net, image = (
+        load_model(identity / "generator.pt", identity / "model.yaml", "cpu"),
+        physical((40, 36)).astype(np.float32),
+    )
     out = np.zeros((160, 144), np.float32)
     upscale_physical(net, image, 4, NORMALIZATION, out, tile=16)
     np.testing.assert_allclose(out, bicubic(image), atol=1e-3 * 4000)  # float32 over a 4000-unit range
@@ -77,8 +80,22 @@ def test_tiled_command_equals_whole_image(tmp_path):
     image = physical((48, 40)).astype(np.float32)
     tifffile.imwrite(tmp_path / "x.tif", image)
     assert run("--model", model, "--out", tmp_path / "whole", tmp_path / "x.tif", "--tile", "512") == EXIT_OK
-    assert run("--model", model, "--out", tmp_path / "tiled", tmp_path / "x.tif", "--tile", "32", "--overlap", "30",
-               "--batch", "3") == EXIT_OK
+    assert (
+        run(
+            "--model",
+            model,
+            "--out",
+            tmp_path / "tiled",
+            tmp_path / "x.tif",
+            "--tile",
+            "32",
+            "--overlap",
+            "30",
+            "--batch",
+            "3",
+        )
+        == EXIT_OK
+    )
     whole, tiled = (tifffile.imread(tmp_path / d / "x.tif") for d in ("whole", "tiled"))
     np.testing.assert_allclose(tiled, whole, atol=1e-4 * 4000)  # 1e-4 of the normalized range
 
@@ -105,8 +122,16 @@ def test_unreadable_input_is_reported_and_the_rest_written(identity, tmp_path, c
     (tmp_path / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage")
     (tmp_path / "junk.png").write_bytes(b"not an image at all")
     tifffile.imwrite(tmp_path / "good.tif", physical((16, 16)).astype(np.float32))
-    code = run("--model", identity, "--out", tmp_path / "o", tmp_path / "broken.dcm", tmp_path / "junk.png",
-               tmp_path / "good.tif", tmp_path / "missing.fits")
+    code = run(
+        "--model",
+        identity,
+        "--out",
+        tmp_path / "o",
+        tmp_path / "broken.dcm",
+        tmp_path / "junk.png",
+        tmp_path / "good.tif",
+        tmp_path / "missing.fits",
+    )
     err = capsys.readouterr().err
     assert code == EXIT_INPUT and "Traceback" not in err
     assert "broken.dcm" in err and "junk.png" in err and "missing.fits: no such file" in err
@@ -117,7 +142,10 @@ def test_colliding_outputs_are_a_usage_error(identity, tmp_path):
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         tifffile.imwrite(tmp_path / sub / "x.tif", physical((8, 8)).astype(np.float32))
-    assert run("--model", identity, "--out", tmp_path / "o", tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif") == EXIT_USAGE
+    assert (
+        run("--model", identity, "--out", tmp_path / "o", tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif")
+        == EXIT_USAGE
+    )
 
 
 def test_bf16_preview_is_close_labelled_and_never_the_default(tmp_path, capsys):

@@ -31,12 +31,16 @@ TRAINED = ["generic", "mri", "astro", "mri_ft", "astro_ft", "mri_ftp"]
 MODELS = ["bicubic", "pretrained", *TRAINED]
 
 
-def snakemake(exe: str, workdir: Path, *args: str, timeout: int = 600, env: dict | None = None
-              ) -> subprocess.CompletedProcess:
+def snakemake(
+    exe: str, workdir: Path, *args: str, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run snakemake on this repository's Snakefile in `workdir` with the tiny config (and the small pretrained
     model of make_workdir)."""
-    configs = [workdir / "config" / "config.yaml", ROOT / "tests" / "data" / "tiny.yaml",
-               *([workdir / "pretrained.yaml"] if (workdir / "pretrained.yaml").exists() else [])]
+    configs = [
+        workdir / "config" / "config.yaml",
+        ROOT / "tests" / "data" / "tiny.yaml",
+        *([workdir / "pretrained.yaml"] if (workdir / "pretrained.yaml").exists() else []),
+    ]
     return run_snakemake(exe, workdir, *args, configfiles=configs, timeout=timeout, env=env)
 
 
@@ -127,22 +131,49 @@ def test_the_real_study_is_self_contained_and_keeps_only_original_mri_frames() -
     assert merged["study"]["folds"] >= 5 and merged["study"]["primary_metric"] == "rmse"
 
 
-REAL_STUDY_JOBS = {"download": 3, "extract_unit": 24, "extract": 3, "normalize_unit": 24, "normalize": 3,
-                   "split_plan": 3, "split_unit": 24, "split": 1, "split_folds": 2, "import_weights": 1,
-                   "train": 31, "infer": 99, "score": 99, "score_field": 90, "score_budget": 40, "report": 1}
+REAL_STUDY_JOBS = {
+    "download": 3,
+    "extract_unit": 24,
+    "extract": 3,
+    "normalize_unit": 24,
+    "normalize": 3,
+    "split_plan": 3,
+    "split_unit": 24,
+    "split": 1,
+    "split_folds": 2,
+    "import_weights": 1,
+    "train": 31,
+    "infer": 99,
+    "score": 99,
+    "score_field": 90,
+    "score_budget": 40,
+    "report": 1,
+}
 
 
 @pytest.mark.slow  # a Snakemake dry run of the full-scale study
 def test_the_real_study_plans_offline_as_the_manual_says(snakemake_exe: str, tmp_path: Path) -> None:
     """`snakemake -n --configfile config/study.yaml` needs no network: its plan is docs/own-data.md's (k x training)."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
-    command = [snakemake_exe, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-               str(tmp_path / "config" / "config.yaml"), str(ROOT / "config" / "study.yaml"), "--dry-run"]
+    command = [
+        snakemake_exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config" / "config.yaml"),
+        str(ROOT / "config" / "study.yaml"),
+        "--dry-run",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     stats = result.stdout.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
-    counts = {p[0]: int(p[1]) for p in (line.split() for line in stats.splitlines())
-              if len(p) == 2 and p[1].isdigit() and not p[0].endswith(":")}
+    counts = {
+        p[0]: int(p[1])
+        for p in (line.split() for line in stats.splitlines())
+        if len(p) == 2 and p[1].isdigit() and not p[0].endswith(":")
+    }
     assert {k: v for k, v in counts.items() if k not in ("all", "total")} == REAL_STUDY_JOBS
     manual = (ROOT / "docs" / "own-data.md").read_text()
     assert sum(REAL_STUDY_JOBS.values()) + 1 == 449 and "449 jobs" in manual  # + `all`
@@ -168,9 +199,7 @@ def test_bad_config_stops_with_a_clear_message(snakemake_exe: str, tmp_path: Pat
     assert "unknown dataset 'mrii'" in result.stdout + result.stderr
 
 
-def test_crossed_percentiles_and_overlap_stop_at_parse_time_naming_the_keys(
-    snakemake_exe: str, tmp_path: Path
-) -> None:
+def test_crossed_percentiles_and_overlap_stop_at_parse_time_naming_the_keys(snakemake_exe: str, tmp_path: Path) -> None:
     work = make_workdir(tmp_path)
     config = load("config.yaml")
     config["datasets"]["mri"]["normalize"] = {"low_percentile": 99.0, "high_percentile": 1.0}
@@ -200,8 +229,9 @@ def test_rrdbnet_can_be_selected_by_config(snakemake_exe: str, tmp_path: Path) -
 
     def dry_run() -> subprocess.CompletedProcess:
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-        return run_snakemake(snakemake_exe, work, "--dry-run", configfiles=[work / "config" / "config.yaml"], cores=1,
-                             timeout=120)
+        return run_snakemake(
+            snakemake_exe, work, "--dry-run", configfiles=[work / "config" / "config.yaml"], cores=1, timeout=120
+        )
 
     config["train"]["generator"] = {"arch": "rrdbnet", "channels": 16, "blocks": 2, "growth": 8, "global_skip": True}
     result = dry_run()
@@ -217,8 +247,10 @@ def test_fine_tuning_from_another_architecture_stops_at_config_time(snakemake_ex
     config["models"]["mri_ft"]["train"] = {"generator": {"channels": 16}}
     result = plan_with(snakemake_exe, work, config)
     assert result.returncode != 0
-    assert ("models.mri_ft.train.generator differs from that of its init model 'generic' (channels: 16 vs 8)"
-            in result.stdout + result.stderr)
+    assert (
+        "models.mri_ft.train.generator differs from that of its init model 'generic' (channels: 16 vs 8)"
+        in result.stdout + result.stderr
+    )
 
 
 HIDE_PACKAGE = """
@@ -262,12 +294,25 @@ def test_dry_run_plans_every_phase(snakemake_exe: str, tmp_path: Path) -> None:
     result = snakemake(snakemake_exe, make_workdir(tmp_path), "--dry-run")
     assert result.returncode == 0, result.stderr
     # the data phases as work units (compute.data_units 2: per dataset 2 units and a gather; the split's plan)
-    for rule, count in [("download", 3), ("extract_unit", 6), ("extract", 3), ("normalize_unit", 6), ("normalize", 3),
-                        ("split_plan", 3), ("split_unit", 6), ("split", 3), ("import_weights", 1),
-                        ("train", 6), ("infer", 24), ("score", 24), ("report", 1),
-                        # field metrics: 8 models x (mri, astro); one budget job (snapshots 10 and 20) per model of the
-                        # crossover on its domain: generic and the domain's own models (mri: 3, astro: 2)
-                        ("score_field", 16), ("score_budget", 7)]:
+    for rule, count in [
+        ("download", 3),
+        ("extract_unit", 6),
+        ("extract", 3),
+        ("normalize_unit", 6),
+        ("normalize", 3),
+        ("split_plan", 3),
+        ("split_unit", 6),
+        ("split", 3),
+        ("import_weights", 1),
+        ("train", 6),
+        ("infer", 24),
+        ("score", 24),
+        ("report", 1),
+        # field metrics: 8 models x (mri, astro); one budget job (snapshots 10 and 20) per model of the
+        # crossover on its domain: generic and the domain's own models (mri: 3, astro: 2)
+        ("score_field", 16),
+        ("score_budget", 7),
+    ]:
         assert any(line.split()[:2] == [rule, str(count)] for line in result.stdout.splitlines()), (
             f"{rule} x{count} not planned:\n{result.stdout}"
         )
@@ -307,8 +352,7 @@ def content_bytes(path: Path) -> bytes:
             return "\n".join(f"{tag.name}={tag.value}" for page in tif.pages for tag in page.tags).encode()
     if path.suffix == ".pt":
         with zipfile.ZipFile(path) as archive:
-            return b"".join(name.encode() + archive.read(name) for name in archive.namelist()
-                            if "/data/" not in name)
+            return b"".join(name.encode() + archive.read(name) for name in archive.namelist() if "/data/" not in name)
     return data
 
 
@@ -332,8 +376,14 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(tiny_study: TinyStudy) ->
     assert skipped["source_path"].str.contains("truncated|too_short").any()
     # ... and no file under results/ or logs/ names a source file or a patient
     names = [b"MR_small", b"emri_small", b"4MR1", b"021234567", b"astronaut", b"hubble", b"m13.fits"]
-    leaks = [f"{p.relative_to(work)}: {n.decode()}" for folder in ("results", "logs") for p in (work / folder).rglob("*")
-             if p.is_file() for n in names if n in content_bytes(p) or n.decode() in p.name]
+    leaks = [
+        f"{p.relative_to(work)}: {n.decode()}"
+        for folder in ("results", "logs")
+        for p in (work / folder).rglob("*")
+        if p.is_file()
+        for n in names
+        if n in content_bytes(p) or n.decode() in p.name
+    ]
     assert not leaks, leaks[:10]
 
     for model in TRAINED:
@@ -378,8 +428,9 @@ def test_tiny_study_runs_end_to_end_and_is_incremental(tiny_study: TinyStudy) ->
     assert {"generic", "mri", "mri_ft", "mri_ftp"} == set(points.loc[points["dataset"] == "mri", "model"])
     for dataset in ("mri", "astro"):
         assert (work / f"results/report/budget_{dataset}.png").stat().st_size > 10_000
-        assert re.search(rf"{dataset}: (crossover at \d+ iterations|no crossover in the range|too few test subjects)",
-                         html)
+        assert re.search(
+            rf"{dataset}: (crossover at \d+ iterations|no crossover in the range|too few test subjects)", html
+        )
     # field metrics: a table per (model, field dataset), their statistics and their section
     mri_field = pd.read_csv(work / "results/score/mri/mri/fold1.field.tsv", sep="\t")
     assert {"rmse_fg", "psnr_fg", "ssim_fg"} <= set(mri_field.columns) and (mri_field["fg_fraction"] > 0).all()

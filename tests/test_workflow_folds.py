@@ -50,8 +50,9 @@ def test_every_subject_is_tested_once_by_models_that_never_saw_it(folds_study: F
             scores = pd.read_csv(work / f"results/score/{model}/mri/fold{fold}.tsv", sep="\t", dtype={"image_id": str})
             assert set(scores["image_id"]) == test_ids  # each fold scored on its own test subjects only
     # and the plan wires fold i's predictions to instance i (the generic model's one instance scores all folds)
-    plan = _planned(folds_study, "results/infer/mri/mri/fold2", "results/infer/mri_ft/mri/fold3",
-                    "results/infer/generic/mri/fold2")
+    plan = _planned(
+        folds_study, "results/infer/mri/mri/fold2", "results/infer/mri_ft/mri/fold3", "results/infer/generic/mri/fold2"
+    )
     assert "results/models/mri/fold2/generator.pt" in plan and "results/models/mri/fold1/generator.pt" not in plan
     assert "results/models/mri_ft/fold3/generator.pt" in plan
     assert not re.search(r"results/models/generic/fold[23]", plan)  # trained once, on its photographs
@@ -81,8 +82,9 @@ def test_statistics_pool_every_subject_under_the_declared_plan(folds_study: Fold
     totals = costs[costs["stage"] == "total"]
     assert sorted(totals.loc[totals["model"] == "mri", "fold"]) == ["1", "2", "3", "all"]
     every = totals[(totals["model"] == "mri") & (totals["fold"] == "all")].iloc[0]
-    assert every["seconds"] == pytest.approx(totals[(totals["model"] == "mri") & (totals["fold"] != "all")]
-                                             ["seconds"].sum())
+    assert every["seconds"] == pytest.approx(
+        totals[(totals["model"] == "mri") & (totals["fold"] != "all")]["seconds"].sum()
+    )
     assert list(totals.loc[totals["model"] == "generic", "fold"]) == ["1"]
     budget = pd.read_csv(report / "budget.tsv", sep="\t")
     assert set(budget.loc[budget["model"] == "mri", "n_subjects"]) == {FOLDS_SUBJECTS}
@@ -97,8 +99,11 @@ def _jobs(study: FoldsStudy, config: dict) -> dict[str, int]:
     """Jobs per rule that a dry run with `config` merged on top would execute (not counting `all`)."""
     result = study.run("--dry-run", "--quiet", "rules", config=config)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {p[0]: int(p[1]) for p in (line.split() for line in result.stdout.splitlines())
-            if len(p) == 2 and p[1].isdigit() and p[0] not in ("all", "total")}
+    return {
+        p[0]: int(p[1])
+        for p in (line.split() for line in result.stdout.splitlines())
+        if len(p) == 2 and p[1].isdigit() and p[0] not in ("all", "total")
+    }
 
 
 def test_changing_folds_resplits_and_retrains_and_a_report_setting_does_not(folds_study: FoldsStudy) -> None:

@@ -16,12 +16,14 @@ from scisr.train import Settings, TrainJob, train
 
 # the rule's settings: the tiny setup with 30 + 10 iterations, the schema's defaults for the other keys (ema 0.999,
 # no clipping, bce, ...)
-SETTINGS = tiny_settings({
-    "generator": {"batch_norm": False},
-    "pixel_loss": "l1",
-    "pixel": {"iterations": 30, "lr": 5e-4, "milestones": [20], "gamma": 0.5},
-    "gan": {"iterations": 10, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": [], "gamma": 0.5},
-})
+SETTINGS = tiny_settings(
+    {
+        "generator": {"batch_norm": False},
+        "pixel_loss": "l1",
+        "pixel": {"iterations": 30, "lr": 5e-4, "milestones": [20], "gamma": 0.5},
+        "gan": {"iterations": 10, "lr": 1e-4, "adv_weight": 5e-3, "pixel_weight": 1.0, "milestones": [], "gamma": 0.5},
+    }
+)
 NORMALIZATION = TINY_NORMALIZATION
 # the papers' additions, all on: EMA, relativistic GAN, gradient clipping; the kill lands mid-GAN-stage
 ESRGAN = copy.deepcopy(SETTINGS) | {"ema": 0.9, "grad_clip": 10.0, "amp": "auto"}
@@ -31,11 +33,19 @@ ESRGAN["gan"] = ESRGAN["gan"] | {"iterations": 20, "loss": "ragan", "milestones"
 
 def job(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> TrainJob:
     """The job the train rule would give for a model folder `out` (generator.pt, history.tsv, model.yaml)."""
-    return TrainJob(train_dir=split / "train", val_dir=split / "val", generator=out / "generator.pt",
-                    history=out / "history.tsv", card=out / "model.yaml", checkpoint_dir=ckpt,
-                    settings=Settings.from_dict(settings),
-                    name=name, dataset="tiny_data", normalization=NORMALIZATION,
-                    **({"device": "cpu", "threads": 1} | where))
+    return TrainJob(
+        train_dir=split / "train",
+        val_dir=split / "val",
+        generator=out / "generator.pt",
+        history=out / "history.tsv",
+        card=out / "model.yaml",
+        checkpoint_dir=ckpt,
+        settings=Settings.from_dict(settings),
+        name=name,
+        dataset="tiny_data",
+        normalization=NORMALIZATION,
+        **({"device": "cpu", "threads": 1} | where),
+    )
 
 
 def fit(split: Path, out: Path, ckpt: Path, settings: dict, name: str = "tiny", **where) -> None:

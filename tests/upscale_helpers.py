@@ -24,8 +24,15 @@ def model_folder(folder: Path, *, identity: bool = True, scale: int = 4, channel
         torch.nn.init.normal_(net.conv_last.weight, std=0.05)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), folder / "generator.pt")
-    ModelCard(name=name, arch="srresnet", args=args, scale=scale, channels=channels,
-              parameters=count_parameters(net), normalization=dict(NORMALIZATION)).write(folder / "model.yaml")
+    ModelCard(
+        name=name,
+        arch="srresnet",
+        args=args,
+        scale=scale,
+        channels=channels,
+        parameters=count_parameters(net),
+        normalization=dict(NORMALIZATION),
+    ).write(folder / "model.yaml")
     return folder
 
 

@@ -57,8 +57,18 @@ def score_snapshots(
     dev = resolve_device(device)
     for i, (generator, out) in enumerate(zip(generators, outputs, strict=True)):
         net = load_model(generator, model_card, dev, data_channels=1)
-        table = score_images(((name, as_png16(np.clip(upscale(net, lr, scale, tile, overlap, dev), 0.0, 1.0)), hr)
-                              for name, lr, hr in images), border=border)
+        table = score_images(
+            (
+                (name, as_png16(np.clip(upscale(net, lr, scale, tile, overlap, dev), 0.0, 1.0)), hr)
+                for name, lr, hr in images
+            ),
+            border=border,
+        )
         write_scores(table, out)
-        log.info("snapshot %d of %d: mean RMSE %.5f over %d test image(s)", i + 1, len(generators),
-                 table["rmse"].mean(), len(table))
+        log.info(
+            "snapshot %d of %d: mean RMSE %.5f over %d test image(s)",
+            i + 1,
+            len(generators),
+            table["rmse"].mean(),
+            len(table),
+        )

@@ -110,8 +110,11 @@ class ModelCard:
         unknown = sorted(set(data) - names)
         if unknown:
             raise CardError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [name for name in required if name not in data]
         if missing:
             raise CardError(f"{where}: missing field(s) {', '.join(missing)}")

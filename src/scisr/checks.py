@@ -64,16 +64,20 @@ def normalize_problems(settings: Mapping, prefix: str = "") -> list[str]:
     """Normalization settings: the low percentile lies below the high one."""
     low, high = float(settings["low_percentile"]), float(settings["high_percentile"])
     if not low < high:
-        return [f"{prefix}low_percentile {low:g} must be below {prefix}high_percentile {high:g} "
-                "(they are the values mapped to 0 and to 1)"]
+        return [
+            f"{prefix}low_percentile {low:g} must be below {prefix}high_percentile {high:g} "
+            "(they are the values mapped to 0 and to 1)"
+        ]
     return []
 
 
 def infer_problems(tile: int, overlap: int, prefix: str = "") -> list[str]:
     """Tiled inference: the overlap of neighbouring tiles is smaller than a tile."""
     if not 0 <= overlap < tile:
-        return [f"{prefix}overlap {overlap} must be at least 0 and below {prefix}tile {tile} "
-                "(neighbouring LR tiles share `overlap` pixels)"]
+        return [
+            f"{prefix}overlap {overlap} must be at least 0 and below {prefix}tile {tile} "
+            "(neighbouring LR tiles share `overlap` pixels)"
+        ]
     return []
 
 
@@ -86,8 +90,9 @@ def config_problems(config: Mapping) -> list[str]:
             problems.append(f"evaluate: unknown dataset {name!r} (known: {', '.join(datasets)})")
     for name, dataset in config["datasets"].items():
         split = dataset["split"]
-        problems += split_problems(split["fractions"], split["tile_size"], config["scale"],
-                                   prefix=f"datasets.{name}.split.")
+        problems += split_problems(
+            split["fractions"], split["tile_size"], config["scale"], prefix=f"datasets.{name}.split."
+        )
         problems += normalize_problems(dataset["normalize"], prefix=f"datasets.{name}.normalize.")
     problems += infer_problems(config["infer"]["tile"], config["infer"]["overlap"], prefix="infer.")
     return problems
@@ -106,12 +111,16 @@ def model_problems(models: Mapping[str, Mapping], datasets: Mapping) -> list[str
             problems += import_problems(name, model["import"])
             extra = [k for k in ("init", "data") if k in model] + (["train"] if model.get("train") else [])
             if extra:
-                problems.append(f"{key}: an imported model (import: ...) is not trained, so it takes no "
-                                f"{', '.join(extra)}; to fine-tune it, add another model with init: {name}")
+                problems.append(
+                    f"{key}: an imported model (import: ...) is not trained, so it takes no "
+                    f"{', '.join(extra)}; to fine-tune it, add another model with init: {name}"
+                )
             continue
         if name == PRETRAINED:
-            problems.append(f"{key}: the name {PRETRAINED!r} is kept for imported weights: give it `import:` "
-                            "(e.g. import: realesrgan-x4plus) or choose another name")
+            problems.append(
+                f"{key}: the name {PRETRAINED!r} is kept for imported weights: give it `import:` "
+                "(e.g. import: realesrgan-x4plus) or choose another name"
+            )
         if model.get("licence") is not None:
             problems.append(f"{key}.licence: only imported models take a licence")
         data = model["data"]
@@ -119,8 +128,10 @@ def model_problems(models: Mapping[str, Mapping], datasets: Mapping) -> list[str
             problems.append(f"{key}.data: unknown dataset {data!r} (known: {known})")
         prefix = name.split("_", 1)[0]
         if "_" in name and prefix != data:
-            problems.append(f"{key}: a name <dataset>_<suffix> marks a model of that dataset, but it learns from "
-                            f"{data!r}; rename it (e.g. {data}_{name.split('_', 1)[1]}) or set data: {prefix}")
+            problems.append(
+                f"{key}: a name <dataset>_<suffix> marks a model of that dataset, but it learns from "
+                f"{data!r}; rename it (e.g. {data}_{name.split('_', 1)[1]}) or set data: {prefix}"
+            )
         init = model.get("init")
         if init is None:
             continue
@@ -132,8 +143,7 @@ def model_problems(models: Mapping[str, Mapping], datasets: Mapping) -> list[str
             seen.append(step)
             step = models[step].get("init")
         if step in seen:
-            problems.append(f"{key}.init: the models start from each other in a loop "
-                            f"({' -> '.join([*seen, step])})")
+            problems.append(f"{key}.init: the models start from each other in a loop ({' -> '.join([*seen, step])})")
     return problems
 
 
@@ -147,16 +157,20 @@ def init_problems(name: str, generator: Mapping, init: str, init_generator: Mapp
     prefix = f"models.{name}.train.generator"
     if init_generator is None:
         if generator.get("arch") != "rrdbnet":
-            return [f"{prefix}.arch is {generator.get('arch')!r} but init model {init!r} is imported (an RRDBNet): "
-                    f"set {prefix} to its architecture, e.g. {{arch: rrdbnet, channels: 64, blocks: 23, growth: 32, "
-                    "global_skip: false}} for Real-ESRGAN x4plus"]
+            return [
+                f"{prefix}.arch is {generator.get('arch')!r} but init model {init!r} is imported (an RRDBNet): "
+                f"set {prefix} to its architecture, e.g. {{arch: rrdbnet, channels: 64, blocks: 23, growth: 32, "
+                "global_skip: false}} for Real-ESRGAN x4plus"
+            ]
         return []
     if dict(generator) == dict(init_generator):
         return []
     differ = sorted(k for k in set(generator) | set(init_generator) if generator.get(k) != init_generator.get(k))
     shown = "; ".join(f"{k}: {generator.get(k)!r} vs {init_generator.get(k)!r}" for k in differ)
-    return [f"{prefix} differs from that of its init model {init!r} ({shown}): fine-tuning needs the same "
-            f"architecture and sizes; set {prefix} to match models.{init}'s generator"]
+    return [
+        f"{prefix} differs from that of its init model {init!r} ({shown}): fine-tuning needs the same "
+        f"architecture and sizes; set {prefix} to match models.{init}'s generator"
+    ]
 
 
 def import_problems(name: str, source: str | list[str]) -> list[str]:
@@ -167,8 +181,10 @@ def import_problems(name: str, source: str | list[str]) -> list[str]:
             return []
         if PurePath(source).suffix:
             return [f"{key}: {source!r} is one half of an ncnn model: give both files, [x.param, x.bin]"]
-        return [f"{key}: {source!r} is not a packaged model (known: {', '.join(sorted(PACKAGED))}) nor a weights "
-                "file (.pth, or an ncnn [.param, .bin] pair)"]
+        return [
+            f"{key}: {source!r} is not a packaged model (known: {', '.join(sorted(PACKAGED))}) nor a weights "
+            "file (.pth, or an ncnn [.param, .bin] pair)"
+        ]
     suffixes = sorted(PurePath(path).suffix for path in source)
     if len(source) == 2 and suffixes != [".bin", ".param"]:
         return [f"{key}: two files must be an ncnn .param and its .bin, got {', '.join(source)}"]

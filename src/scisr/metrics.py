@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.metrics import structural_similarity  # not its MSE/PSNR: their module imports scipy.stats (bench/README.md)
+from skimage.metrics import (
+    structural_similarity,
+)  # not its MSE/PSNR: their module imports scipy.stats (bench/README.md)
 
 from scisr.io.files import atomic_path, read_png16
 
@@ -77,8 +79,14 @@ def score_images(pairs, *, border: int) -> pd.DataFrame:
     for image_id, pred, hr in pairs:
         if pred.shape != hr.shape:
             raise ValueError(f"{image_id}: prediction shape {pred.shape} differs from HR {hr.shape}")
-        records.append({"image_id": image_id, "rmse": rmse(pred, hr, crop_border=border),
-                        "psnr": psnr(pred, hr, crop_border=border), "ssim": ssim(pred, hr, crop_border=border)})
+        records.append(
+            {
+                "image_id": image_id,
+                "rmse": rmse(pred, hr, crop_border=border),
+                "psnr": psnr(pred, hr, crop_border=border),
+                "ssim": ssim(pred, hr, crop_border=border),
+            }
+        )
     return pd.DataFrame(records, columns=SCORE_COLUMNS).sort_values("image_id", ignore_index=True)
 
 
@@ -101,8 +109,7 @@ def score_folder(
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise FileNotFoundError(f"{pred_dir}: missing predictions for {len(missing)} HR image(s): {shown}")
     try:
-        table = score_images(((p.stem, read_png16(pred_dir / p.name), read_png16(p)) for p in hr_paths),
-                             border=border)
+        table = score_images(((p.stem, read_png16(pred_dir / p.name), read_png16(p)) for p in hr_paths), border=border)
     except ValueError as error:
         raise ValueError(f"{pred_dir}: {error}") from None
     write_scores(table, out_tsv)

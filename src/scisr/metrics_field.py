@@ -47,8 +47,15 @@ APERTURE_RADIUS = 6
 DETECT_SIGMA = 5.0
 N_SOURCES = 5
 FOREGROUND_COLUMNS = ["image_id", "fg_fraction", "rmse_fg", "psnr_fg", "ssim_fg"]
-PHYSICAL_COLUMNS = ["image_id", "rmse_phys", "psnr_phys", "total_flux_rel_err", "aperture_flux_rel_err",
-                    "aperture_flux_bias", "n_sources"]
+PHYSICAL_COLUMNS = [
+    "image_id",
+    "rmse_phys",
+    "psnr_phys",
+    "total_flux_rel_err",
+    "aperture_flux_rel_err",
+    "aperture_flux_bias",
+    "n_sources",
+]
 FIELDS = ("mri", "astronomy")
 FIELD_COLUMNS = {"mri": FOREGROUND_COLUMNS, "astronomy": PHYSICAL_COLUMNS}
 
@@ -102,8 +109,9 @@ def head_mask(hr: np.ndarray) -> np.ndarray:
     return mask
 
 
-def foreground_scores(pred: np.ndarray, hr: np.ndarray, *, crop_border: int, data_range: float = 1.0,
-                      mask: np.ndarray | None = None) -> dict[str, float]:
+def foreground_scores(
+    pred: np.ndarray, hr: np.ndarray, *, crop_border: int, data_range: float = 1.0, mask: np.ndarray | None = None
+) -> dict[str, float]:
     """RMSE, PSNR and SSIM inside the HR head mask (after the border crop), and the mask's area fraction."""
     _check(pred, hr)
     pred, hr = _crop(pred, crop_border), _crop(hr, crop_border)
@@ -112,14 +120,20 @@ def foreground_scores(pred: np.ndarray, hr: np.ndarray, *, crop_border: int, dat
         return {"fg_fraction": 0.0, "rmse_fg": math.nan, "psnr_fg": math.nan, "ssim_fg": math.nan}
     mse = float(np.mean((pred[mask] - hr[mask]) ** 2))
     psnr = math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
-    _, ssim_map = structural_similarity(hr, pred, data_range=data_range, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False, full=True)
-    return {"fg_fraction": float(mask.mean()), "rmse_fg": math.sqrt(mse), "psnr_fg": psnr,
-            "ssim_fg": float(ssim_map[mask].mean())}
+    _, ssim_map = structural_similarity(
+        hr, pred, data_range=data_range, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True
+    )
+    return {
+        "fg_fraction": float(mask.mean()),
+        "rmse_fg": math.sqrt(mse),
+        "psnr_fg": psnr,
+        "ssim_fg": float(ssim_map[mask].mean()),
+    }
 
 
-def bright_sources(image: np.ndarray, *, radius: int = APERTURE_RADIUS, n_sources: int = N_SOURCES,
-                   sigma: float = DETECT_SIGMA) -> list[tuple[int, int]]:
+def bright_sources(
+    image: np.ndarray, *, radius: int = APERTURE_RADIUS, n_sources: int = N_SOURCES, sigma: float = DETECT_SIGMA
+) -> list[tuple[int, int]]:
     """(row, col) of the brightest isolated peaks of a sky-subtracted image (see the module docstring)."""
     image = np.asarray(image, dtype=np.float64)
     noise = 1.4826 * float(np.median(np.abs(image - np.median(image))))
@@ -145,8 +159,15 @@ def aperture_flux(image: np.ndarray, centre: tuple[int, int], radius: int = APER
     return float(np.asarray(image, dtype=np.float64)[inside].sum())
 
 
-def physical_scores(pred: np.ndarray, hr: np.ndarray, params: Mapping, *, crop_border: int,
-                    radius: int = APERTURE_RADIUS, n_sources: int = N_SOURCES) -> dict[str, float]:
+def physical_scores(
+    pred: np.ndarray,
+    hr: np.ndarray,
+    params: Mapping,
+    *,
+    crop_border: int,
+    radius: int = APERTURE_RADIUS,
+    n_sources: int = N_SOURCES,
+) -> dict[str, float]:
     """RMSE/PSNR in physical units and flux conservation (total and aperture) of a normalized prediction."""
     _check(pred, hr)
     pred_phys = denormalize(_crop(pred, crop_border), dict(params))
@@ -165,15 +186,25 @@ def physical_scores(pred: np.ndarray, hr: np.ndarray, params: Mapping, *, crop_b
         if reference > 0:
             errors.append((aperture_flux(pred_sky, centre, radius) - reference) / reference)
     return {
-        "rmse_phys": math.sqrt(mse), "psnr_phys": psnr, "total_flux_rel_err": total_rel,
+        "rmse_phys": math.sqrt(mse),
+        "psnr_phys": psnr,
+        "total_flux_rel_err": total_rel,
         "aperture_flux_rel_err": float(np.mean(np.abs(errors))) if errors else math.nan,
-        "aperture_flux_bias": float(np.mean(errors)) if errors else math.nan, "n_sources": len(errors),
+        "aperture_flux_bias": float(np.mean(errors)) if errors else math.nan,
+        "n_sources": len(errors),
     }
 
 
-def score_folder_field(pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, out_tsv: str | os.PathLike, *,
-                       border: int, field: str, params: Mapping[str, Mapping] | None = None,
-                       source_of: Mapping[str, str] | None = None) -> pd.DataFrame:
+def score_folder_field(
+    pred_dir: str | os.PathLike,
+    hr_dir: str | os.PathLike,
+    out_tsv: str | os.PathLike,
+    *,
+    border: int,
+    field: str,
+    params: Mapping[str, Mapping] | None = None,
+    source_of: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Score every HR PNG's prediction with the field's metrics ("mri": head mask; "astronomy": physical).
 
     For "astronomy", `params` maps a source image_id to its params.tsv row (`read_params`) and
@@ -199,8 +230,10 @@ def score_folder_field(pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, o
         else:
             source = (source_of or {}).get(hr_path.stem, hr_path.stem)
             if source not in params:
-                raise ValueError(f"{hr_path}: no normalization parameters for source image {source!r} in "
-                                 "params.tsv; rerun normalize and split together")
+                raise ValueError(
+                    f"{hr_path}: no normalization parameters for source image {source!r} in "
+                    "params.tsv; rerun normalize and split together"
+                )
             values = physical_scores(pred, hr, params[source], crop_border=border)
         records.append({"image_id": hr_path.stem, **values})
     columns = FIELD_COLUMNS[field]
@@ -210,17 +243,23 @@ def score_folder_field(pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, o
     return table
 
 
-def score_field(pred_dir: str | os.PathLike, hr_dir: str | os.PathLike, out_tsv: str | os.PathLike, *, border: int,
-                field: str, params_path: str | os.PathLike | None = None,
-                split_path: str | os.PathLike | None = None) -> pd.DataFrame:
+def score_field(
+    pred_dir: str | os.PathLike,
+    hr_dir: str | os.PathLike,
+    out_tsv: str | os.PathLike,
+    *,
+    border: int,
+    field: str,
+    params_path: str | os.PathLike | None = None,
+    split_path: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """`score_folder_field` from the phases' files: params.tsv (normalize) and split.tsv (test tile -> source)."""
     params = read_params(params_path) if params_path else None
     source_of = None
     if split_path:
         table = read_split_table(split_path)
         source_of = dict(zip(table["id"], table["image_id"], strict=True))
-    return score_folder_field(pred_dir, hr_dir, out_tsv, border=border, field=field, params=params,
-                              source_of=source_of)
+    return score_folder_field(pred_dir, hr_dir, out_tsv, border=border, field=field, params=params, source_of=source_of)
 
 
 def read_field_table(path: str | os.PathLike, field: str) -> pd.DataFrame:

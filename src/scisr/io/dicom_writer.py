@@ -37,41 +37,131 @@ from scisr.io.files import atomic_path
 
 # PS3.15 Table E.1-1, basic profile: the identifying attributes we handle (keyword -> action).
 _EMPTY = (  # Z: type 2, keep empty
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-    "ReferringPhysicianName", "StudyID", "AccessionNumber", "ContentDate", "ContentTime",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "ContentDate",
+    "ContentTime",
 )
 _REMOVE = (  # X
-    "PatientBirthTime", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
-    "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName", "MilitaryRank", "BranchOfService",
-    "MedicalRecordLocator", "EthnicGroup", "Occupation", "AdditionalPatientHistory", "PatientComments",
-    "PatientAge", "PatientSize", "PatientWeight", "PatientInsurancePlanCodeSequence", "PatientReligiousPreference",
-    "MedicalAlerts", "Allergies", "SmokingStatus", "PregnancyStatus", "LastMenstrualDate", "ResponsiblePerson",
-    "ResponsibleOrganization", "IssuerOfPatientID", "CountryOfResidence", "RegionOfResidence",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence",
-    "StationName", "OperatorsName", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy",
-    "PhysiciansOfRecord", "RequestingPhysician", "ScheduledPerformingPhysicianName", "DeviceSerialNumber",
-    "PlateID", "DetectorID", "GantryID", "CassetteID", "SeriesDate", "SeriesTime", "AcquisitionDate",
-    "AcquisitionTime", "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime",
-    "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "PerformedProcedureStepID",
-    "PerformedProcedureStepDescription", "RequestAttributesSequence", "ReferencedStudySequence",
-    "ReferencedPatientSequence", "ReferencedPerformedProcedureStepSequence", "StudyDescription",
-    "ImageComments", "AdmittingDiagnosesDescription", "ProtocolName",
-    "RequestedProcedureDescription", "ReasonForTheRequestedProcedure", "FillerOrderNumberImagingServiceRequest",
-    "PlacerOrderNumberImagingServiceRequest", "ScheduledProcedureStepDescription", "TextComments",
-    "ContentCreatorName", "ReferencedImageSequence", "SourceImageSequence", "TimezoneOffsetFromUTC",
-    "ProcedureCodeSequence", "AdmissionID", "ServiceEpisodeID", "VisitComments", "CurrentPatientLocation",
+    "PatientBirthTime",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientMotherBirthName",
+    "MilitaryRank",
+    "BranchOfService",
+    "MedicalRecordLocator",
+    "EthnicGroup",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "PatientInsurancePlanCodeSequence",
+    "PatientReligiousPreference",
+    "MedicalAlerts",
+    "Allergies",
+    "SmokingStatus",
+    "PregnancyStatus",
+    "LastMenstrualDate",
+    "ResponsiblePerson",
+    "ResponsibleOrganization",
+    "IssuerOfPatientID",
+    "CountryOfResidence",
+    "RegionOfResidence",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "InstitutionCodeSequence",
+    "StationName",
+    "OperatorsName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansOfRecord",
+    "RequestingPhysician",
+    "ScheduledPerformingPhysicianName",
+    "DeviceSerialNumber",
+    "PlateID",
+    "DetectorID",
+    "GantryID",
+    "CassetteID",
+    "SeriesDate",
+    "SeriesTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "AcquisitionDateTime",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepID",
+    "PerformedProcedureStepDescription",
+    "RequestAttributesSequence",
+    "ReferencedStudySequence",
+    "ReferencedPatientSequence",
+    "ReferencedPerformedProcedureStepSequence",
+    "StudyDescription",
+    "ImageComments",
+    "AdmittingDiagnosesDescription",
+    "ProtocolName",
+    "RequestedProcedureDescription",
+    "ReasonForTheRequestedProcedure",
+    "FillerOrderNumberImagingServiceRequest",
+    "PlacerOrderNumberImagingServiceRequest",
+    "ScheduledProcedureStepDescription",
+    "TextComments",
+    "ContentCreatorName",
+    "ReferencedImageSequence",
+    "SourceImageSequence",
+    "TimezoneOffsetFromUTC",
+    "ProcedureCodeSequence",
+    "AdmissionID",
+    "ServiceEpisodeID",
+    "VisitComments",
+    "CurrentPatientLocation",
 )
 _UIDS = (  # U: replaced consistently within a run
-    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
-    "ReferencedSOPInstanceUID", "ReferencedFrameOfReferenceUID", "SynchronizationFrameOfReferenceUID",
-    "DimensionOrganizationUID", "ConcatenationUID", "IrradiationEventUID", "MediaStorageSOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+    "ReferencedSOPInstanceUID",
+    "ReferencedFrameOfReferenceUID",
+    "SynchronizationFrameOfReferenceUID",
+    "DimensionOrganizationUID",
+    "ConcatenationUID",
+    "IrradiationEventUID",
+    "MediaStorageSOPInstanceUID",
 )
-_DROPPED = ("IconImageSequence", "SmallestImagePixelValue", "LargestImagePixelValue", "PixelPaddingValue",
-            "PixelPaddingRangeLimit", "SmallestPixelValueInSeries", "LargestPixelValueInSeries",
-            "FloatPixelData", "DoubleFloatPixelData", "RedPaletteColorLookupTableDescriptor",
-            "GreenPaletteColorLookupTableDescriptor", "BluePaletteColorLookupTableDescriptor",
-            "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData",
-            "PlanarConfiguration")
+_DROPPED = (
+    "IconImageSequence",
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "FloatPixelData",
+    "DoubleFloatPixelData",
+    "RedPaletteColorLookupTableDescriptor",
+    "GreenPaletteColorLookupTableDescriptor",
+    "BluePaletteColorLookupTableDescriptor",
+    "RedPaletteColorLookupTableData",
+    "GreenPaletteColorLookupTableData",
+    "BluePaletteColorLookupTableData",
+    "PlanarConfiguration",
+)
 
 
 def storage(low: float, high: float, step: float, intercept: float) -> tuple[float, float, bool, int]:
@@ -144,7 +234,7 @@ def write_upscaled_dicom(
 
 def _source_rescale(ds: Dataset) -> tuple[float, float]:
     """The first frame's (slope, intercept): per-frame, shared, then top level; (1, 0) without any."""
-    for group in (_items(ds, "PerFrameFunctionalGroupsSequence")[:1] + _items(ds, "SharedFunctionalGroupsSequence")):
+    for group in _items(ds, "PerFrameFunctionalGroupsSequence")[:1] + _items(ds, "SharedFunctionalGroupsSequence"):
         seq = group.get("PixelValueTransformationSequence")
         if seq and "RescaleSlope" in seq[0]:
             return float(seq[0].RescaleSlope), float(seq[0].get("RescaleIntercept", 0.0))
@@ -154,7 +244,9 @@ def _source_rescale(ds: Dataset) -> tuple[float, float]:
 def _mirror(ds: Dataset) -> float:
     """For MONOCHROME1: c such that the reader's value v = c - u (u = the rescaled stored value)."""
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if int(ds.get("PixelRepresentation", 0)) == 1 else (0, 2**bits - 1)
+    lo, hi = (
+        (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if int(ds.get("PixelRepresentation", 0)) == 1 else (0, 2**bits - 1)
+    )
     slope, intercept = _source_rescale(ds)
     return (lo + hi) * slope + 2 * intercept
 
@@ -162,7 +254,9 @@ def _mirror(ds: Dataset) -> float:
 def _mirror_windows(ds: Dataset, c: float) -> None:
     if "WindowCenter" in ds:
         centres = ds.WindowCenter if ds["WindowCenter"].VM > 1 else [ds.WindowCenter]
-        ds.WindowCenter = [round(c - float(w), 4) for w in centres] if len(centres) > 1 else round(c - float(centres[0]), 4)
+        ds.WindowCenter = (
+            [round(c - float(w), 4) for w in centres] if len(centres) > 1 else round(c - float(centres[0]), 4)
+        )
 
 
 def _items(ds: Dataset, keyword: str) -> list[Dataset]:
@@ -255,6 +349,7 @@ def _shift(position, orientation, spacing: list[float], scale: int) -> list[str]
 
 def deidentify(ds: Dataset, uid_map: dict[str, str]) -> None:
     """Apply the PS3.15 basic profile in place; `uid_map` keeps replaced UIDs consistent across files."""
+
     def visit(item: Dataset) -> None:
         for tag in [t for t in item.keys() if t.is_private]:
             del item[tag]
@@ -281,5 +376,9 @@ def deidentify(ds: Dataset, uid_map: dict[str, str]) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "SciSR: PS3.15 basic confidentiality profile"
     code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113100", "DCM", "Basic Application Confidentiality Profile"
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
+        "113100",
+        "DCM",
+        "Basic Application Confidentiality Profile",
+    )
     ds.DeidentificationMethodCodeSequence = DicomSequence([code])

@@ -60,9 +60,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as exc:
         if exc.errno in _FULL:
-            raise OSError(exc.errno, f"{path}: the disk is full or a file-size limit was reached while writing it "
-                                     f"({exc.strerror}); nothing was written; free space (or raise the limit) and "
-                                     "rerun") from exc
+            raise OSError(
+                exc.errno,
+                f"{path}: the disk is full or a file-size limit was reached while writing it "
+                f"({exc.strerror}); nothing was written; free space (or raise the limit) and "
+                "rerun",
+            ) from exc
         raise
     finally:
         tmp_path.unlink(missing_ok=True)

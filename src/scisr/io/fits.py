@@ -96,8 +96,9 @@ def fits_planes(source: str | os.PathLike, hdu: str | None = None) -> tuple[int,
     if hdu is None:
         frames = read_fits(source)
         with fits.open(source) as hdul:
-            index = next(i for i, h in enumerate(hdul)
-                         if h.name == frames[0].meta["hdu"] and int(h.header.get("NAXIS", 0)) >= 2)
+            index = next(
+                i for i, h in enumerate(hdul) if h.name == frames[0].meta["hdu"] and int(h.header.get("NAXIS", 0)) >= 2
+            )
         return index, [f.image for f in frames]
     _check_before_open(source, DEFAULT_MAX_BYTES)  # what read_fits checks before astropy parses a header
     try:
@@ -150,7 +151,9 @@ def _check_before_open(path: Path, max_bytes: int) -> None:
         check_declared(path, size - slack, max_bytes, "the gzip stream")
     cards = (head[i : i + 80] for i in range(0, len(head) - 79, 80))
     if not any(card.rstrip() == b"END" for card in cards):
-        raise ReadError(f"{path.name}: no END card in the first {_MAX_HEADER_BLOCKS} header blocks; not a FITS file or damaged")
+        raise ReadError(
+            f"{path.name}: no END card in the first {_MAX_HEADER_BLOCKS} header blocks; not a FITS file or damaged"
+        )
     _check_naxis(path, data if data[:2] != b"\x1f\x8b" else head)
 
 

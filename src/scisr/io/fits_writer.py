@@ -114,8 +114,9 @@ def write_upscaled_fits(
             for keyword in _DROP:
                 header.remove(keyword, ignore_missing=True, remove_all=True)
             header["HISTORY"] = f"SciSR: upscaled x{scale}; WCS rescaled, pixel centres kept"
-            header["HISTORY"] = (f"SciSR: flux convention {flux}"
-                                 + ("; values / scale^2, total flux conserved" if factor != 1 else "; values kept"))
+            header["HISTORY"] = f"SciSR: flux convention {flux}" + (
+                "; values / scale^2, total flux conserved" if factor != 1 else "; values kept"
+            )
             for line in history:
                 header["HISTORY"] = f"SciSR: {line}"[:72]
             stream = fits.StreamingHDU(str(tmp), header)

@@ -95,12 +95,24 @@ class IsolatedReader:
         os.set_blocking(stage_w, False)  # a full pipe drops step marks rather than block the worker
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the scisr package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        command = [sys.executable, "-m", "scisr.io.isolated", str(requests_r), str(replies_w), str(stage_w),
-                   str(self.memory_mb)]
+        command = [
+            sys.executable,
+            "-m",
+            "scisr.io.isolated",
+            str(requests_r),
+            str(replies_w),
+            str(stage_w),
+            str(self.memory_mb),
+        ]
         try:
-            self._proc = subprocess.Popen(command, pass_fds=(requests_r, replies_w, stage_w), env=env,
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)  # readers' messages may quote header values
+            self._proc = subprocess.Popen(
+                command,
+                pass_fds=(requests_r, replies_w, stage_w),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # readers' messages may quote header values
         except BaseException:
             for fd in (requests_w, replies_r, stage_r):
                 os.close(fd)
@@ -194,7 +206,9 @@ def _serve(requests: Connection, replies: Connection, stage_fd: int, memory_mb: 
         try:
             value: tuple = ("ok", getattr(importlib.import_module(module), function)(path, **kwargs))
         except ReadError as exc:
-            exc.cause_name = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""  # pickled; the cause is not
+            exc.cause_name = (
+                type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
+            )  # pickled; the cause is not
             value = ("error", exc)
         except MemoryError as exc:
             value = ("error", ReadError(f"{Path(path).name}: out of memory while reading ({exc})"))

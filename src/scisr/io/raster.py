@@ -100,7 +100,9 @@ def _read_pillow(path: Path, max_bytes: int) -> tuple[np.ndarray, bool, str]:
             fmt, mode = im.format or path.suffix.lstrip(".").upper(), im.mode
             width, height = im.size
             depth = 4 if mode in ("I", "F") else 2 if mode.startswith("I;16") else 1
-            check_declared(path, width * height * max(len(im.getbands()), 3) * depth, max_bytes, f"{fmt} {width}x{height} {mode}")
+            check_declared(
+                path, width * height * max(len(im.getbands()), 3) * depth, max_bytes, f"{fmt} {width}x{height} {mode}"
+            )
             if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
                 return np.asarray(im), False, fmt
             if mode in ("LA", "La"):
@@ -129,7 +131,9 @@ def _read_tiff(path: Path, max_bytes: int) -> list[tuple[np.ndarray, bool]]:
             size = path.stat().st_size
             for page in pages:  # tifffile reads a strip's declared byte count before looking at the file size
                 if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
-                    raise ReadError(f"{path.name}: TIFF page {page.index} has strips or tiles past the end of the file; truncated or damaged")
+                    raise ReadError(
+                        f"{path.name}: TIFF page {page.index} has strips or tiles past the end of the file; truncated or damaged"
+                    )
             return [_tiff_page(page, path) for page in pages]
     except ReadError:
         raise
@@ -190,7 +194,9 @@ def _walk_ifds(path: Path, data: mmap.mmap) -> None:
     seen: set[int] = set()
     while offset:
         if offset in seen:
-            raise ReadError(f"{path.name}: TIFF's chain of image directories loops back to offset {offset}; damaged file")
+            raise ReadError(
+                f"{path.name}: TIFF's chain of image directories loops back to offset {offset}; damaged file"
+            )
         if len(seen) >= MAX_TIFF_PAGES:
             raise ReadError(f"{path.name}: TIFF has more than {MAX_TIFF_PAGES} image directories")
         seen.add(offset)
@@ -200,8 +206,10 @@ def _walk_ifds(path: Path, data: mmap.mmap) -> None:
         tags = struct.unpack(order + count_fmt, data[offset : offset + head])[0]
         end = offset + head + tags * entry_size
         if tags > MAX_TIFF_TAGS or end + width > len(data):
-            raise ReadError(f"{path.name}: TIFF image directory at offset {offset} declares {tags} tags, "
-                            "more than the file holds; damaged file")
+            raise ReadError(
+                f"{path.name}: TIFF image directory at offset {offset} declares {tags} tags, "
+                "more than the file holds; damaged file"
+            )
         offset = struct.unpack(order + offset_fmt, data[end : end + width])[0]
 
 
@@ -226,7 +234,9 @@ def check_png(path: Path, max_bytes: int) -> None:
     width, height, depth, colour, _, _, interlace = header
     channels = _PNG_CHANNELS.get(colour)
     if channels is None or depth not in (1, 2, 4, 8, 16) or not width or not height:
-        raise ReadError(f"{path.name}: PNG header is invalid ({width}x{height}, bit depth {depth}, colour type {colour})")
+        raise ReadError(
+            f"{path.name}: PNG header is invalid ({width}x{height}, bit depth {depth}, colour type {colour})"
+        )
     check_declared(path, width * height * max(channels, 3) * max(depth // 8, 1), max_bytes, f"PNG {width}x{height}")
     passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
     expected = 0

@@ -45,8 +45,7 @@ def write_upscaled_raster(
         stack = np.clip(values, info.min, info.max).astype(dtype)
     with atomic_path(out) as tmp:
         if tiff:
-            tifffile.imwrite(tmp, stack if len(frames) > 1 else stack[0], compression="zlib",
-                             photometric="minisblack")
+            tifffile.imwrite(tmp, stack if len(frames) > 1 else stack[0], compression="zlib", photometric="minisblack")
         else:
             Image.fromarray(stack[0]).save(tmp, format="PNG")
     return clipped

@@ -28,9 +28,22 @@ from astropy.io import fits
 from scisr.io.limits import stage
 
 _POINTING_KEYS = (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC"), ("RA_OBJ", "DEC_OBJ"))
-_DSS_NUMERIC = ("PLTRAH", "PLTRAM", "PLTRAS", "PLTDECD", "PLTDECM", "PLTDECS", "PLTSCALE", "XPIXELSZ", "YPIXELSZ",
-                "CNPIX1", "CNPIX2", *(f"PPO{i}" for i in range(1, 7)), *(f"AMDX{i}" for i in range(1, 21)),
-                *(f"AMDY{i}" for i in range(1, 21)))
+_DSS_NUMERIC = (
+    "PLTRAH",
+    "PLTRAM",
+    "PLTRAS",
+    "PLTDECD",
+    "PLTDECM",
+    "PLTDECS",
+    "PLTSCALE",
+    "XPIXELSZ",
+    "YPIXELSZ",
+    "CNPIX1",
+    "CNPIX2",
+    *(f"PPO{i}" for i in range(1, 7)),
+    *(f"AMDX{i}" for i in range(1, 21)),
+    *(f"AMDY{i}" for i in range(1, 21)),
+)
 
 
 def sky_footprint(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float, float] | None:
@@ -65,6 +78,7 @@ def _from_wcs(header: fits.Header, shape: tuple[int, int]) -> tuple[float, float
 
 def _without_bad_dss(header: fits.Header) -> fits.Header:
     """`header`, or a copy without its DSS plate keywords when one of them is not a finite number."""
+
     def number(value: object) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -13,6 +13,19 @@ from scisr.models.registry import (
     generator_arguments,
 )
 
-__all__ = ["DISCRIMINATORS", "GENERATORS", "PACKAGED", "ChannelAdapter", "NcnnFormatError", "WeightsImportError",
-           "adapt_channels", "build_discriminator", "build_generator", "convert_state_dict", "count_parameters",
-           "generator_arguments", "import_weights", "load_pretrained"]
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "PACKAGED",
+    "ChannelAdapter",
+    "NcnnFormatError",
+    "WeightsImportError",
+    "adapt_channels",
+    "build_discriminator",
+    "build_generator",
+    "convert_state_dict",
+    "count_parameters",
+    "generator_arguments",
+    "import_weights",
+    "load_pretrained",
+]

@@ -23,8 +23,9 @@ class ChannelAdapter(nn.Module):
         if channels == self.model_channels:
             return self.model(x)
         if channels != 1:
-            raise ValueError(f"ChannelAdapter: input has {channels} channels; the model takes "
-                             f"{self.model_channels} (or 1, repeated)")
+            raise ValueError(
+                f"ChannelAdapter: input has {channels} channels; the model takes {self.model_channels} (or 1, repeated)"
+            )
         out = self.model(x.repeat(1, self.model_channels, 1, 1))
         return out.mean(dim=1, keepdim=True)
 
@@ -47,5 +48,7 @@ def adapt_channels(model: nn.Module, data_channels: int) -> nn.Module:
         return model
     if data_channels == 1:
         return ChannelAdapter(model, model_channels=channels)
-    raise ValueError(f"{type(model).__name__} takes {channels} channels; cannot adapt it to "
-                     f"{data_channels}-channel data (only 1-channel data is adapted)")
+    raise ValueError(
+        f"{type(model).__name__} takes {channels} channels; cannot adapt it to "
+        f"{data_channels}-channel data (only 1-channel data is adapted)"
+    )

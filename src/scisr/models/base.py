@@ -17,9 +17,7 @@ class Generator(nn.Module):
     upsampling. The base registers no parameter: subclasses keep their own (published) parameter names.
     """
 
-    def __init__(
-        self, name: str, in_channels: int, out_channels: int | None, scale: int, global_skip: bool
-    ) -> None:
+    def __init__(self, name: str, in_channels: int, out_channels: int | None, scale: int, global_skip: bool) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         if scale not in SCALES:

@@ -91,8 +91,9 @@ def _parse_params(tokens: list[str], where: str) -> dict[int, int | float | tupl
             count_text, *items = value.split(",")
             count = _number(count_text, where)
             if count != len(items):
-                raise NcnnFormatError(f"{where}: array parameter {token!r} announces {count} values, "
-                                      f"holds {len(items)}")
+                raise NcnnFormatError(
+                    f"{where}: array parameter {token!r} announces {count} values, holds {len(items)}"
+                )
             parsed: int | float | tuple = tuple(_number(item, where) for item in items)
         else:
             parsed = _number(value, where)
@@ -114,11 +115,12 @@ def _parse_layer(text: str, path: Path, line: int) -> NcnnLayer:
     n_in, n_out = _number(n_in_text, where), _number(n_out_text, where)
     if not (isinstance(n_in, int) and isinstance(n_out, int) and n_in >= 0 and n_out >= 0):
         raise NcnnFormatError(f"{where}: blob counts {n_in_text!r} {n_out_text!r} are not counts")
-    blobs = tokens[4: 4 + n_in + n_out]
+    blobs = tokens[4 : 4 + n_in + n_out]
     if len(blobs) < n_in + n_out or any("=" in blob for blob in blobs):
-        raise NcnnFormatError(f"{where}: layer {name} announces {n_in} inputs and {n_out} outputs; "
-                              f"the line names fewer blobs")
-    params = _parse_params(tokens[4 + n_in + n_out:], where)
+        raise NcnnFormatError(
+            f"{where}: layer {name} announces {n_in} inputs and {n_out} outputs; the line names fewer blobs"
+        )
+    params = _parse_params(tokens[4 + n_in + n_out :], where)
     return NcnnLayer(kind, name, tuple(blobs[:n_in]), tuple(blobs[n_in:]), params, line)
 
 
@@ -191,19 +193,33 @@ def conv_shape(layer: NcnnLayer, path: Path) -> ConvShape:
         raise NcnnFormatError(f"{where}: unknown Convolution parameter(s) {unknown}")
     kw = layer.get(1, 0)
     pad = layer.get(4, 0)
-    found = {"kernel": (kw, layer.get(11, kw)), "dilation": (layer.get(2, 1), layer.get(12, layer.get(2, 1))),
-             "stride": (layer.get(3, 1), layer.get(13, layer.get(3, 1))),
-             "padding": (pad, layer.get(15, pad), layer.get(14, pad), layer.get(16, layer.get(14, pad))),
-             "bias_term": layer.get(5, 0), "int8_scale_term": layer.get(8, 0), "dynamic_weight": layer.get(19, 0),
-             "pad_value": layer.get(18, 0)}
-    wanted = {"kernel": (3, 3), "dilation": (1, 1), "stride": (1, 1), "padding": (1, 1, 1, 1), "bias_term": 1,
-              "int8_scale_term": 0, "dynamic_weight": 0, "pad_value": 0}
+    found = {
+        "kernel": (kw, layer.get(11, kw)),
+        "dilation": (layer.get(2, 1), layer.get(12, layer.get(2, 1))),
+        "stride": (layer.get(3, 1), layer.get(13, layer.get(3, 1))),
+        "padding": (pad, layer.get(15, pad), layer.get(14, pad), layer.get(16, layer.get(14, pad))),
+        "bias_term": layer.get(5, 0),
+        "int8_scale_term": layer.get(8, 0),
+        "dynamic_weight": layer.get(19, 0),
+        "pad_value": layer.get(18, 0),
+    }
+    wanted = {
+        "kernel": (3, 3),
+        "dilation": (1, 1),
+        "stride": (1, 1),
+        "padding": (1, 1, 1, 1),
+        "bias_term": 1,
+        "int8_scale_term": 0,
+        "dynamic_weight": 0,
+        "pad_value": 0,
+    }
     for key, value in wanted.items():
         if found[key] != value:
             raise NcnnFormatError(f"{where}: {key} {found[key]}; RRDBNet import needs {value}")
     outputs, size = layer.get(0, 0), layer.get(6, 0)
-    if not (isinstance(outputs, int) and isinstance(size, int) and outputs > 0 and size > 0
-            and size % (outputs * 9) == 0):
+    if not (
+        isinstance(outputs, int) and isinstance(size, int) and outputs > 0 and size > 0 and size % (outputs * 9) == 0
+    ):
         raise NcnnFormatError(f"{where}: weight_data_size {size} is not outputs ({outputs}) x inputs x 3 x 3")
     activation, slope = layer.get(9, 0), layer.get(10, ())
     if activation == LEAKY_RELU and isinstance(slope, tuple) and len(slope) == 1 and abs(slope[0] - LEAKY_SLOPE) < 1e-6:
@@ -230,10 +246,12 @@ def read_convolutions(graph: NcnnGraph, bin_path: str | Path) -> list[tuple[np.n
     def take(count: int, what: str, layer: NcnnLayer) -> bytes:
         nonlocal offset
         if offset + count > len(data):
-            raise NcnnFormatError(f"{bin_path}: truncated: {what} of layer {layer.name} ({graph.path.name} line "
-                                  f"{layer.line}) needs bytes {offset}..{offset + count}, the file has {len(data)} "
-                                  f"(or the .bin does not belong to {graph.path.name})")
-        chunk = data[offset: offset + count]
+            raise NcnnFormatError(
+                f"{bin_path}: truncated: {what} of layer {layer.name} ({graph.path.name} line "
+                f"{layer.line}) needs bytes {offset}..{offset + count}, the file has {len(data)} "
+                f"(or the .bin does not belong to {graph.path.name})"
+            )
+        chunk = data[offset : offset + count]
         offset += count
         return chunk
 
@@ -253,16 +271,20 @@ def read_convolutions(graph: NcnnGraph, bin_path: str | Path) -> list[tuple[np.n
         elif tag == FP32_TAG:
             weight = np.frombuffer(take(count * 4, "fp32 weights", layer), dtype="<f4").astype(np.float32)
         else:
-            raise NcnnFormatError(f"{bin_path}: byte {at}: storage tag 0x{tag:08X} of layer {layer.name}; SciSR reads "
-                                  f"fp16 (0x{FP16_TAG:08X}) and fp32 (0) weights, not quantized ones "
-                                  f"(or the .bin does not belong to {graph.path.name})")
+            raise NcnnFormatError(
+                f"{bin_path}: byte {at}: storage tag 0x{tag:08X} of layer {layer.name}; SciSR reads "
+                f"fp16 (0x{FP16_TAG:08X}) and fp32 (0) weights, not quantized ones "
+                f"(or the .bin does not belong to {graph.path.name})"
+            )
         bias = np.frombuffer(take(shape.outputs * 4, "bias", layer), dtype="<f4").astype(np.float32)
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise NcnnFormatError(f"{bin_path}: layer {layer.name} (from byte {at}) holds NaN or infinite weights")
         out.append((weight.reshape(shape.outputs, shape.inputs, 3, 3), bias))
     if offset != len(data):
-        raise NcnnFormatError(f"{bin_path}: {len(data) - offset} bytes left after the last layer's weights "
-                              f"(read {offset} of {len(data)}): the .bin does not belong to {graph.path.name}")
+        raise NcnnFormatError(
+            f"{bin_path}: {len(data) - offset} bytes left after the last layer's weights "
+            f"(read {offset} of {len(data)}): the .bin does not belong to {graph.path.name}"
+        )
     return out
 
 
@@ -281,8 +303,13 @@ def _check_glue(graph: NcnnGraph, blocks: int) -> None:
     _expect_count(graph, "BinaryOp", 1, blocks)  # the trunk's long skip
     for layer in graph.of_type("Eltwise"):
         coefficients = layer.get(1, ())
-        if (layer.get(0, 1) != 1 or len(layer.inputs) != 2 or not isinstance(coefficients, tuple)
-                or len(coefficients) != 2 or not np.allclose(sorted(coefficients), [RESIDUAL_SCALE, 1.0])):
+        if (
+            layer.get(0, 1) != 1
+            or len(layer.inputs) != 2
+            or not isinstance(coefficients, tuple)
+            or len(coefficients) != 2
+            or not np.allclose(sorted(coefficients), [RESIDUAL_SCALE, 1.0])
+        ):
             raise NcnnFormatError(f"{path}: line {layer.line}: Eltwise {layer.params} is not x + 0.2 * residual")
     for layer in graph.of_type("Concat"):
         if layer.get(0, 0) != 0:
@@ -295,8 +322,9 @@ def _check_glue(graph: NcnnGraph, blocks: int) -> None:
             raise NcnnFormatError(f"{path}: line {layer.line}: Interp {layer.params} is not nearest x2 upsampling")
 
 
-def rrdbnet_shapes(blocks: int, in_channels: int, out_channels: int, channels: int, growth: int,
-                   stages: int) -> list[tuple[str, ConvShape]]:
+def rrdbnet_shapes(
+    blocks: int, in_channels: int, out_channels: int, channels: int, growth: int, stages: int
+) -> list[tuple[str, ConvShape]]:
     """BasicSR parameter names and conv shapes of an RRDBNet, in forward order (ncnn's layer order)."""
     shapes = [("conv_first", ConvShape(in_channels, channels, False))]
     for block in range(blocks):
@@ -318,19 +346,29 @@ def rrdbnet_arguments_ncnn(graph: NcnnGraph) -> dict:
         if layer.type not in GRAPH_TYPES:
             srvgg = layer.type in ("PReLU", "PixelShuffle")
             hint = " (an SRVGGNetCompact such as realesr-animevideov3?)" if srvgg else ""
-            raise NcnnFormatError(f"{path}: line {layer.line}: layer type {layer.type} is not part of an RRDBNet"
-                                  f"{hint}; SciSR imports ESRGAN/Real-ESRGAN RRDBNet x4/x8 models only")
+            raise NcnnFormatError(
+                f"{path}: line {layer.line}: layer type {layer.type} is not part of an RRDBNet"
+                f"{hint}; SciSR imports ESRGAN/Real-ESRGAN RRDBNet x4/x8 models only"
+            )
     convs = graph.of_type("Convolution")
     stages = len(graph.of_type("Interp"))
     if stages not in (2, 3):
         raise NcnnFormatError(f"{path}: {stages} Interp (x2 upsampling) layers; RRDBNet x4 has 2, x8 has 3")
     blocks, rest = divmod(len(convs) - 4 - stages, 15)
     if rest or blocks < 1:
-        raise NcnnFormatError(f"{path}: {len(convs)} convolutions do not make an RRDBNet "
-                              f"(15 per block + 4 + {stages} upsampling)")
+        raise NcnnFormatError(
+            f"{path}: {len(convs)} convolutions do not make an RRDBNet (15 per block + 4 + {stages} upsampling)"
+        )
     first, second, last = (conv_shape(convs[i], path) for i in (0, 1, -1))
-    args = {"in_channels": first.inputs, "out_channels": last.outputs, "channels": first.outputs,
-            "blocks": blocks, "growth": second.outputs, "scale": 2**stages, "global_skip": False}
+    args = {
+        "in_channels": first.inputs,
+        "out_channels": last.outputs,
+        "channels": first.outputs,
+        "blocks": blocks,
+        "growth": second.outputs,
+        "scale": 2**stages,
+        "global_skip": False,
+    }
     expected = rrdbnet_shapes(blocks, first.inputs, last.outputs, first.outputs, second.outputs, stages)
     for layer, (name, want) in zip(convs, expected):
         found = conv_shape(layer, path)
@@ -345,8 +383,12 @@ def read_rrdbnet(param_path: str | Path, bin_path: str | Path) -> tuple[dict, di
     graph = read_param(param_path)
     args = rrdbnet_arguments_ncnn(graph)
     stages = args["scale"].bit_length() - 1
-    names = [name for name, _ in rrdbnet_shapes(args["blocks"], args["in_channels"], args["out_channels"],
-                                                args["channels"], args["growth"], stages)]
+    names = [
+        name
+        for name, _ in rrdbnet_shapes(
+            args["blocks"], args["in_channels"], args["out_channels"], args["channels"], args["growth"], stages
+        )
+    ]
     weights = read_convolutions(graph, bin_path)
     state: dict[str, torch.Tensor] = {}
     for name, (weight, bias) in zip(names, weights, strict=True):

@@ -27,8 +27,7 @@ _OLD_BLOCK = re.compile(r"^model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|b
 _OLD_TRUNK_CONV = re.compile(r"^model\.1\.sub\.(\d+)\.(weight|bias)$")
 _OLD_TOP = re.compile(r"^model\.(\d+)\.(weight|bias)$")
 _MID_BLOCK = re.compile(r"^RRDB_trunk\.(\d+)\.RDB(\d)\.conv(\d)\.(weight|bias)$")
-_MID_NAMES = {"trunk_conv": "conv_body", "HRconv": "conv_hr", "conv_first": "conv_first",
-              "conv_last": "conv_last"}
+_MID_NAMES = {"trunk_conv": "conv_body", "HRconv": "conv_hr", "conv_first": "conv_first", "conv_last": "conv_last"}
 _BODY_INDEX = re.compile(r"^body\.(\d+)\.")
 
 
@@ -46,7 +45,7 @@ def _convert_old(state: dict) -> dict:
     # after the trunk (model.1): per x2 stage nearest-upsample, conv, lrelu; then conv_hr, lrelu, conv_last
     top = sorted({int(m.group(1)) for k in state if (m := _OLD_TOP.match(k))} - {0, 1})
     names = [f"conv_up{i + 1}" for i in range(len(top) - 2)] + ["conv_hr", "conv_last"]
-    tail = {0: "conv_first", **dict(zip(top, names[-len(top):]))} if top else {0: "conv_first"}
+    tail = {0: "conv_first", **dict(zip(top, names[-len(top) :]))} if top else {0: "conv_first"}
     out: dict = {}
     for key, value in state.items():
         block, trunk_conv, single = _OLD_BLOCK.match(key), _OLD_TRUNK_CONV.match(key), _OLD_TOP.match(key)
@@ -106,8 +105,15 @@ def rrdbnet_arguments(state: dict, *, source: str = "state dict") -> dict:
         scale, in_channels = 2, first_in // 4
     else:
         scale, in_channels = 4, first_in
-    return {"in_channels": int(in_channels), "out_channels": int(out_channels), "channels": int(features),
-            "blocks": blocks, "growth": int(growth), "scale": scale, "global_skip": False}
+    return {
+        "in_channels": int(in_channels),
+        "out_channels": int(out_channels),
+        "channels": int(features),
+        "blocks": blocks,
+        "growth": int(growth),
+        "scale": scale,
+        "global_skip": False,
+    }
 
 
 def _check_fit(model: nn.Module, state: dict, source: str, strict: bool) -> None:
@@ -115,12 +121,17 @@ def _check_fit(model: nn.Module, state: dict, source: str, strict: bool) -> None
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} (file {tuple(state[k].shape)}, model {tuple(v.shape)})"
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
-    for label, keys in (("missing keys", missing if strict else []),
-                        ("unexpected keys", unexpected if strict else []),
-                        ("shape mismatches", mismatched)):
+    for label, keys in (
+        ("missing keys", missing if strict else []),
+        ("unexpected keys", unexpected if strict else []),
+        ("shape mismatches", mismatched),
+    ):
         if keys:
             more = f" and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
             problems.append(f"{len(keys)} {label}: {', '.join(keys[:_SHOW])}{more}")
@@ -128,13 +139,16 @@ def _check_fit(model: nn.Module, state: dict, source: str, strict: bool) -> None
         raise ValueError(f"{source}: weights do not fit {type(model).__name__}: " + "; ".join(problems))
 
 
-def load_pretrained(path: str | Path, *, model: nn.Module | None = None, arch: str = "rrdbnet",
-                    strict: bool = True) -> nn.Module:
+def load_pretrained(
+    path: str | Path, *, model: nn.Module | None = None, arch: str = "rrdbnet", strict: bool = True
+) -> nn.Module:
     """`model` (or an RRDBNet shaped from the file) with the weights of the local file `path`, in eval mode."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file (SciSR never downloads weights: fetch the "
-                                f".pth yourself and pass its local path)")
+        raise FileNotFoundError(
+            f"{path}: no such weights file (SciSR never downloads weights: fetch the "
+            f".pth yourself and pass its local path)"
+        )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle and zip errors differ by torch version

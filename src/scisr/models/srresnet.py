@@ -49,8 +49,7 @@ class SRResNet(Generator):
         )
         stages = []
         for _ in range(scale.bit_length() - 1):
-            stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2),
-                       nn.PReLU(channels)]
+            stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
         self.upsample = nn.Sequential(*stages)
         self.conv_last = nn.Conv2d(channels, self.out_channels, 9, padding=4)
         self.start_at_bicubic(self.conv_last)

@@ -75,7 +75,11 @@ def assign_folds(
 
 
 def fold_assignment(
-    areas: Mapping[str, int], folds: int, fractions: Mapping[str, float], seed: int, keys: Mapping[str, str],
+    areas: Mapping[str, int],
+    folds: int,
+    fractions: Mapping[str, float],
+    seed: int,
+    keys: Mapping[str, str],
     where: str,
 ) -> dict[int, dict[str, str]]:
     """{fold: {unit: train|val|test}}: fold i tests its units and splits the others between train and val."""

@@ -52,7 +52,9 @@ def angular_distance(ra1: float, dec1: float, ra2: np.ndarray | float, dec2: np.
     """Great-circle distance in degrees (Vincenty's formula, stable at every distance)."""
     ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (ra1, dec1, ra2, dec2))
     d_ra = ra2 - ra1
-    num = np.hypot(np.cos(dec2) * np.sin(d_ra), np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(d_ra))
+    num = np.hypot(
+        np.cos(dec2) * np.sin(d_ra), np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(d_ra)
+    )
     den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(d_ra)
     return np.degrees(np.arctan2(num, den))
 
@@ -136,12 +138,12 @@ def build_units(
             for gr, gc, top, left in tile_grid(r, c, tile_size):
                 piece_id = f"{ids[0]}_t{gr:02d}{gc:02d}"
                 units[piece_id] = [
-                    Piece(piece_id, ids[0], subject_of[ids[0]], group, piece_id, "tile", top, left, tile_size, tile_size)
+                    Piece(
+                        piece_id, ids[0], subject_of[ids[0]], group, piece_id, "tile", top, left, tile_size, tile_size
+                    )
                 ]
         else:
-            units[group] = [
-                Piece(i, i, subject_of[i], group, group, rule_of[group], 0, 0, *shapes[i]) for i in ids
-            ]
+            units[group] = [Piece(i, i, subject_of[i], group, group, rule_of[group], 0, 0, *shapes[i]) for i in ids]
     return units
 
 
@@ -213,6 +215,8 @@ def cut_slabs(
             left_out.append((piece, f"slab gap: slice at {pos:g} mm lies between two slabs (split.slab_gap {gap})"))
         else:
             name = f"{piece.group}-slab{slab_of[pos]}"
-            slab = Piece(piece.id, piece.image_id, piece.subject_id, piece.group, name, "slab", 0, 0, piece.rows, piece.cols)
+            slab = Piece(
+                piece.id, piece.image_id, piece.subject_id, piece.group, name, "slab", 0, 0, piece.rows, piece.cols
+            )
             out.setdefault(name, []).append(slab)
     return out, left_out

@@ -22,8 +22,19 @@ from scisr.units import unit_of
 
 STRETCHES = ("none", "asinh")
 PARAMS_COLUMNS = [
-    "image_id", "low_value", "high_value", "stretch", "asinh_a", "nan_count",
-    "crop_top", "crop_left", "rows", "cols", "status", "reason", "sha256",
+    "image_id",
+    "low_value",
+    "high_value",
+    "stretch",
+    "asinh_a",
+    "nan_count",
+    "crop_top",
+    "crop_left",
+    "rows",
+    "cols",
+    "status",
+    "reason",
+    "sha256",
 ]
 
 
@@ -44,9 +55,7 @@ def normalize_image(
     if stretch not in STRETCHES:
         raise ValueError(f"unknown stretch {stretch!r}; choose one of {', '.join(STRETCHES)}")
     if not 0 <= low_percentile < high_percentile <= 100:
-        raise ValueError(
-            f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, {high_percentile}"
-        )
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, {high_percentile}")
     if stretch == "asinh" and not asinh_a > 0:
         raise ValueError(f"asinh_a must be > 0, got {asinh_a}")
     values = np.asarray(image, dtype=np.float64)
@@ -122,8 +131,12 @@ def read_params(params_path: str | os.PathLike) -> dict[str, dict]:
         raise ValueError(f"{params_path}: missing column(s) {', '.join(missing)}; rerun the normalize phase")
     ok = table[table["status"] == "ok"]
     return {
-        str(row.image_id): {"low_value": float(row.low_value), "high_value": float(row.high_value),
-                            "stretch": str(row.stretch), "asinh_a": float(row.asinh_a)}
+        str(row.image_id): {
+            "low_value": float(row.low_value),
+            "high_value": float(row.high_value),
+            "stretch": str(row.stretch),
+            "asinh_a": float(row.asinh_a),
+        }
         for row in ok.itertuples()
     }
 
@@ -179,8 +192,14 @@ def normalize_dataset(
             continue
         write_tiff(out_dir / f"{image_id}.tif", cropped)
         written.add(f"{image_id}.tif")
-        record.update(params, crop_top=top, crop_left=left, rows=cropped.shape[0], cols=cropped.shape[1],
-                      sha256=pixel_digest(cropped))
+        record.update(
+            params,
+            crop_top=top,
+            crop_left=left,
+            rows=cropped.shape[0],
+            cols=cropped.shape[1],
+            sha256=pixel_digest(cropped),
+        )
         records.append(record)
     remove_stale(out_dir, "*.tif", written)
     return write_params(pd.DataFrame(records, columns=PARAMS_COLUMNS), params_path)

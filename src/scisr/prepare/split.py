@@ -66,13 +66,32 @@ from scisr.prepare.store import StoreWriter, merge_stores, pair_dirs  # pair_dir
 from scisr.units import unit_of
 
 __all__ = [
-    "SPLITS", "SPLIT_COLUMNS", "Piece", "assign_folds", "assign_units", "pair_dirs", "read_split_table", "split_dataset",
+    "SPLITS",
+    "SPLIT_COLUMNS",
+    "Piece",
+    "assign_folds",
+    "assign_units",
+    "pair_dirs",
+    "read_split_table",
+    "split_dataset",
     "tile_grid",
 ]
 
 SPLIT_COLUMNS = [
-    "id", "image_id", "subject_id", "group", "unit", "group_rule", "fold", "split", "top", "left", "rows", "cols",
-    "reason", "key",
+    "id",
+    "image_id",
+    "subject_id",
+    "group",
+    "unit",
+    "group_rule",
+    "fold",
+    "split",
+    "top",
+    "left",
+    "rows",
+    "cols",
+    "reason",
+    "key",
 ]
 FOREGROUND_LEVEL = 0.05  # normalized intensity above which a pixel counts as signal, not background
 
@@ -123,8 +142,10 @@ def content_keys(
         key = f"{digests[piece.image_id]}:{piece.top}:{piece.left}:{piece.rows}:{piece.cols}"
         seen[key] = seen.get(key, 0) + 1
         pieces[piece.id] = key if seen[key] == 1 else f"{key}#{seen[key]}"
-    unit_keys = {name: hashlib.sha256("\n".join(sorted(pieces[p.id] for p in unit)).encode()).hexdigest()
-                 for name, unit in units.items()}
+    unit_keys = {
+        name: hashlib.sha256("\n".join(sorted(pieces[p.id] for p in unit)).encode()).hexdigest()
+        for name, unit in units.items()
+    }
     return pieces, unit_keys
 
 
@@ -179,16 +200,34 @@ def split_dataset(
     """
     folds = _fold_parts(part_dirs)
     table = plan_split(
-        index_path, norm_dir, split_tsv, folds=len(folds), scale=scale, fractions=fractions, seed=seed,
-        tile_size=tile_size, min_foreground=min_foreground, slab_gap=slab_gap, pointing_tolerance=pointing_tolerance,
-        dataset=dataset, params_path=params_path,
+        index_path,
+        norm_dir,
+        split_tsv,
+        folds=len(folds),
+        scale=scale,
+        fractions=fractions,
+        seed=seed,
+        tile_size=tile_size,
+        min_foreground=min_foreground,
+        slab_gap=slab_gap,
+        pointing_tolerance=pointing_tolerance,
+        dataset=dataset,
+        params_path=params_path,
     )
     work_root = Path(split_tsv).parent
     with tempfile.TemporaryDirectory(dir=work_root, prefix=".split-") as work:
         work = Path(work)
         unit_store = work / "store" if store_dir is not None else None
-        degrade_unit(split_tsv, norm_dir, work / "pairs", scale=scale, seed=seed, degradation=degradation,
-                     degradation_options=degradation_options, store_dir=unit_store)
+        degrade_unit(
+            split_tsv,
+            norm_dir,
+            work / "pairs",
+            scale=scale,
+            seed=seed,
+            degradation=degradation,
+            degradation_options=degradation_options,
+            store_dir=unit_store,
+        )
         gather_split(split_tsv, [(work / "pairs", unit_store)], part_dirs, store_dir=store_dir)
     return table
 
@@ -259,10 +298,22 @@ def plan_split(
         where = f"datasets.{dataset}" if dataset else str(norm_dir)
         assignment = fold_assignment(areas, folds, fractions, seed, unit_keys, where)
     pieces = [p for unit in units.values() for p in unit]
-    records = [{**asdict(piece), "fold": fold, "split": assignment[fold][piece.unit], "reason": "",
-                "key": piece_keys[piece.id]} for piece in pieces for fold in range(1, folds + 1)]
-    records += [{**asdict(piece), "fold": fold, "split": "excluded", "reason": reason, "key": ""}
-                for fold in range(1, folds + 1) for piece, reason in left_out]
+    records = [
+        {
+            **asdict(piece),
+            "fold": fold,
+            "split": assignment[fold][piece.unit],
+            "reason": "",
+            "key": piece_keys[piece.id],
+        }
+        for piece in pieces
+        for fold in range(1, folds + 1)
+    ]
+    records += [
+        {**asdict(piece), "fold": fold, "split": "excluded", "reason": reason, "key": ""}
+        for fold in range(1, folds + 1)
+        for piece, reason in left_out
+    ]
     table = pd.DataFrame(records, columns=SPLIT_COLUMNS).sort_values(["fold", "id"], ignore_index=True)
     with atomic_path(split_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
@@ -366,7 +417,9 @@ def _fold_parts(
         return {1: dict(part_dirs)}  # type: ignore[arg-type]
     folds = sorted(int(fold) for fold in part_dirs)
     if not folds or folds != list(range(1, len(folds) + 1)):
-        raise ValueError(f"part_dirs must name train, val and test, or folds 1..k; got {', '.join(map(str, part_dirs))}")
+        raise ValueError(
+            f"part_dirs must name train, val and test, or folds 1..k; got {', '.join(map(str, part_dirs))}"
+        )
     out = {}
     for fold in folds:
         parts = dict(part_dirs[fold] if fold in part_dirs else part_dirs[str(fold)])  # type: ignore[index]
@@ -404,7 +457,9 @@ def _too_few(
             f"the largest here is {rows}x{cols}"
         )
     if excluded:
-        hints.append(f"lower {key}.min_foreground (now {min_foreground}): {len(excluded)} tile(s) were left out as background")
+        hints.append(
+            f"lower {key}.min_foreground (now {min_foreground}): {len(excluded)} tile(s) were left out as background"
+        )
     hints.append("or add subjects (another PatientID, another sky field)")
     return (
         f"{norm_dir}: only {len(units)} unit(s) (subject groups, tiles or slabs) to split; train, val and test "

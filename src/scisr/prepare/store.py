@@ -91,8 +91,10 @@ class PairStore:
             self.entries = [e for e in self.entries if e["name"] in wanted]
             missing = wanted - {e["name"] for e in self.entries}
             if missing:
-                raise FileNotFoundError(f"{self.folder}: no pair {min(missing)!r} (of {len(missing)} missing); "
-                                        "the store and the split part come from different runs: rerun the split")
+                raise FileNotFoundError(
+                    f"{self.folder}: no pair {min(missing)!r} (of {len(missing)} missing); "
+                    "the store and the split part come from different runs: rerun the split"
+                )
         self.names = [e["name"] for e in self.entries]
         files = {_file(e, kind) for e in self.entries for kind in ("hr", "lr")}
         self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in sorted(files)}
@@ -161,8 +163,11 @@ def merge_stores(parts: list[str | os.PathLike], folder: str | os.PathLike) -> i
             stale.unlink()
     entries.sort(key=lambda e: (e["key"], e["name"]))
     with atomic_path(folder / "index.json") as tmp:
-        tmp.write_text(json.dumps({"format": STORE_FORMAT, "scale": scales.pop() if scales else None,
-                                   "files": None, "pairs": entries}))
+        tmp.write_text(
+            json.dumps(
+                {"format": STORE_FORMAT, "scale": scales.pop() if scales else None, "files": None, "pairs": entries}
+            )
+        )
     return len(entries)
 
 
@@ -182,9 +187,16 @@ class StoreWriter:
     def add(self, name: str, hr: np.ndarray, lr: np.ndarray) -> None:
         """Append one pair (2-D uint16 arrays, LR = HR / scale)."""
         hr, lr = np.ascontiguousarray(hr, dtype="<u2"), np.ascontiguousarray(lr, dtype="<u2")
-        self.entries.append({"name": name, "key": content_key(hr, lr), "hr_shape": list(hr.shape),
-                             "lr_shape": list(lr.shape), "hr_offset": self._offsets["hr"],
-                             "lr_offset": self._offsets["lr"]})
+        self.entries.append(
+            {
+                "name": name,
+                "key": content_key(hr, lr),
+                "hr_shape": list(hr.shape),
+                "lr_shape": list(lr.shape),
+                "hr_offset": self._offsets["hr"],
+                "lr_offset": self._offsets["lr"],
+            }
+        )
         for kind, array in (("hr", hr), ("lr", lr)):
             self._files[kind].write(array.tobytes())
             self._offsets[kind] += array.nbytes
@@ -196,8 +208,7 @@ class StoreWriter:
             os.replace(self._tmp[kind], self.folder / f"{kind}.u16")
         self.entries.sort(key=lambda e: (e["key"], e["name"]))
         with atomic_path(self.folder / "index.json") as tmp:
-            tmp.write_text(json.dumps({"format": STORE_FORMAT, "scale": scale, "files": files,
-                                       "pairs": self.entries}))
+            tmp.write_text(json.dumps({"format": STORE_FORMAT, "scale": scale, "files": files, "pairs": self.entries}))
 
     def abort(self) -> None:
         """Drop the unfinished files."""

@@ -99,12 +99,28 @@ def forest_figure(
             colour = _colour(palette, row["model"])
             mean, ci_low, ci_high = float(row["mean_diff"]), float(row["ci_low"]), float(row["ci_high"])
             if np.isfinite(ci_low) and np.isfinite(ci_high):
-                ax.errorbar([mean], [yi], xerr=[[mean - ci_low], [ci_high - mean]], fmt="none", ecolor=colour,
-                            elinewidth=1.8, capsize=3, zorder=2)
+                ax.errorbar(
+                    [mean],
+                    [yi],
+                    xerr=[[mean - ci_low], [ci_high - mean]],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.8,
+                    capsize=3,
+                    zorder=2,
+                )
             if np.isfinite(mean):
                 ax.plot([mean], [yi], marker="o", markersize=7, color=colour, linestyle="none", zorder=3)
-            ax.text(1.02, yi, f"{row['verdict']} · {_count(row['n_improved'])}/{_count(row['n_subjects'])} improved",
-                    transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=8.5, clip_on=False)
+            ax.text(
+                1.02,
+                yi,
+                f"{row['verdict']} · {_count(row['n_improved'])}/{_count(row['n_subjects'])} improved",
+                transform=ax.get_yaxis_transform(),
+                ha="left",
+                va="center",
+                fontsize=8.5,
+                clip_on=False,
+            )
         ax.set_yticks(ys, labels)
         for tick, weight in zip(ax.get_yticklabels(), weights):
             tick.set_fontweight(weight)
@@ -113,8 +129,17 @@ def forest_figure(
         ax.set_ylim(y - 0.5, -0.5)  # first line on top
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_xlabel(f"\u0394{metric.upper()} (model \u2212 reference), mean over subjects, 95% CI")
-        ax.text(0.0 if lower else 1.0, 1.01, "\u2190 better" if lower else "better \u2192", transform=ax.transAxes,
-                ha="left" if lower else "right", va="bottom", fontsize=9, fontweight="bold", color="0.25")
+        ax.text(
+            0.0 if lower else 1.0,
+            1.01,
+            "\u2190 better" if lower else "better \u2192",
+            transform=ax.transAxes,
+            ha="left" if lower else "right",
+            va="bottom",
+            fontsize=9,
+            fontweight="bold",
+            color="0.25",
+        )
         fig.suptitle(title, fontsize=11)
     save_figure(fig, path)
 
@@ -137,8 +162,9 @@ def paired_subjects_figure(
     ncols = min(len(shown), 4)
     nrows = -(-len(shown) // ncols)
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 0.6, 3.4 * nrows), layout="constrained",
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(3.2 * ncols + 0.6, 3.4 * nrows), layout="constrained", squeeze=False
+        )
         for i, dataset in enumerate(shown):
             ax = axes[i // ncols, i % ncols]
             sel = per_subject[per_subject["dataset"] == dataset]
@@ -149,12 +175,18 @@ def paired_subjects_figure(
             x = np.arange(len(models))
             for _, values in wide.iterrows():
                 keep = np.isfinite(values.to_numpy(dtype=float))
-                ax.plot(x[keep], values.to_numpy(dtype=float)[keep], color="0.6", linewidth=0.8, alpha=0.7,
-                        zorder=1)
+                ax.plot(x[keep], values.to_numpy(dtype=float)[keep], color="0.6", linewidth=0.8, alpha=0.7, zorder=1)
             for j, model in enumerate(models):
                 column = wide[model].dropna()
-                ax.scatter(np.full(len(column), j), column, color=_colour(palette, model), s=22, zorder=2,
-                           edgecolors="white", linewidths=0.4)
+                ax.scatter(
+                    np.full(len(column), j),
+                    column,
+                    color=_colour(palette, model),
+                    s=22,
+                    zorder=2,
+                    edgecolors="white",
+                    linewidths=0.4,
+                )
             ax.set_xticks(x, models, rotation=30 if len(models) > 2 else 0, ha="right" if len(models) > 2 else "center")
             ax.set_xlim(-0.5, len(models) - 0.5)
             ax.set_title(f"{dataset}: {sel['subject_id'].nunique()} subjects", fontsize=10)
@@ -184,20 +216,28 @@ def budget_figure(
     Models are dodged slightly along x so their CIs do not overlap; `statement` (the crossover) is the title.
     """
     needed = {"dataset", "metric", "model"}
-    sel = diffs[(diffs["dataset"] == dataset) & (diffs["metric"] == metric)] if needed <= set(diffs.columns) else \
-        pd.DataFrame(columns=[*needed])
+    sel = (
+        diffs[(diffs["dataset"] == dataset) & (diffs["metric"] == metric)]
+        if needed <= set(diffs.columns)
+        else pd.DataFrame(columns=[*needed])
+    )
     plotted = [m for m in dict.fromkeys(models) if (sel["model"] == m).any()]
     lower = LOWER_IS_BETTER[metric]
-    title = textwrap.fill(statement.strip(), 150) if statement and statement.strip() else \
-        f"{dataset}: {metric.upper()} difference to the reference at each training budget"
+    title = (
+        textwrap.fill(statement.strip(), 150)
+        if statement and statement.strip()
+        else f"{dataset}: {metric.upper()} difference to the reference at each training budget"
+    )
     references = list(dict.fromkeys(sel["reference"])) if "reference" in sel.columns else []
     reference = " / ".join(map(str, references)) or "reference"
     units = sorted(set(sel["device_hours_unit"].dropna())) if "device_hours_unit" in sel.columns else []
     units = units or ["device-hours"]
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2), layout="constrained", sharey=True)
-        panels = ((axes[0], "iteration", "training iterations (log)"),
-                  (axes[1], "device_hours", f"model's cumulative training cost, {' / '.join(units)} (log)"))
+        panels = (
+            (axes[0], "iteration", "training iterations (log)"),
+            (axes[1], "device_hours", f"model's cumulative training cost, {' / '.join(units)} (log)"),
+        )
         for ax, column, label in panels:
             for k, model in enumerate(plotted):
                 rows = sel[sel["model"] == model].sort_values(column)
@@ -206,12 +246,21 @@ def budget_figure(
                 low, high = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
                 on_axis = np.isfinite(x) & (x > 0)
                 colour = _colour(palette, model)
-                ax.plot(x[on_axis], y[on_axis], color=colour, marker="o", markersize=5, linewidth=1.5, label=model,
-                        zorder=3)
+                ax.plot(
+                    x[on_axis], y[on_axis], color=colour, marker="o", markersize=5, linewidth=1.5, label=model, zorder=3
+                )
                 ci = on_axis & np.isfinite(y) & np.isfinite(low) & np.isfinite(high)
                 if ci.any():
-                    ax.errorbar(x[ci], y[ci], yerr=np.vstack([y[ci] - low[ci], high[ci] - y[ci]]), fmt="none",
-                                ecolor=colour, elinewidth=1.2, capsize=3, zorder=2)
+                    ax.errorbar(
+                        x[ci],
+                        y[ci],
+                        yerr=np.vstack([y[ci] - low[ci], high[ci] - y[ci]]),
+                        fmt="none",
+                        ecolor=colour,
+                        elinewidth=1.2,
+                        capsize=3,
+                        zorder=2,
+                    )
             ax.axhline(0, color="0.3", linestyle="--", linewidth=1.0, zorder=1)
             if plotted:
                 ax.set_xscale("log")
@@ -219,20 +268,37 @@ def budget_figure(
                 ax.xaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
                 ax.tick_params(axis="x", which="minor", labelsize=7)
             else:
-                ax.text(0.5, 0.5, f"no budget snapshots for {dataset} ({metric})", ha="center", va="center",
-                        transform=ax.transAxes, color="0.3")
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"no budget snapshots for {dataset} ({metric})",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="0.3",
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
             ax.set_xlabel(label)
         better = "below 0 = model better" if lower else "above 0 = model better"
-        axes[0].set_ylabel(f"\u0394{metric.upper()} (model \u2212 {reference})\nmean over subjects, 95% CI; {better}",
-                           fontsize=9)
-        axes[1].text(0.99, 0.02 if lower else 0.98, "\u2193 better" if lower else "\u2191 better",
-                     transform=axes[1].transAxes, ha="right", va="bottom" if lower else "top", fontsize=9,
-                     fontweight="bold", color="0.25")
+        axes[0].set_ylabel(
+            f"\u0394{metric.upper()} (model \u2212 {reference})\nmean over subjects, 95% CI; {better}", fontsize=9
+        )
+        axes[1].text(
+            0.99,
+            0.02 if lower else 0.98,
+            "\u2193 better" if lower else "\u2191 better",
+            transform=axes[1].transAxes,
+            ha="right",
+            va="bottom" if lower else "top",
+            fontsize=9,
+            fontweight="bold",
+            color="0.25",
+        )
         if plotted:
-            handles = [plt.Line2D([], [], color=_colour(palette, m), marker="o", markersize=4, label=m)
-                       for m in plotted]
+            handles = [
+                plt.Line2D([], [], color=_colour(palette, m), marker="o", markersize=4, label=m) for m in plotted
+            ]
             handles.append(plt.Line2D([], [], color="0.3", linestyle="--", label=f"{reference} (zero difference)"))
             fig.legend(handles=handles, title="model", fontsize=8, loc="outside right center", frameon=False)
         fig.suptitle(title, fontsize=9)

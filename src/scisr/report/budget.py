@@ -31,10 +31,37 @@ from scisr.report.tables import LOWER_IS_BETTER, by_fold, read_scores
 from scisr.report.text import number
 
 PathLike = str | os.PathLike
-POINT_COLUMNS = ["dataset", "model", "budget", "iteration", "stage", "seconds", "cumulative_seconds",
-                 "device_hours", "device_hours_unit", "metric", "n_subjects", "mean", "ci_low", "ci_high"]
-DIFF_COLUMNS = ["dataset", "model", "reference", "budget", "iteration", "cumulative_seconds", "device_hours",
-                "device_hours_unit", "metric", "n_subjects", "mean_diff", "ci_low", "ci_high"]
+POINT_COLUMNS = [
+    "dataset",
+    "model",
+    "budget",
+    "iteration",
+    "stage",
+    "seconds",
+    "cumulative_seconds",
+    "device_hours",
+    "device_hours_unit",
+    "metric",
+    "n_subjects",
+    "mean",
+    "ci_low",
+    "ci_high",
+]
+DIFF_COLUMNS = [
+    "dataset",
+    "model",
+    "reference",
+    "budget",
+    "iteration",
+    "cumulative_seconds",
+    "device_hours",
+    "device_hours_unit",
+    "metric",
+    "n_subjects",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+]
 FINAL = "final"
 
 
@@ -62,10 +89,14 @@ def _instance(fold: int, instances: Mapping[int, object]) -> int:
     return sorted(instances)[instance_fold(int(fold), len(instances)) - 1]
 
 
-def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, Mapping[int, PathLike]]]],
-                  budget_tables: Mapping[str, Mapping[int, PathLike]], cards: Mapping[str, Mapping[int, PathLike]],
-                  long: pd.DataFrame, subjects: pd.DataFrame | None, metrics: tuple[str, ...] = ("rmse", "psnr")
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def budget_points(
+    budget_scores: Mapping[str, Mapping[str, Mapping[int, Mapping[int, PathLike]]]],
+    budget_tables: Mapping[str, Mapping[int, PathLike]],
+    cards: Mapping[str, Mapping[int, PathLike]],
+    long: pd.DataFrame,
+    subjects: pd.DataFrame | None,
+    metrics: tuple[str, ...] = ("rmse", "psnr"),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Points (one per dataset, model, budget, metric) and paired differences to the first model of each dataset.
 
     `budget_scores` is {dataset: {model: {budget: {test fold: score TSV}}}}, the first model of each dataset the
@@ -73,8 +104,10 @@ def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, Mapping[
     `long` holds the main scores (each model's final point).
     """
     read = {model: {f: ModelCard.read(path) for f, path in by_fold(tree).items()} for model, tree in cards.items()}
-    tables = {model: {f: read_budget_table(path).set_index("budget") for f, path in by_fold(tree).items()}
-              for model, tree in budget_tables.items()}
+    tables = {
+        model: {f: read_budget_table(path).set_index("budget") for f, path in by_fold(tree).items()}
+        for model, tree in budget_tables.items()
+    }
     frames, meta = [], {}
     for dataset, by_model in budget_scores.items():
         for model, by_budget in by_model.items():
@@ -90,8 +123,13 @@ def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, Mapping[
                 done.add(iteration)
                 frames.append(read_scores({_key(model, budget): {dataset: folds}}))
                 cost = float(np.mean([_cumulative(model, i, float(r["seconds"]), read) for i, r in zip(used, rows)]))
-                meta[(dataset, model, int(budget))] = (iteration, str(rows[0]["stage"]), float(
-                    np.mean([float(r["seconds"]) for r in rows])), cost, instances[used[0]])
+                meta[(dataset, model, int(budget))] = (
+                    iteration,
+                    str(rows[0]["stage"]),
+                    float(np.mean([float(r["seconds"]) for r in rows])),
+                    cost,
+                    instances[used[0]],
+                )
             card = next(iter(instances.values()))
             total = card.total_iterations
             final = long[(long["model"] == model) & (long["dataset"] == dataset)]
@@ -110,23 +148,51 @@ def budget_points(budget_scores: Mapping[str, Mapping[str, Mapping[int, Mapping[
             values = _subject_means(sel, subjects, dataset, metric)
             rng = np.random.default_rng([stats.SEED, budget, len(points)])
             low, high = stats.bootstrap_ci(values, rng=rng)
-            points.append({"dataset": dataset, "model": model, "budget": budget, "iteration": iteration,
-                           "stage": stage, "seconds": seconds, "cumulative_seconds": cumulative,
-                           "device_hours": hours, "device_hours_unit": unit, "metric": metric,
-                           "n_subjects": len(values), "mean": float(values.mean()) if len(values) else math.nan,
-                           "ci_low": low, "ci_high": high})
+            points.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "budget": budget,
+                    "iteration": iteration,
+                    "stage": stage,
+                    "seconds": seconds,
+                    "cumulative_seconds": cumulative,
+                    "device_hours": hours,
+                    "device_hours_unit": unit,
+                    "metric": metric,
+                    "n_subjects": len(values),
+                    "mean": float(values.mean()) if len(values) else math.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
         generic = next(iter(budget_scores[dataset]))
         if model != generic and (dataset, generic, budget) in meta:
             for metric in metrics:
                 row = stats.compare(scores, subjects, dataset, _key(model, budget), _key(generic, budget), metric)
-                diffs.append({"dataset": dataset, "model": model, "reference": generic, "budget": budget,
-                              "iteration": iteration, "cumulative_seconds": cumulative, "device_hours": hours,
-                              "device_hours_unit": unit, "metric": metric, "n_subjects": row["n_subjects"],
-                              "mean_diff": row["mean_diff"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
-    point_frame = pd.DataFrame(points, columns=POINT_COLUMNS).sort_values(["dataset", "model", "metric", "budget"],
-                                                                          ignore_index=True)
-    diff_frame = pd.DataFrame(diffs, columns=DIFF_COLUMNS).sort_values(["dataset", "model", "metric", "budget"],
-                                                                       ignore_index=True)
+                diffs.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "reference": generic,
+                        "budget": budget,
+                        "iteration": iteration,
+                        "cumulative_seconds": cumulative,
+                        "device_hours": hours,
+                        "device_hours_unit": unit,
+                        "metric": metric,
+                        "n_subjects": row["n_subjects"],
+                        "mean_diff": row["mean_diff"],
+                        "ci_low": row["ci_low"],
+                        "ci_high": row["ci_high"],
+                    }
+                )
+    point_frame = pd.DataFrame(points, columns=POINT_COLUMNS).sort_values(
+        ["dataset", "model", "metric", "budget"], ignore_index=True
+    )
+    diff_frame = pd.DataFrame(diffs, columns=DIFF_COLUMNS).sort_values(
+        ["dataset", "model", "metric", "budget"], ignore_index=True
+    )
     return point_frame, diff_frame
 
 
@@ -158,8 +224,9 @@ def crossover(diffs: pd.DataFrame, metric: str = "rmse") -> tuple[int | None, st
     return None, "none"
 
 
-def crossover_statement(dataset: str, model: str, generic: str, diffs: pd.DataFrame, points: pd.DataFrame,
-                        metric: str = "rmse") -> str:
+def crossover_statement(
+    dataset: str, model: str, generic: str, diffs: pd.DataFrame, points: pd.DataFrame, metric: str = "rmse"
+) -> str:
     """One sentence: where `model` overtakes `generic` on `dataset`, or that it does not in the budgets tried."""
     rows = diffs[(diffs["dataset"] == dataset) & (diffs["model"] == model) & (diffs["metric"] == metric)]
     if rows.empty:
@@ -169,18 +236,27 @@ def crossover_statement(dataset: str, model: str, generic: str, diffs: pd.DataFr
     name = metric.upper()
     if why == "few":
         n = int(rows["n_subjects"].max())
-        return (f"{dataset}: too few test subjects ({n}) to place a crossover of {model} over {generic}; at least "
-                f"{stats.MIN_SUBJECTS} are needed (budgets {low}\u2013{high} iterations).")
+        return (
+            f"{dataset}: too few test subjects ({n}) to place a crossover of {model} over {generic}; at least "
+            f"{stats.MIN_SUBJECTS} are needed (budgets {low}\u2013{high} iterations)."
+        )
     if why == "none":
         last = rows.sort_values("budget").iloc[-1]
-        return (f"{dataset}: no crossover in the range {low}\u2013{high} iterations: at no budget is {model}'s "
-                f"subject-level 95% CI of \u0394{name} against {generic} entirely better than zero (at {high}: "
-                f"{_signed(last['mean_diff'])}, CI {_signed(last['ci_low'])} to {_signed(last['ci_high'])}).")
+        return (
+            f"{dataset}: no crossover in the range {low}\u2013{high} iterations: at no budget is {model}'s "
+            f"subject-level 95% CI of \u0394{name} against {generic} entirely better than zero (at {high}: "
+            f"{_signed(last['mean_diff'])}, CI {_signed(last['ci_low'])} to {_signed(last['ci_high'])})."
+        )
     row = rows[rows["budget"] == budget].iloc[0]
     cost = points[(points["dataset"] == dataset) & (points["budget"] == budget) & (points["metric"] == metric)]
     seconds = {m: float(s) for m, s in zip(cost["model"], cost["cumulative_seconds"])}
-    spent = (f"; training cost at that budget {seconds[model]:.0f} s ({model}) vs {seconds[generic]:.0f} s "
-             f"({generic})" if model in seconds and generic in seconds else "")
-    return (f"{dataset}: crossover at {budget} iterations \u2014 the smallest budget at which {model} is better "
-            f"than {generic} trained as long (\u0394{name} {_signed(row['mean_diff'])}, 95% CI "
-            f"{_signed(row['ci_low'])} to {_signed(row['ci_high'])} over {int(row['n_subjects'])} subjects){spent}.")
+    spent = (
+        f"; training cost at that budget {seconds[model]:.0f} s ({model}) vs {seconds[generic]:.0f} s ({generic})"
+        if model in seconds and generic in seconds
+        else ""
+    )
+    return (
+        f"{dataset}: crossover at {budget} iterations \u2014 the smallest budget at which {model} is better "
+        f"than {generic} trained as long (\u0394{name} {_signed(row['mean_diff'])}, 95% CI "
+        f"{_signed(row['ci_low'])} to {_signed(row['ci_high'])} over {int(row['n_subjects'])} subjects){spent}."
+    )

@@ -30,9 +30,23 @@ from scisr.report.tables import by_fold
 
 PathLike = str | os.PathLike
 COST_COLUMNS = [
-    "model", "fold", "parameters", "device_name", "device", "threads", "gpus", "stage", "iterations", "seconds",
-    "device_hours", "device_hours_unit", "iterations_per_s", "patches_per_s", "cumulative_seconds",
-    "job_seconds", "max_rss_mb",
+    "model",
+    "fold",
+    "parameters",
+    "device_name",
+    "device",
+    "threads",
+    "gpus",
+    "stage",
+    "iterations",
+    "seconds",
+    "device_hours",
+    "device_hours_unit",
+    "iterations_per_s",
+    "patches_per_s",
+    "cumulative_seconds",
+    "job_seconds",
+    "max_rss_mb",
 ]
 INFER_COLUMNS = ["model", "dataset", "images", "megapixels", "seconds", "s_per_megapixel", "max_rss_mb"]
 
@@ -44,8 +58,10 @@ def read_benchmark(path: PathLike) -> dict[str, float]:
         raise ValueError(f"{path}: not a Snakemake benchmark file (no 's' column)")
     seconds = pd.to_numeric(table["s"], errors="coerce")
     rss = pd.to_numeric(table["max_rss"], errors="coerce") if "max_rss" in table.columns else pd.Series([math.nan])
-    return {"s": float(seconds.mean()) if seconds.notna().any() else math.nan,
-            "max_rss": float(rss.max()) if rss.notna().any() else math.nan}
+    return {
+        "s": float(seconds.mean()) if seconds.notna().any() else math.nan,
+        "max_rss": float(rss.max()) if rss.notna().any() else math.nan,
+    }
 
 
 def device_hours(card: ModelCard, seconds: float) -> tuple[float, str]:
@@ -71,8 +87,9 @@ def cumulative_seconds(model: str, cards: Mapping[str, Mapping[int, ModelCard]],
     return total
 
 
-def training_costs(cards: Mapping[str, Mapping[int, PathLike]],
-                   benchmarks: Mapping[str, Mapping[int, PathLike]] | None = None) -> pd.DataFrame:
+def training_costs(
+    cards: Mapping[str, Mapping[int, PathLike]], benchmarks: Mapping[str, Mapping[int, PathLike]] | None = None
+) -> pd.DataFrame:
     """One row per (model, fold, stage) and a `total` row per model and fold, plus `all` rows summing a model's
     folds when it has several: time, device-hours, throughput, job time, peak memory."""
     read = {model: {f: ModelCard.read(path) for f, path in by_fold(tree).items()} for model, tree in cards.items()}
@@ -93,20 +110,36 @@ def training_costs(cards: Mapping[str, Mapping[int, PathLike]],
 def _stage_rows(model: str, fold: str, card: ModelCard, bench: Mapping[str, float], cumulative: float) -> list[dict]:
     """The `total` row and one row per stage of one trained instance."""
     batch = (card.training.get("settings") or {}).get("batch_size")
-    common = {"model": model, "fold": fold, "parameters": card.parameters, "device_name": card.device_name,
-              "device": card.device, "threads": card.threads, "gpus": card.gpus}
+    common = {
+        "model": model,
+        "fold": fold,
+        "parameters": card.parameters,
+        "device_name": card.device_name,
+        "device": card.device,
+        "threads": card.threads,
+        "gpus": card.gpus,
+    }
     stages = [("total", card.total_iterations, card.total_wall_seconds)]
     stages += [(s, n, float(card.wall_seconds.get(s, math.nan))) for s, n in card.iterations.items() if n]
     rows = []
     for stage, iterations, seconds in stages:
         hours, unit = device_hours(card, seconds)
         rate = iterations / seconds if seconds > 0 else math.nan
-        rows.append({**common, "stage": stage, "iterations": iterations, "seconds": seconds,
-                     "device_hours": hours, "device_hours_unit": unit, "iterations_per_s": rate,
-                     "patches_per_s": rate * batch if batch else math.nan,
-                     "cumulative_seconds": cumulative if stage == "total" else math.nan,
-                     "job_seconds": bench.get("s", math.nan) if stage == "total" else math.nan,
-                     "max_rss_mb": bench.get("max_rss", math.nan) if stage == "total" else math.nan})
+        rows.append(
+            {
+                **common,
+                "stage": stage,
+                "iterations": iterations,
+                "seconds": seconds,
+                "device_hours": hours,
+                "device_hours_unit": unit,
+                "iterations_per_s": rate,
+                "patches_per_s": rate * batch if batch else math.nan,
+                "cumulative_seconds": cumulative if stage == "total" else math.nan,
+                "job_seconds": bench.get("s", math.nan) if stage == "total" else math.nan,
+                "max_rss_mb": bench.get("max_rss", math.nan) if stage == "total" else math.nan,
+            }
+        )
     return rows
 
 
@@ -119,9 +152,14 @@ def _summed(model: str, per_fold: list[list[dict]], cards: Mapping[str, Mapping[
         iterations = sum(r["iterations"] for r in stage_rows)
         rate = iterations / seconds if seconds > 0 else math.nan
         batch_rate = first["patches_per_s"] / first["iterations_per_s"] if first["iterations_per_s"] else math.nan
-        first.update(fold="all", iterations=iterations, seconds=seconds,
-                     device_hours=sum(r["device_hours"] for r in stage_rows), iterations_per_s=rate,
-                     patches_per_s=rate * batch_rate if batch_rate == batch_rate else math.nan)
+        first.update(
+            fold="all",
+            iterations=iterations,
+            seconds=seconds,
+            device_hours=sum(r["device_hours"] for r in stage_rows),
+            iterations_per_s=rate,
+            patches_per_s=rate * batch_rate if batch_rate == batch_rate else math.nan,
+        )
         if first["stage"] == "total":
             inits = {}
             for fold, card in cards[model].items():
@@ -129,9 +167,11 @@ def _summed(model: str, per_fold: list[list[dict]], cards: Mapping[str, Mapping[
                     init = (card.training or {}).get("init") or {}
                     at = int(init.get("fold") or 1)
                     inits[(card.init_from, at)] = cumulative_seconds(card.init_from, cards, at)
-            first.update(cumulative_seconds=seconds + sum(inits.values()),
-                         job_seconds=sum(r["job_seconds"] for r in stage_rows),
-                         max_rss_mb=max((r["max_rss_mb"] for r in stage_rows), default=math.nan))
+            first.update(
+                cumulative_seconds=seconds + sum(inits.values()),
+                job_seconds=sum(r["job_seconds"] for r in stage_rows),
+                max_rss_mb=max((r["max_rss_mb"] for r in stage_rows), default=math.nan),
+            )
         out.append(first)
     return out
 
@@ -147,12 +187,16 @@ def predicted_megapixels(test_dir: PathLike) -> tuple[int, float]:
     return count, pixels / 1e6
 
 
-def inference_costs(benchmarks: Mapping[str, Mapping[str, Mapping[int, PathLike]]],
-                    test_dirs: Mapping[str, Mapping[int, PathLike]]) -> pd.DataFrame:
+def inference_costs(
+    benchmarks: Mapping[str, Mapping[str, Mapping[int, PathLike]]], test_dirs: Mapping[str, Mapping[int, PathLike]]
+) -> pd.DataFrame:
     """One row per (model, dataset): the infer jobs' seconds (summed over test folds), seconds per output
     megapixel and peak memory."""
-    sizes = {(dataset, f): predicted_megapixels(path) for dataset, tree in test_dirs.items()
-             for f, path in by_fold(tree).items()}
+    sizes = {
+        (dataset, f): predicted_megapixels(path)
+        for dataset, tree in test_dirs.items()
+        for f, path in by_fold(tree).items()
+    }
     rows = []
     for model, by_dataset in benchmarks.items():
         for dataset, tree in by_dataset.items():
@@ -161,7 +205,15 @@ def inference_costs(benchmarks: Mapping[str, Mapping[str, Mapping[int, PathLike]
             images = sum(sizes.get((dataset, f), (0, 0.0))[0] for f in benches)
             megapixels = sum(sizes.get((dataset, f), (0, math.nan))[1] for f in benches)
             rss = [b["max_rss"] for b in benches.values() if not math.isnan(b["max_rss"])]
-            rows.append({"model": model, "dataset": dataset, "images": images, "megapixels": megapixels,
-                         "seconds": seconds, "s_per_megapixel": seconds / megapixels if megapixels else math.nan,
-                         "max_rss_mb": max(rss) if rss else math.nan})
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "images": images,
+                    "megapixels": megapixels,
+                    "seconds": seconds,
+                    "s_per_megapixel": seconds / megapixels if megapixels else math.nan,
+                    "max_rss_mb": max(rss) if rss else math.nan,
+                }
+            )
     return pd.DataFrame(rows, columns=INFER_COLUMNS)

@@ -20,10 +20,16 @@ DIRECTIONS: dict[str, dict[str, bool]] = {
     "astronomy": {"rmse_phys": True, "psnr_phys": False, "total_flux_abs_err": True, "aperture_flux_rel_err": True},
 }
 LABELS = {
-    "fg_fraction": "head fraction", "rmse_fg": "RMSE in head", "psnr_fg": "PSNR in head (dB)",
-    "ssim_fg": "SSIM in head", "rmse_phys": "RMSE (physical)", "psnr_phys": "PSNR (physical, dB)",
-    "total_flux_rel_err": "total flux rel. error", "total_flux_abs_err": "|total flux rel. error|",
-    "aperture_flux_rel_err": "aperture flux |rel. error|", "aperture_flux_bias": "aperture flux bias",
+    "fg_fraction": "head fraction",
+    "rmse_fg": "RMSE in head",
+    "psnr_fg": "PSNR in head (dB)",
+    "ssim_fg": "SSIM in head",
+    "rmse_phys": "RMSE (physical)",
+    "psnr_phys": "PSNR (physical, dB)",
+    "total_flux_rel_err": "total flux rel. error",
+    "total_flux_abs_err": "|total flux rel. error|",
+    "aperture_flux_rel_err": "aperture flux |rel. error|",
+    "aperture_flux_bias": "aperture flux bias",
     "n_sources": "sources",
 }
 SHOWN = {
@@ -35,19 +41,24 @@ SHOWN = {
 def conventions(field: str) -> str:
     """How the field's metrics are computed, for the page (scisr.metrics_field has the details)."""
     if field == "mri":
-        return ("MRI: scores inside a foreground (head) mask computed on HR after the border crop (Otsu threshold, "
-                "closing, hole filling, largest component), data_range 1; SSIM is the mean of the SSIM map inside "
-                "the mask. Head fraction: the mask's share of the cropped image.")
-    return ("Astronomy: HR and prediction mapped back to the extracted frame's physical units by inverting the "
-            "recorded normalization (the asinh stretch is a display transform); PSNR's data range is the "
-            "normalization's high \u2212 low value. Fluxes are above the sky (median of HR): total flux relative "
-            f"error (prediction \u2212 HR) / |HR|; aperture photometry of the {N_SOURCES} brightest isolated HR "
-            f"sources in {APERTURE_RADIUS}-px circles: mean |relative error| and mean signed bias. Pixels above the "
-            "normalization's high percentile were clipped before the split, in HR and prediction alike.")
+        return (
+            "MRI: scores inside a foreground (head) mask computed on HR after the border crop (Otsu threshold, "
+            "closing, hole filling, largest component), data_range 1; SSIM is the mean of the SSIM map inside "
+            "the mask. Head fraction: the mask's share of the cropped image."
+        )
+    return (
+        "Astronomy: HR and prediction mapped back to the extracted frame's physical units by inverting the "
+        "recorded normalization (the asinh stretch is a display transform); PSNR's data range is the "
+        "normalization's high \u2212 low value. Fluxes are above the sky (median of HR): total flux relative "
+        f"error (prediction \u2212 HR) / |HR|; aperture photometry of the {N_SOURCES} brightest isolated HR "
+        f"sources in {APERTURE_RADIUS}-px circles: mean |relative error| and mean signed bias. Pixels above the "
+        "normalization's high percentile were clipped before the split, in HR and prediction alike."
+    )
 
 
-def read_field_scores(field_scores: Mapping[str, Mapping[str, Mapping[int, PathLike] | PathLike]],
-                      fields: Mapping[str, str]) -> pd.DataFrame:
+def read_field_scores(
+    field_scores: Mapping[str, Mapping[str, Mapping[int, PathLike] | PathLike]], fields: Mapping[str, str]
+) -> pd.DataFrame:
     """Every field table ({dataset: {model: {fold: TSV}}}) as one long frame: model, dataset, fold, image_id and
     the metric columns (NaN where n/a)."""
     frames = []
@@ -63,8 +74,16 @@ def read_field_scores(field_scores: Mapping[str, Mapping[str, Mapping[int, PathL
     return pd.concat(frames, ignore_index=True)
 
 
-def field_stats(long: pd.DataFrame, fields: Mapping[str, str], subjects: pd.DataFrame | None, *, models: Sequence[str],
-                baseline: str, generic: str, imported: Sequence[str] = ("pretrained",)) -> pd.DataFrame:
+def field_stats(
+    long: pd.DataFrame,
+    fields: Mapping[str, str],
+    subjects: pd.DataFrame | None,
+    *,
+    models: Sequence[str],
+    baseline: str,
+    generic: str,
+    imported: Sequence[str] = ("pretrained",),
+) -> pd.DataFrame:
     """Paired subject-level comparisons (stats.paired_stats) on each field dataset's metrics, with a `field` column;
     all secondary (the primary family is the main metrics')."""
     frames = []
@@ -73,9 +92,17 @@ def field_stats(long: pd.DataFrame, fields: Mapping[str, str], subjects: pd.Data
         sel = long[long["dataset"].isin(datasets)]
         if sel.empty:
             continue
-        table = stats.paired_stats(sel, subjects, baseline=baseline, generic=generic, models=models,
-                                   datasets=datasets, metrics=DIRECTIONS[field], primary_metric=None,
-                                   imported=imported)
+        table = stats.paired_stats(
+            sel,
+            subjects,
+            baseline=baseline,
+            generic=generic,
+            models=models,
+            datasets=datasets,
+            metrics=DIRECTIONS[field],
+            primary_metric=None,
+            imported=imported,
+        )
         frames.append(table.assign(field=field))
     if not frames:
         return pd.DataFrame(columns=["field", *stats.STATS_COLUMNS])

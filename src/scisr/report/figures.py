@@ -31,8 +31,14 @@ METRIC_LABELS = {
 
 # Okabe & Ito (2008) colour-blind-safe colours, in the order models receive them; grey for the baseline.
 OKABE_ITO = {
-    "blue": "#0072B2", "orange": "#E69F00", "bluish green": "#009E73", "vermillion": "#D55E00",
-    "reddish purple": "#CC79A7", "sky blue": "#56B4E9", "black": "#000000", "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "bluish green": "#009E73",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+    "sky blue": "#56B4E9",
+    "black": "#000000",
+    "yellow": "#F0E442",
 }
 BASELINE_COLOUR = "#999999"
 
@@ -81,16 +87,33 @@ def metrics_figure(
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(1, 3, figsize=(width, 3.9), layout="constrained")
         for ax, metric in zip(axes, ("rmse", "psnr", "ssim")):
-            common = dict(data=data, x="dataset", y=metric, hue="model", order=list(datasets), hue_order=list(models),
-                          palette=palette, ax=ax)
+            common = dict(
+                data=data,
+                x="dataset",
+                y=metric,
+                hue="model",
+                order=list(datasets),
+                hue_order=list(models),
+                palette=palette,
+                ax=ax,
+            )
             state = np.random.get_state()  # stripplot jitters with numpy's global generator: seed it, so the
             np.random.seed(0)  # same scores draw the same figure
             try:
                 sns.stripplot(**common, dodge=True, alpha=0.35, size=3.5, jitter=0.15, legend=False, zorder=1)
             finally:
                 np.random.set_state(state)
-            sns.pointplot(**common, dodge=0.8 - 0.8 / max(len(models), 1), errorbar="sd", linestyle="none",
-                          markers="D", markersize=5, capsize=0.08, err_kws={"linewidth": 1.4}, legend=False)
+            sns.pointplot(
+                **common,
+                dodge=0.8 - 0.8 / max(len(models), 1),
+                errorbar="sd",
+                linestyle="none",
+                markers="D",
+                markersize=5,
+                capsize=0.08,
+                err_kws={"linewidth": 1.4},
+                legend=False,
+            )
             ax.set_title(METRIC_LABELS[metric], fontsize=10)
             ax.set_xlabel("")
             ax.set_ylabel(metric.upper() if metric != "psnr" else "PSNR (dB)")
@@ -132,8 +155,15 @@ def learning_curves_figure(
             gan_starts = before_gan.max() if (hist["stage"] == "gan").any() and not before_gan.empty else None
             width = 1.0 if len(runs) > 1 else 1.4
             for ax, column in zip(axes, ("val_rmse", "val_psnr")):
-                ax.plot(hist["iteration"], hist[column], color=colour, marker="o", markersize=2.5, linewidth=width,
-                        alpha=0.8 if len(runs) > 1 else 1.0)
+                ax.plot(
+                    hist["iteration"],
+                    hist[column],
+                    color=colour,
+                    marker="o",
+                    markersize=2.5,
+                    linewidth=width,
+                    alpha=0.8 if len(runs) > 1 else 1.0,
+                )
                 if gan_starts is not None:
                     ax.axvline(gan_starts, color=colour, linestyle=":", linewidth=1.2)
     for ax, label in zip(axes, ("validation RMSE (lower is better)", "validation PSNR, dB (higher is better)")):
@@ -149,8 +179,9 @@ def learning_curves_figure(
     else:
         for ax in axes:
             ax.text(0.5, 0.5, "no training history", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle("Learning curves on the validation split" + (" (one line per fold's run)" if folded else ""),
-                 fontsize=11)
+    fig.suptitle(
+        "Learning curves on the validation split" + (" (one line per fold's run)" if folded else ""), fontsize=11
+    )
     save_figure(fig, path)
 
 
@@ -212,16 +243,22 @@ def panel_figure(
     errors = {n: np.abs(images[n] - ref) for n in names if n != reference}
     err_hi = max([float(np.percentile(e, 99.5)) for e in errors.values()] + [1e-6])
     zoom = detail_box(ref, zoom_side or max(8, min(ref.shape) // 4))
-    fig, axes = plt.subplots(3, len(names), figsize=(2.3 * len(names) + 0.6, 7.4), layout="constrained",
-                             squeeze=False)
+    fig, axes = plt.subplots(3, len(names), figsize=(2.3 * len(names) + 0.6, 7.4), layout="constrained", squeeze=False)
     err_image = spare = None
     for col, name in enumerate(names):
         top, middle, bottom = axes[0, col], axes[1, col], axes[2, col]
         top.imshow(images[name], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         top.set_title(_panel_title(name, psnr.get(name)), fontsize=9)
-        top.add_patch(plt.Rectangle((zoom[1].start - 0.5, zoom[0].start - 0.5), zoom[1].stop - zoom[1].start,
-                                    zoom[0].stop - zoom[0].start, fill=False, edgecolor=OKABE_ITO["orange"],
-                                    linewidth=1.2))
+        top.add_patch(
+            plt.Rectangle(
+                (zoom[1].start - 0.5, zoom[0].start - 0.5),
+                zoom[1].stop - zoom[1].start,
+                zoom[0].stop - zoom[0].start,
+                fill=False,
+                edgecolor=OKABE_ITO["orange"],
+                linewidth=1.2,
+            )
+        )
         middle.imshow(images[name][zoom], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         for spine in middle.spines.values():
             spine.set_edgecolor(OKABE_ITO["orange"])
@@ -271,8 +308,13 @@ def heatmap_figure(
     """
     rows = [m for m in models if m != baseline]
     sel = stats[stats["reference"] == baseline] if not stats.empty else stats
-    fig, axes = plt.subplots(1, len(HEATMAP_METRICS), figsize=(max(8.0, 2.6 + 1.5 * len(datasets)) * 1.6,
-                             1.2 + 0.55 * max(len(rows), 1)), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(HEATMAP_METRICS),
+        figsize=(max(8.0, 2.6 + 1.5 * len(datasets)) * 1.6, 1.2 + 0.55 * max(len(rows), 1)),
+        layout="constrained",
+        squeeze=False,
+    )
     for ax, (metric, (label, digits, bar)) in zip(axes[0], HEATMAP_METRICS.items()):
         values = np.full((len(rows), len(datasets)), np.nan)
         text = np.full((len(rows), len(datasets)), "", dtype=object)
@@ -287,14 +329,30 @@ def heatmap_figure(
                 text[i, j] = f"{row['mean_diff']:+.{digits}f} {MARKS.get(row['verdict'], '')}".replace("-", "\u2212")
         sign = 1.0 if not LOWER_IS_BETTER[metric] else -1.0
         limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-        sns.heatmap(sign * values, ax=ax, cmap="vlag_r", center=0, vmin=-(limit or 1.0), vmax=limit or 1.0,
-                    annot=text, fmt="", annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white",
-                    xticklabels=list(datasets), yticklabels=rows, cbar_kws={"label": bar})
+        sns.heatmap(
+            sign * values,
+            ax=ax,
+            cmap="vlag_r",
+            center=0,
+            vmin=-(limit or 1.0),
+            vmax=limit or 1.0,
+            annot=text,
+            fmt="",
+            annot_kws={"fontsize": 8},
+            linewidths=0.5,
+            linecolor="white",
+            xticklabels=list(datasets),
+            yticklabels=rows,
+            cbar_kws={"label": bar},
+        )
         ax.set_facecolor("#eeeeee")
         ax.set_title(f"{label} to {baseline}", fontsize=10)
         ax.set_xlabel("test dataset")
         ax.set_ylabel("model")
         ax.tick_params(axis="y", rotation=0)
-    fig.suptitle(f"Cross-domain matrix: difference to {baseline}, mean over subjects "
-                 "(* significant after Holm, ns not significant, ? too few subjects)", fontsize=10)
+    fig.suptitle(
+        f"Cross-domain matrix: difference to {baseline}, mean over subjects "
+        "(* significant after Holm, ns not significant, ? too few subjects)",
+        fontsize=10,
+    )
     save_figure(fig, path)

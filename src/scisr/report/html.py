@@ -52,37 +52,57 @@ def stats_table(stats: pd.DataFrame, dataset: str) -> str:
     """One dataset's paired comparisons (RMSE and PSNR) with their family, subject counts, CIs, effect sizes,
     p-values and verdicts; cells wrap so the table fits a 1200-px page."""
     sel = stats[stats["dataset"] == dataset]
-    heads = ["comparison (family)", "model", "ref.", "subjects (images)", "\u0394RMSE [95% CI]", "median",
-             "improved", "p", "Holm p", "RMSE verdict", "\u0394PSNR dB [95% CI]", "Holm p", "PSNR verdict"]
-    out = ['<table>', "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
+    heads = [
+        "comparison (family)",
+        "model",
+        "ref.",
+        "subjects (images)",
+        "\u0394RMSE [95% CI]",
+        "median",
+        "improved",
+        "p",
+        "Holm p",
+        "RMSE verdict",
+        "\u0394PSNR dB [95% CI]",
+        "Holm p",
+        "PSNR verdict",
+    ]
+    out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     for (kind, model, reference), group in sel.groupby(["comparison", "model", "reference"], sort=False):
         by_metric = group.set_index("metric")
         rmse = by_metric.loc["rmse"] if "rmse" in by_metric.index else None
         if rmse is None:
             continue
         family = "primary" if rmse.get("family") == "primary" else "secondary"
-        cells = [(f"{escape(str(kind))} ({family})", True), (escape(str(model)), False),
-                 (escape(str(reference)), False),
-                 (f"{int(rmse['n_subjects'])} ({int(rmse['n_images'])})", False)]
+        cells = [
+            (f"{escape(str(kind))} ({family})", True),
+            (escape(str(model)), False),
+            (escape(str(reference)), False),
+            (f"{int(rmse['n_subjects'])} ({int(rmse['n_images'])})", False),
+        ]
         for metric, digits, extra in (("rmse", 4, True), ("psnr", 2, False)):
             if metric not in by_metric.index:
                 cells += [("\u2013", False)] * (6 if extra else 3)
                 continue
             row = by_metric.loc[metric]
-            ci = f"{fmt(row['mean_diff'], digits, signed=True)} [{fmt(row['ci_low'], digits, signed=True)}, " \
-                 f"{fmt(row['ci_high'], digits, signed=True)}]"
+            ci = (
+                f"{fmt(row['mean_diff'], digits, signed=True)} [{fmt(row['ci_low'], digits, signed=True)}, "
+                f"{fmt(row['ci_high'], digits, signed=True)}]"
+            )
             cells.append((escape(ci), True))
             if extra:
                 cells.append((escape(fmt(row.get("median_diff"), digits, signed=True)), False))
                 improved = row.get("n_improved")
-                cells.append((escape("\u2013" if _missing(improved) else
-                                     f"{int(improved)}/{int(row['n_subjects'])}"), False))
+                cells.append(
+                    (escape("\u2013" if _missing(improved) else f"{int(improved)}/{int(row['n_subjects'])}"), False)
+                )
                 cells.append((escape(pvalue(row["p_value"])), False))
             cells.append((escape(pvalue(row["p_holm"])), False))
             css = VERDICT_CSS.get(str(row["verdict"]), "")
             cells.append((f'<span class="{css}">{escape(str(row["verdict"]))}</span>', True))
-        out.append("<tr>" + "".join(f'<td class="wrap">{c}</td>' if wrap else f"<td>{c}</td>" for c, wrap in cells)
-                   + "</tr>")
+        out.append(
+            "<tr>" + "".join(f'<td class="wrap">{c}</td>' if wrap else f"<td>{c}</td>" for c, wrap in cells) + "</tr>"
+        )
     out.append("</table>")
     return "\n".join(out)
 
@@ -99,10 +119,20 @@ def summary_table(
 ) -> str:
     """The summary rows of one dataset as an HTML table, best mean per metric in bold."""
     sel = summary[summary["dataset"] == dataset]
-    heads = ["model", "n", "RMSE", "PSNR (dB)", "SSIM", f"\u0394RMSE vs {baseline}", f"\u0394PSNR vs {baseline}",
-             f"\u0394SSIM vs {baseline}", f"\u0394RMSE vs {generic}", f"\u0394PSNR vs {generic}",
-             f"wins vs {baseline}"]
-    out = ['<table>', "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
+    heads = [
+        "model",
+        "n",
+        "RMSE",
+        "PSNR (dB)",
+        "SSIM",
+        f"\u0394RMSE vs {baseline}",
+        f"\u0394PSNR vs {baseline}",
+        f"\u0394SSIM vs {baseline}",
+        f"\u0394RMSE vs {generic}",
+        f"\u0394PSNR vs {generic}",
+        f"wins vs {baseline}",
+    ]
+    out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     for _, row in sel.iterrows():
         model = str(row["model"])
         cells = [escape(model), str(int(row["n"]))]
@@ -114,8 +144,13 @@ def summary_table(
             if model in best.get((dataset, metric), set()):
                 text = f"<b>{text}</b>"
             cells.append(text)
-        for col, digits in (("d_rmse_vs_bicubic", 4), ("d_psnr_vs_bicubic", 2), ("d_ssim_vs_bicubic", 4),
-                            ("d_rmse_vs_generic", 4), ("d_psnr_vs_generic", 2)):
+        for col, digits in (
+            ("d_rmse_vs_bicubic", 4),
+            ("d_psnr_vs_bicubic", 2),
+            ("d_ssim_vs_bicubic", 4),
+            ("d_rmse_vs_generic", 4),
+            ("d_psnr_vs_generic", 2),
+        ):
             cells.append(escape(fmt(row[col], digits, signed=True)))
         wins = row["wins_vs_bicubic"]
         cells.append(escape("\u2013" if math.isnan(wins) else f"{100 * wins:.0f}%"))
@@ -184,8 +219,7 @@ def cost_table(cost: pd.DataFrame) -> str:
     An imported model has no training cost here: its row says where the weights came from. A fine-tuned model's
     cost is its own training only; its init model's cost is in that model's row.
     """
-    heads = ["model", "source", "architecture", "parameters", "iterations / wall time per stage", "total",
-             "device"]
+    heads = ["model", "source", "architecture", "parameters", "iterations / wall time per stage", "total", "device"]
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     for _, row in cost.iterrows():
         source = str(row.get("source", "trained"))
@@ -198,8 +232,7 @@ def cost_table(cost: pd.DataFrame) -> str:
         init = row.get("init_from")
         if not _missing(init):
             source += f", fine-tuned from {init}"
-        cells = [str(row["model"]), source, _text(row["arch"]), _integer(row["parameters"]), stages, total,
-                 device]
+        cells = [str(row["model"]), source, _text(row["arch"]), _integer(row["parameters"]), stages, total, device]
         out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -247,8 +280,10 @@ def render(
         "<body>",
         f"<h1>{escape(title)}</h1>",
         f"<p>{escape(compared)}</p>",
-        *(f'<p class="note">{escape(model)}: skipped \u2014 {escape(reason)}</p>'
-          for model, reason in (skipped or {}).items()),
+        *(
+            f'<p class="note">{escape(model)}: skipped \u2014 {escape(reason)}</p>'
+            for model, reason in (skipped or {}).items()
+        ),
         f'<p class="note">{escape(conventions)}</p>',
         plan,
         answer,
@@ -266,12 +301,17 @@ def render(
         parts.append('<ul class="meaning">')
         for item in advice:
             caveats = "".join(f"<li>{escape(c)}</li>" for c in item.caveats)
-            parts.append(f"<li><b>{escape(item.dataset)}</b>: {escape(item.recommendation)}"
-                         + (f'<ul class="caveats">{caveats}</ul>' if caveats else "") + "</li>")
+            parts.append(
+                f"<li><b>{escape(item.dataset)}</b>: {escape(item.recommendation)}"
+                + (f'<ul class="caveats">{caveats}</ul>' if caveats else "")
+                + "</li>"
+            )
         parts.append("</ul>")
     parts.append("<h2>Scores per dataset</h2>")
-    parts.append('<p class="note">Mean \u00b1 sample standard deviation over test images; best mean per metric in '
-                 "bold; \u0394 = model mean \u2212 reference mean on the same dataset.</p>")
+    parts.append(
+        '<p class="note">Mean \u00b1 sample standard deviation over test images; best mean per metric in '
+        "bold; \u0394 = model mean \u2212 reference mean on the same dataset.</p>"
+    )
     for dataset in datasets:
         parts.append(f"<h3>{escape(dataset)}</h3>")
         parts.append(summary_table(summary, dataset, best, baseline=baseline, generic=generic))
@@ -296,8 +336,10 @@ def render(
         parts.append(costs)
     elif cost is not None and not cost.empty:
         parts.append("<h2>Training cost</h2>")
-        parts.append('<p class="note">Imported models were not trained here: their training cost is not this '
-                     "study's. A fine-tuned model's row is its fine-tuning only; add its init model's row.</p>")
+        parts.append(
+            '<p class="note">Imported models were not trained here: their training cost is not this '
+            "study's. A fine-tuned model's row is its fine-tuning only; add its init model's row.</p>"
+        )
         parts.append(cost_table(cost))
     if footnotes:
         parts.append("<h2>Notes</h2>")

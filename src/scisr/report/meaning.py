@@ -60,8 +60,10 @@ def describe(row: Mapping) -> str:
     """A stats row in words: the difference with its CI (and ΔPSNR beside ΔRMSE), subjects improved, subjects
     (images), Wilcoxon and Holm p-values."""
     name, digits, unit = NAMES.get(str(row.get("metric", "rmse")), (str(row.get("metric")), 4, ""))
-    text = (f"\u0394{name} {_num(row['mean_diff'], digits)}{unit} (95% CI {_num(row['ci_low'], digits)} to "
-            f"{_num(row['ci_high'], digits)})")
+    text = (
+        f"\u0394{name} {_num(row['mean_diff'], digits)}{unit} (95% CI {_num(row['ci_low'], digits)} to "
+        f"{_num(row['ci_high'], digits)})"
+    )
     if "psnr_diff" in row:
         text += f", \u0394PSNR {_num(row['psnr_diff'], 2)} dB"
     n, images = int(row["n_subjects"]), int(row["n_images"])
@@ -91,22 +93,35 @@ def _verdict_sentence(row: Mapping, subject: str, other: str, dataset: str) -> t
     name = NAMES.get(str(row.get("metric", "rmse")), (str(row.get("metric")),))[0]
     family = "primary" if row.get("family") == "primary" else "secondary"
     if verdict == "better":
-        return (f"Verdict: {subject} is better than {other} on {dataset} ({name}, {family}, Holm p = "
-                f"{_p(row['p_holm'])})."), "better"
+        return (
+            f"Verdict: {subject} is better than {other} on {dataset} ({name}, {family}, Holm p = {_p(row['p_holm'])})."
+        ), "better"
     if verdict == "worse":
-        return (f"Verdict: {subject} is worse than {other} on {dataset} ({name}, {family}, Holm p = "
-                f"{_p(row['p_holm'])})."), "worse"
+        return (
+            f"Verdict: {subject} is worse than {other} on {dataset} ({name}, {family}, Holm p = {_p(row['p_holm'])})."
+        ), "worse"
     if verdict == "no significant difference":
-        return (f"Verdict: no significant difference between {subject} and {other} on {dataset} "
-                f"({name}, {family}, Holm p = {_p(row['p_holm'])})."), ""
+        return (
+            f"Verdict: no significant difference between {subject} and {other} on {dataset} "
+            f"({name}, {family}, Holm p = {_p(row['p_holm'])})."
+        ), ""
     n, m = int(row["n_subjects"]), int(row.get("family_size", 1) or 1)
-    return (f"Verdict: too few subjects to tell {subject} from {other} on {dataset}: {n} test subject"
-            f"{'s' if n != 1 else ''}; in a family of {m} comparison{'s' if m != 1 else ''} at least "
-            f"{subjects_needed(m)} are needed before any difference can reach p < 0.05."), "few"
+    return (
+        f"Verdict: too few subjects to tell {subject} from {other} on {dataset}: {n} test subject"
+        f"{'s' if n != 1 else ''}; in a family of {m} comparison{'s' if m != 1 else ''} at least "
+        f"{subjects_needed(m)} are needed before any difference can reach p < 0.05."
+    ), "few"
 
 
-def answers(stats: pd.DataFrame, models: Sequence[str], datasets: Sequence[str], *, baseline: str,
-            generic: str, metric: str = "rmse") -> list[Answer]:
+def answers(
+    stats: pd.DataFrame,
+    models: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    baseline: str,
+    generic: str,
+    metric: str = "rmse",
+) -> list[Answer]:
     """One answer per (domain dataset, its own model), from the `metric` rows of stats (never from means alone)."""
     out = []
     for dataset in datasets:
@@ -114,8 +129,9 @@ def answers(stats: pd.DataFrame, models: Sequence[str], datasets: Sequence[str],
             continue
         own = own_models(models, dataset)
         if not own:
-            out.append(Answer(dataset, f"{dataset}: no model was trained on {dataset}, so there is no answer here.",
-                              ""))
+            out.append(
+                Answer(dataset, f"{dataset}: no model was trained on {dataset}, so there is no answer here.", "")
+            )
             continue
         for model in own:
             label = model_label(model, dataset)
@@ -151,41 +167,58 @@ def _budget(history: pd.DataFrame | None) -> str | None:
     return f"{last} iterations"
 
 
-def _recommend(stats: pd.DataFrame, dataset: str, own: list[str], *, baseline: str, generic: str,
-               metric: str = "rmse") -> str:
+def _recommend(
+    stats: pd.DataFrame, dataset: str, own: list[str], *, baseline: str, generic: str, metric: str = "rmse"
+) -> str:
     """Which model to use on one domain dataset, from the verdicts against generic and baseline."""
     rows = {m: _row(stats, dataset, m, generic, metric) for m in own}
     better = [m for m in own if rows[m] is not None and rows[m]["verdict"] == "better"]
     if better:
         sign = 1 if metric == "rmse" else -1
         best = min(better, key=lambda m: sign * rows[m]["mean_diff"])
-        return (f"Use {model_label(best, dataset)}: it is significantly better than the {generic} model "
-                f"on {dataset} ({describe(rows[best])}).")
+        return (
+            f"Use {model_label(best, dataset)}: it is significantly better than the {generic} model "
+            f"on {dataset} ({describe(rows[best])})."
+        )
     base = _row(stats, dataset, generic, baseline, metric)
     base_note = ""
     if base is not None:
         base_note = f" The {generic} model against {baseline}: {base['verdict']} ({describe(base)})."
     worse = [m for m in own if rows[m] is not None and rows[m]["verdict"] == "worse"]
     if worse:
-        return (f"Use the {generic} model: {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly "
-                f"worse than it on {dataset}; domain training did not pay off at this budget." + base_note)
+        return (
+            f"Use the {generic} model: {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly "
+            f"worse than it on {dataset}; domain training did not pay off at this budget." + base_note
+        )
     few = [m for m in own if rows[m] is not None and rows[m]["verdict"] == "too few subjects to tell"]
     if few:
         need = subjects_needed(int(rows[few[0]].get("family_size", 1) or 1))
-        return (f"No choice can be defended yet: the {dataset} test set has too few subjects to tell the models "
-                f"apart. Until it has at least {need}, prefer the {generic} model, which needs no domain "
-                "training, and treat the mean differences in the tables as anecdotes." + base_note)
+        return (
+            f"No choice can be defended yet: the {dataset} test set has too few subjects to tell the models "
+            f"apart. Until it has at least {need}, prefer the {generic} model, which needs no domain "
+            "training, and treat the mean differences in the tables as anecdotes." + base_note
+        )
     if any(r is not None for r in rows.values()):
-        return (f"No significant difference between {', '.join(own)} and the {generic} model on {dataset} with "
-                f"this many test subjects: neither is shown to be better, so the {generic} model, which needs no "
-                "domain training, is the simpler choice." + base_note)
+        return (
+            f"No significant difference between {', '.join(own)} and the {generic} model on {dataset} with "
+            f"this many test subjects: neither is shown to be better, so the {generic} model, which needs no "
+            "domain training, is the simpler choice." + base_note
+        )
     return f"No comparison with the {generic} model was made on {dataset}." + base_note
 
 
-def what_this_means(stats: pd.DataFrame, models: Sequence[str], datasets: Sequence[str], *, baseline: str,
-                    generic: str, subjects: pd.DataFrame | None = None,
-                    histories: Mapping[str, pd.DataFrame] | None = None,
-                    degradations: Mapping[str, str] | None = None, metric: str = "rmse") -> list[Advice]:
+def what_this_means(
+    stats: pd.DataFrame,
+    models: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    baseline: str,
+    generic: str,
+    subjects: pd.DataFrame | None = None,
+    histories: Mapping[str, pd.DataFrame] | None = None,
+    degradations: Mapping[str, str] | None = None,
+    metric: str = "rmse",
+) -> list[Advice]:
     """Per dataset: which model to use and the caveats (data size, degradation, budget, shared subjects)."""
     histories = histories or {}
     out = []
@@ -193,15 +226,17 @@ def what_this_means(stats: pd.DataFrame, models: Sequence[str], datasets: Sequen
         own = own_models(models, dataset) if dataset != generic else []
         if dataset == generic:
             base = _row(stats, dataset, generic, baseline, metric)
-            text = (f"On {dataset} (the generic model's own kind of image) the {generic} model against {baseline}: "
-                    f"{base['verdict']} ({describe(base)})." if base is not None
-                    else f"No {generic} model was scored on {dataset}.")
+            text = (
+                f"On {dataset} (the generic model's own kind of image) the {generic} model against {baseline}: "
+                f"{base['verdict']} ({describe(base)})."
+                if base is not None
+                else f"No {generic} model was scored on {dataset}."
+            )
             advice = Advice(dataset, text)
         elif not own:
             advice = Advice(dataset, f"No model was trained on {dataset}; only the cross-domain matrix applies.")
         else:
-            advice = Advice(dataset, _recommend(stats, dataset, own, baseline=baseline, generic=generic,
-                                                metric=metric))
+            advice = Advice(dataset, _recommend(stats, dataset, own, baseline=baseline, generic=generic, metric=metric))
         rows = stats[(stats["dataset"] == dataset) & (stats["metric"] == metric)]
         if not rows.empty:
             n_sub, n_img = int(rows["n_subjects"].max()), int(rows["n_images"].max())
@@ -213,32 +248,44 @@ def what_this_means(stats: pd.DataFrame, models: Sequence[str], datasets: Sequen
                 train = sel[sel["split"] == "train"]
                 if folds > 1:
                     per_fold = train.groupby("fold")["subject_id"].nunique()
-                    size += (f"; each of the {folds} folds' models trained on {int(per_fold.min())}\u2013"
-                             f"{int(per_fold.max())} subject(s)")
+                    size += (
+                        f"; each of the {folds} folds' models trained on {int(per_fold.min())}\u2013"
+                        f"{int(per_fold.max())} subject(s)"
+                    )
                 else:
-                    size += (f"; training data: {len(train)} image(s) from {train['subject_id'].nunique()} "
-                             "subject(s)")
+                    size += f"; training data: {len(train)} image(s) from {train['subject_id'].nunique()} subject(s)"
             advice.caveats.append(size + ".")
             shared = int(rows["shared_subjects"].max())
             if shared:
                 advice.caveats.append(
                     f"{shared} of the {n_sub} test subject(s) also have images in {dataset}'s training split "
                     "(tiles of one image or slabs of one volume): scores of models trained on it measure "
-                    "generalisation within those subjects, not to new subjects.")
+                    "generalisation within those subjects, not to new subjects."
+                )
             elif how.startswith("each image"):
-                advice.caveats.append("No split table was given, so each image counts as its own subject; if "
-                                      "images share subjects, the confidence intervals and p-values are too "
-                                      "optimistic.")
+                advice.caveats.append(
+                    "No split table was given, so each image counts as its own subject; if "
+                    "images share subjects, the confidence intervals and p-values are too "
+                    "optimistic."
+                )
         if degradations and dataset in degradations:
-            advice.caveats.append(f"LR images were made from HR with the '{degradations[dataset]}' degradation; "
-                                  "real low-resolution acquisitions may degrade differently.")
+            advice.caveats.append(
+                f"LR images were made from HR with the '{degradations[dataset]}' degradation; "
+                "real low-resolution acquisitions may degrade differently."
+            )
         else:
-            advice.caveats.append("LR images were made from HR by a simulated degradation (the dataset's "
-                                  "split.degradation setting); real low-resolution acquisitions may differ.")
-        budgets = [f"{m}: {b}" for m in ([generic] if generic in models else []) + own
-                   if (b := _budget(histories.get(m)))]
+            advice.caveats.append(
+                "LR images were made from HR by a simulated degradation (the dataset's "
+                "split.degradation setting); real low-resolution acquisitions may differ."
+            )
+        budgets = [
+            f"{m}: {b}" for m in ([generic] if generic in models else []) + own if (b := _budget(histories.get(m)))
+        ]
         if budgets:
-            advice.caveats.append("Training budget (last validated iteration): " + "; ".join(budgets)
-                                  + ". A larger budget may change the answer.")
+            advice.caveats.append(
+                "Training budget (last validated iteration): "
+                + "; ".join(budgets)
+                + ". A larger budget may change the answer."
+            )
         out.append(advice)
     return out

@@ -37,8 +37,14 @@ def _panel_models(models: list[str], dataset: str, *, baseline: str, generic: st
 
 
 def build_panel(
-    dataset: str, tests: Mapping[int, PathLike], predictions: Mapping[str, Mapping[int, PathLike]], long: pd.DataFrame,
-    out_path: PathLike, *, baseline: str, generic: str
+    dataset: str,
+    tests: Mapping[int, PathLike],
+    predictions: Mapping[str, Mapping[int, PathLike]],
+    long: pd.DataFrame,
+    out_path: PathLike,
+    *,
+    baseline: str,
+    generic: str,
 ) -> str | None:
     """Write the dataset's panel figure to `out_path`; return its caption, or None without test images.
 
@@ -73,8 +79,10 @@ def build_panel(
             psnr[model] = float(hit["psnr"].iloc[0])
     images["HR"] = hr[box]
     side = box[0].stop - box[0].start
-    title = (f"{dataset}: test image {image_id} ({hr.shape[1]}\u00d7{hr.shape[0]} px), centred {side}\u00d7{side} "
-             f"HR crop; PSNR of the whole image")
+    title = (
+        f"{dataset}: test image {image_id} ({hr.shape[1]}\u00d7{hr.shape[0]} px), centred {side}\u00d7{side} "
+        f"HR crop; PSNR of the whole image"
+    )
     figures.panel_figure(images, psnr, out_path, title=title)
     return (
         f"{dataset}: the largest test image ({image_id}), a centred {side}\u00d7{side} px crop. Top: LR "

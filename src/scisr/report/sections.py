@@ -13,6 +13,7 @@ from scisr.report.html import VERDICT_CSS, data_uri, duration, fmt, pvalue
 
 def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], stacked: int | None = None) -> str:
     """An HTML table of already escaped cells; cells from column `stacked` on may wrap onto several lines."""
+
     def cell(i: int, c: str) -> str:
         return f'<td class="stack">{c}</td>' if stacked is not None and i >= stacked else f"<td>{c}</td>"
 
@@ -40,8 +41,12 @@ def field_section(long: pd.DataFrame, fstats: pd.DataFrame, fields: Mapping[str,
             cells = [escape(str(row["model"])), str(int(row["n"]))]
             for metric in shown:
                 signed = metric in ("total_flux_rel_err", "aperture_flux_bias")
-                cells.append(escape(f"{fmt(row[f'{metric}_mean'], _digits(metric), signed=signed)} \u00b1 "
-                                    f"{fmt(row[f'{metric}_std'], _digits(metric))}"))
+                cells.append(
+                    escape(
+                        f"{fmt(row[f'{metric}_mean'], _digits(metric), signed=signed)} \u00b1 "
+                        f"{fmt(row[f'{metric}_std'], _digits(metric))}"
+                    )
+                )
             rows.append(cells)
         parts.append(_table(["model", "n", *(fieldmod.LABELS[m] for m in shown)], rows))
         sel = fstats[fstats["dataset"] == dataset] if not fstats.empty else fstats
@@ -61,14 +66,23 @@ def field_section(long: pd.DataFrame, fstats: pd.DataFrame, fields: Mapping[str,
                 d = _digits(metric)
                 ci = f"[{fmt(r['ci_low'], d, signed=True)}, {fmt(r['ci_high'], d, signed=True)}]"
                 css = VERDICT_CSS.get(str(r["verdict"]), "")
-                cells.append(f"{escape(fmt(r['mean_diff'], d, signed=True))}<br>{escape(ci)}<br>"
-                             f'<span class="{css}">{escape(str(r["verdict"]))}</span>')
+                cells.append(
+                    f"{escape(fmt(r['mean_diff'], d, signed=True))}<br>{escape(ci)}<br>"
+                    f'<span class="{css}">{escape(str(r["verdict"]))}</span>'
+                )
             rows.append(cells)
-        parts.append('<p class="note">Paired differences (model \u2212 reference), mean of per-subject means with '
-                     "the 95% bootstrap CI over subjects and the verdict (Wilcoxon on subject means, Holm over the "
-                     "comparisons of each field metric), as in the Statistics section; rows in field_stats.tsv.</p>")
-        parts.append(_table(["comparison", "model", "reference", "subjects",
-                             *(f"\u0394 {fieldmod.LABELS[m]}" for m in metrics)], rows, stacked=4))
+        parts.append(
+            '<p class="note">Paired differences (model \u2212 reference), mean of per-subject means with '
+            "the 95% bootstrap CI over subjects and the verdict (Wilcoxon on subject means, Holm over the "
+            "comparisons of each field metric), as in the Statistics section; rows in field_stats.tsv.</p>"
+        )
+        parts.append(
+            _table(
+                ["comparison", "model", "reference", "subjects", *(f"\u0394 {fieldmod.LABELS[m]}" for m in metrics)],
+                rows,
+                stacked=4,
+            )
+        )
     return "\n".join(parts) if len(parts) > 1 else ""
 
 
@@ -80,8 +94,13 @@ def budget_section(statements: Sequence[str], figures: Sequence[tuple[str, str, 
     parts += [f"<li>{escape(s)}</li>" for s in statements]
     parts += ["</ul>", f'<p class="note">{escape(note)}</p>']
     for heading, caption, png in figures:
-        parts += ["<figure>", f"<h3>{escape(heading)}</h3>", f'<img src="{data_uri(png)}" alt="{escape(heading)}">',
-                  f"<figcaption>{escape(caption)}</figcaption>", "</figure>"]
+        parts += [
+            "<figure>",
+            f"<h3>{escape(heading)}</h3>",
+            f'<img src="{data_uri(png)}" alt="{escape(heading)}">',
+            f"<figcaption>{escape(caption)}</figcaption>",
+            "</figure>",
+        ]
     return "\n".join(parts)
 
 
@@ -100,43 +119,83 @@ def costs_section(training: pd.DataFrame, inference: pd.DataFrame, note: str) ->
             total = r["stage"] == "total"
             hours = f"{r['device_hours']:.3g}" + ("" if len(units) == 1 else f" {r['device_hours_unit']}")
             name = str(r["model"]) + (f" ({int(runs[r['model']])} runs)" if runs[r["model"]] > 1 else "")
-            cells = [name if total else "", f"{int(r['parameters']):,}".replace(",", "\u2009") if total
-                     else "", str(r["stage"]), f"{int(r['iterations']):,}".replace(",", "\u2009"),
-                     duration(r["seconds"]), hours, fmt(r["iterations_per_s"], 2), fmt(r["patches_per_s"], 1),
-                     duration(r["cumulative_seconds"]) if total else "", duration(r["job_seconds"]) if total else "",
-                     fmt(r["max_rss_mb"], 0) if total else ""]
+            cells = [
+                name if total else "",
+                f"{int(r['parameters']):,}".replace(",", "\u2009") if total else "",
+                str(r["stage"]),
+                f"{int(r['iterations']):,}".replace(",", "\u2009"),
+                duration(r["seconds"]),
+                hours,
+                fmt(r["iterations_per_s"], 2),
+                fmt(r["patches_per_s"], 1),
+                duration(r["cumulative_seconds"]) if total else "",
+                duration(r["job_seconds"]) if total else "",
+                fmt(r["max_rss_mb"], 0) if total else "",
+            ]
             rows.append([escape(c) for c in cells])
             if total:
-                devices.append(f"{r['model']}: {r['device_name'] or r['device']} ({r['device']}, "
-                               f"{int(r['threads'])} thread(s)" + (f", {int(r['gpus'])} processes)"
-                                                                    if int(r["gpus"]) > 1 else ")"))
+                devices.append(
+                    f"{r['model']}: {r['device_name'] or r['device']} ({r['device']}, "
+                    f"{int(r['threads'])} thread(s)" + (f", {int(r['gpus'])} processes)" if int(r["gpus"]) > 1 else ")")
+                )
         parts.append("<h3>Training</h3>")
-        parts.append(_table(["model", "parameters", "stage", "iterations", "wall time",
-                             units[0] if len(units) == 1 else "device-hours", "it/s", "patches/s",
-                             "cumulative (with init)", "job wall time (benchmark)", "peak RSS MB"], rows))
+        parts.append(
+            _table(
+                [
+                    "model",
+                    "parameters",
+                    "stage",
+                    "iterations",
+                    "wall time",
+                    units[0] if len(units) == 1 else "device-hours",
+                    "it/s",
+                    "patches/s",
+                    "cumulative (with init)",
+                    "job wall time (benchmark)",
+                    "peak RSS MB",
+                ],
+                rows,
+            )
+        )
         parts.append(f'<p class="note">Trained on: {escape("; ".join(devices))}.</p>')
     if not inference.empty:
         rows = []
         for _, r in inference.iterrows():
-            rows.append([escape(c) for c in (str(r["model"]), str(r["dataset"]), str(int(r["images"])),
-                                             fmt(r["megapixels"], 3), duration(r["seconds"]),
-                                             fmt(r["s_per_megapixel"], 2), fmt(r["max_rss_mb"], 0))])
+            rows.append(
+                [
+                    escape(c)
+                    for c in (
+                        str(r["model"]),
+                        str(r["dataset"]),
+                        str(int(r["images"])),
+                        fmt(r["megapixels"], 3),
+                        duration(r["seconds"]),
+                        fmt(r["s_per_megapixel"], 2),
+                        fmt(r["max_rss_mb"], 0),
+                    )
+                ]
+            )
         parts.append("<h3>Inference</h3>")
-        parts.append(_table(["model", "test set", "images", "megapixels", "job wall time", "s / megapixel",
-                             "peak RSS MB"], rows))
+        parts.append(
+            _table(["model", "test set", "images", "megapixels", "job wall time", "s / megapixel", "peak RSS MB"], rows)
+        )
     return "\n".join(parts)
 
 
 def plan_section(items: Sequence[str], cannot: Sequence[str]) -> str:
     """The declared statistical plan, before any result; and what this study's design cannot show."""
-    parts = ["<h2>Statistical plan</h2>",
-             '<p class="note">Declared by the configuration before any result: the comparisons, their family '
-             "and correction, the unit of analysis and the test.</p>", '<ul class="plan">']
+    parts = [
+        "<h2>Statistical plan</h2>",
+        '<p class="note">Declared by the configuration before any result: the comparisons, their family '
+        "and correction, the unit of analysis and the test.</p>",
+        '<ul class="plan">',
+    ]
     parts += [f"<li>{escape(item)}</li>" for item in items]
     parts.append("</ul>")
     if cannot:
-        parts.append('<p class="few"><b>What this study cannot show:</b> ' + " ".join(escape(c) for c in cannot)
-                     + "</p>")
+        parts.append(
+            '<p class="few"><b>What this study cannot show:</b> ' + " ".join(escape(c) for c in cannot) + "</p>"
+        )
     return "\n".join(parts)
 
 
@@ -153,14 +212,23 @@ def _training_cost(costs: pd.DataFrame | None, model: str) -> str:
     return text + (f" ({runs} runs)" if runs > 1 else "")
 
 
-def answer_section(primary: pd.DataFrame, datasets: Sequence[str], *, metric: str, costs: pd.DataFrame | None,
-                   imported: Sequence[str], figures: Sequence[tuple[str, str, bytes]]) -> str:
+def answer_section(
+    primary: pd.DataFrame,
+    datasets: Sequence[str],
+    *,
+    metric: str,
+    costs: pd.DataFrame | None,
+    imported: Sequence[str],
+    figures: Sequence[tuple[str, str, bytes]],
+) -> str:
     """The answer first: per domain, each primary comparison's difference, CI, subjects improved, verdict and
     training cost; then the forest plot and the per-subject paired plot."""
     parts = ["<h2>Answer</h2>"]
     if primary.empty:
-        parts.append("<p>No primary comparison was made: no domain dataset has its own, fine-tuned or imported "
-                     "model scored beside the generic model.</p>")
+        parts.append(
+            "<p>No primary comparison was made: no domain dataset has its own, fine-tuned or imported "
+            "model scored beside the generic model.</p>"
+        )
     digits = 2 if metric == "psnr" else 4
     name = {"rmse": "RMSE", "psnr": "PSNR dB", "ssim": "SSIM"}.get(metric, metric)
     for dataset in datasets:
@@ -170,18 +238,46 @@ def answer_section(primary: pd.DataFrame, datasets: Sequence[str], *, metric: st
         parts.append(f"<h3>{escape(dataset)}</h3>")
         rows = []
         for r in sel.itertuples():
-            ci = (f"{fmt(r.mean_diff, digits, signed=True)} [{fmt(r.ci_low, digits, signed=True)}, "
-                  f"{fmt(r.ci_high, digits, signed=True)}]")
+            ci = (
+                f"{fmt(r.mean_diff, digits, signed=True)} [{fmt(r.ci_low, digits, signed=True)}, "
+                f"{fmt(r.ci_high, digits, signed=True)}]"
+            )
             cost = "imported: not trained here" if r.model in imported else _training_cost(costs, r.model)
             css = VERDICT_CSS.get(str(r.verdict), "")
-            rows.append([escape(str(r.model)), escape(ci), escape(fmt(r.median_diff, digits, signed=True)),
-                         escape(f"{int(r.n_improved)} of {int(r.n_subjects)}"), escape(pvalue(r.p_holm)),
-                         f'<span class="{css}">{escape(str(r.verdict))}</span>', escape(cost)])
-        parts.append(_table(["model", f"\u0394{name} vs {sel['reference'].iloc[0]} [95% CI]", "median \u0394",
-                             "subjects improved", "Holm p (primary)", "verdict", "training cost"], rows, stacked=5))
+            rows.append(
+                [
+                    escape(str(r.model)),
+                    escape(ci),
+                    escape(fmt(r.median_diff, digits, signed=True)),
+                    escape(f"{int(r.n_improved)} of {int(r.n_subjects)}"),
+                    escape(pvalue(r.p_holm)),
+                    f'<span class="{css}">{escape(str(r.verdict))}</span>',
+                    escape(cost),
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "model",
+                    f"\u0394{name} vs {sel['reference'].iloc[0]} [95% CI]",
+                    "median \u0394",
+                    "subjects improved",
+                    "Holm p (primary)",
+                    "verdict",
+                    "training cost",
+                ],
+                rows,
+                stacked=5,
+            )
+        )
     for heading, caption, png in figures:
-        parts += ["<figure>", f"<h3>{escape(heading)}</h3>", f'<img src="{data_uri(png)}" alt="{escape(heading)}">',
-                  f"<figcaption>{escape(caption)}</figcaption>", "</figure>"]
+        parts += [
+            "<figure>",
+            f"<h3>{escape(heading)}</h3>",
+            f'<img src="{data_uri(png)}" alt="{escape(heading)}">',
+            f"<figcaption>{escape(caption)}</figcaption>",
+            "</figure>",
+        ]
     return "\n".join(parts)
 
 
@@ -190,10 +286,12 @@ def folds_section(folds: pd.DataFrame, k: int, *, metric: str) -> str:
     if folds.empty or k <= 1:
         return ""
     digits = 2 if metric == "psnr" else 4
-    parts = ["<h2>Cross-validation folds</h2>",
-             f'<p class="note">{k}-fold cross-validation over subjects. Mean per-subject difference (model '
-             "\u2212 reference) of each primary comparison within each test fold (subjects in brackets), and the "
-             "spread between folds (largest \u2212 smallest); all rows in folds.tsv.</p>"]
+    parts = [
+        "<h2>Cross-validation folds</h2>",
+        f'<p class="note">{k}-fold cross-validation over subjects. Mean per-subject difference (model '
+        "\u2212 reference) of each primary comparison within each test fold (subjects in brackets), and the "
+        "spread between folds (largest \u2212 smallest); all rows in folds.tsv.</p>",
+    ]
     heads = ["dataset", "model", "reference", *(f"fold {f}" for f in range(1, k + 1)), "spread"]
     rows = []
     for (dataset, model, reference), group in folds.groupby(["dataset", "model", "reference"], sort=False):
@@ -210,4 +308,3 @@ def folds_section(folds: pd.DataFrame, k: int, *, metric: str) -> str:
         rows.append(cells)
     parts.append(_table(heads, rows))
     return "\n".join(parts)
-

@@ -56,17 +56,39 @@ EXACT_MAX = 50
 PRIMARY = "primary"
 VERDICTS = ("better", "worse", "no significant difference", "too few subjects to tell")
 STATS_COLUMNS = [
-    "dataset", "comparison", "model", "reference", "metric", "family", "family_size", "n_subjects", "n_images",
-    "n_dropped", "shared_subjects", "mean_diff", "ci_low", "ci_high", "median_diff", "n_improved",
-    "share_improved", "p_value", "p_min_possible", "p_min_reachable", "p_holm", "verdict", "difference",
-    "subjects", "ci", "test", "correction",
+    "dataset",
+    "comparison",
+    "model",
+    "reference",
+    "metric",
+    "family",
+    "family_size",
+    "n_subjects",
+    "n_images",
+    "n_dropped",
+    "shared_subjects",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "median_diff",
+    "n_improved",
+    "share_improved",
+    "p_value",
+    "p_min_possible",
+    "p_min_reachable",
+    "p_holm",
+    "verdict",
+    "difference",
+    "subjects",
+    "ci",
+    "test",
+    "correction",
 ]
 SUBJECT_COLUMNS = ["dataset", "fold", "image_id", "subject_id", "split", "in_train"]
 FOLD_COLUMNS = ["dataset", "model", "reference", "metric", "fold", "n_subjects", "n_images", "mean_diff"]
 
 
-def subjects_from_split(split_tables: Mapping[str, PathLike], folds: Mapping[str, int] | None = None
-                        ) -> pd.DataFrame:
+def subjects_from_split(split_tables: Mapping[str, PathLike], folds: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Image -> subject mapping of every dataset from split.tsv files, one row per fold and image: dataset,
     fold, image_id, subject_id, split, in_train.
 
@@ -84,18 +106,32 @@ def subjects_from_split(split_tables: Mapping[str, PathLike], folds: Mapping[str
             table = table[table["fold"] <= int(folds[dataset])]
         train = set(zip(table.loc[table["split"] == "train", "fold"], table.loc[table["split"] == "train", "group"]))
         in_train = [(f, g) in train for f, g in zip(table["fold"], table["group"])]
-        frames.append(pd.DataFrame({
-            "dataset": dataset, "fold": table["fold"].astype("int64"), "image_id": table["id"],
-            "subject_id": table["group"], "split": table["split"], "in_train": in_train,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "fold": table["fold"].astype("int64"),
+                    "image_id": table["id"],
+                    "subject_id": table["group"],
+                    "split": table["split"],
+                    "in_train": in_train,
+                }
+            )
+        )
     if not frames:
         dtypes = {"in_train": "bool", "fold": "int64"}
         return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "str")) for c in SUBJECT_COLUMNS})
     return pd.concat(frames, ignore_index=True)[SUBJECT_COLUMNS]
 
 
-def comparisons(models: Sequence[str], datasets: Sequence[str], *, baseline: str, generic: str,
-                imported: Sequence[str] = ("pretrained",)) -> list[tuple[str, str, str, str]]:
+def comparisons(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    baseline: str,
+    generic: str,
+    imported: Sequence[str] = ("pretrained",),
+) -> list[tuple[str, str, str, str]]:
     """The (dataset, comparison, model, reference) pairs the report tests.
 
     Every model against the baseline on every dataset; on a domain dataset its own models
@@ -121,8 +157,12 @@ def comparisons(models: Sequence[str], datasets: Sequence[str], *, baseline: str
 
 def is_primary(comparison: str, reference: str, metric: str, *, generic: str, primary_metric: str | None) -> bool:
     """Whether a comparison belongs to the declared primary family (module doc)."""
-    return primary_metric is not None and metric == primary_metric and reference == generic and comparison in (
-        f"domain vs {generic}", f"fine-tuned vs {generic}", f"imported vs {generic}")
+    return (
+        primary_metric is not None
+        and metric == primary_metric
+        and reference == generic
+        and comparison in (f"domain vs {generic}", f"fine-tuned vs {generic}", f"imported vs {generic}")
+    )
 
 
 def reachable_p(n_subjects: int, family_size: int) -> float:
@@ -140,8 +180,9 @@ def subjects_needed(family_size: int, alpha: float = ALPHA) -> int:
     return n
 
 
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = N_BOOT, rng: np.random.Generator,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, *, n_boot: int = N_BOOT, rng: np.random.Generator, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of `values` (one value per cluster), resampling clusters.
 
     The values are sorted first: the interval depends on them, not on the order of the subjects, which follows
@@ -153,8 +194,16 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = N_BOOT, rng: np.random.Gen
     n = len(values)
     if n < 2:
         return math.nan, math.nan
-    result = bootstrap((values,), np.mean, n_resamples=n_boot, batch=max(1, 2_000_000 // n), vectorized=True,
-                       method="percentile", confidence_level=level, rng=rng)
+    result = bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=n_boot,
+        batch=max(1, 2_000_000 // n),
+        vectorized=True,
+        method="percentile",
+        confidence_level=level,
+        rng=rng,
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -187,8 +236,14 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _verdict(n_subjects: int, mean_diff: float, p_holm: float, p_min_reachable: float, metric: str,
-             lower_is_better: Mapping[str, bool] = LOWER_IS_BETTER) -> str:
+def _verdict(
+    n_subjects: int,
+    mean_diff: float,
+    p_holm: float,
+    p_min_reachable: float,
+    metric: str,
+    lower_is_better: Mapping[str, bool] = LOWER_IS_BETTER,
+) -> str:
     """The verdict word of one row (see the module docstring)."""
     if n_subjects < 2 or math.isnan(p_min_reachable) or p_min_reachable >= ALPHA:
         return "too few subjects to tell"
@@ -216,13 +271,16 @@ def subject_lookup(subjects: pd.DataFrame | None, dataset: str, image_ids: pd.Se
     found = image_ids.map(known)
     if found.isna().any():
         missing = image_ids[found.isna()].iloc[0]
-        raise ValueError(f"{dataset}: scored image {missing!r} is not in the split table; "
-                         "the scores and split.tsv are from different runs: rerun the score phase")
+        raise ValueError(
+            f"{dataset}: scored image {missing!r} is not in the split table; "
+            "the scores and split.tsv are from different runs: rerun the score phase"
+        )
     return found.astype(str), "subjects from split.tsv"
 
 
-def subject_differences(long: pd.DataFrame, subjects: pd.DataFrame | None, dataset: str, model: str,
-                        reference: str, metric: str) -> tuple[pd.DataFrame, int, str]:
+def subject_differences(
+    long: pd.DataFrame, subjects: pd.DataFrame | None, dataset: str, model: str, reference: str, metric: str
+) -> tuple[pd.DataFrame, int, str]:
     """Per-subject mean differences `model - reference` of one metric on one dataset: a frame (subject_id,
     fold, n_images, diff), the number of pairs dropped as not finite, and how subjects were found."""
     sel = long[long["dataset"] == dataset]
@@ -234,18 +292,32 @@ def subject_differences(long: pd.DataFrame, subjects: pd.DataFrame | None, datas
     dropped = int((~finite).sum())
     pairs = pairs[finite]
     subject, how = subject_lookup(subjects, dataset, pairs["image_id"])
-    frame = pd.DataFrame({"subject_id": subject.to_numpy(),
-                          "fold": pairs["fold"].to_numpy() if "fold" in pairs else 1,
-                          "diff": (pairs[metric] - pairs[f"{metric}_ref"]).to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "subject_id": subject.to_numpy(),
+            "fold": pairs["fold"].to_numpy() if "fold" in pairs else 1,
+            "diff": (pairs[metric] - pairs[f"{metric}_ref"]).to_numpy(),
+        }
+    )
     grouped = frame.groupby("subject_id", sort=True)
-    per_subject = pd.DataFrame({"fold": grouped["fold"].first(), "n_images": grouped.size(),
-                                "diff": grouped["diff"].mean()}).reset_index()
+    per_subject = pd.DataFrame(
+        {"fold": grouped["fold"].first(), "n_images": grouped.size(), "diff": grouped["diff"].mean()}
+    ).reset_index()
     return per_subject, dropped, how
 
 
-def compare(long: pd.DataFrame, subjects: pd.DataFrame | None, dataset: str, model: str, reference: str,
-            metric: str, *, n_boot: int = N_BOOT, seed: int = SEED,
-            lower_is_better: Mapping[str, bool] = LOWER_IS_BETTER) -> dict:
+def compare(
+    long: pd.DataFrame,
+    subjects: pd.DataFrame | None,
+    dataset: str,
+    model: str,
+    reference: str,
+    metric: str,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    lower_is_better: Mapping[str, bool] = LOWER_IS_BETTER,
+) -> dict:
     """One paired comparison on one metric: subject counts, mean and median difference, subjects improved,
     bootstrap CI, Wilcoxon p."""
     per, dropped, how = subject_differences(long, subjects, dataset, model, reference, metric)
@@ -261,22 +333,43 @@ def compare(long: pd.DataFrame, subjects: pd.DataFrame | None, dataset: str, mod
     n = len(values)
     improved = int((values < 0).sum() if lower_is_better.get(metric, True) else (values > 0).sum())
     return {
-        "dataset": dataset, "model": model, "reference": reference, "metric": metric,
-        "n_subjects": n, "n_images": int(per["n_images"].sum()), "n_dropped": dropped, "shared_subjects": shared,
-        "mean_diff": float(values.mean()) if n else math.nan, "ci_low": low, "ci_high": high,
-        "median_diff": float(np.median(values)) if n else math.nan, "n_improved": improved,
+        "dataset": dataset,
+        "model": model,
+        "reference": reference,
+        "metric": metric,
+        "n_subjects": n,
+        "n_images": int(per["n_images"].sum()),
+        "n_dropped": dropped,
+        "shared_subjects": shared,
+        "mean_diff": float(values.mean()) if n else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "median_diff": float(np.median(values)) if n else math.nan,
+        "n_improved": improved,
         "share_improved": improved / n if n else math.nan,
-        "p_value": p_value, "p_min_possible": 2.0 ** (1 - n) if n else math.nan,
-        "difference": f"{model} - {reference}, mean of per-subject means", "subjects": how,
-        "ci": f"95% percentile bootstrap over subjects, {n_boot} resamples, seed {seed}", "test": test,
+        "p_value": p_value,
+        "p_min_possible": 2.0 ** (1 - n) if n else math.nan,
+        "difference": f"{model} - {reference}, mean of per-subject means",
+        "subjects": how,
+        "ci": f"95% percentile bootstrap over subjects, {n_boot} resamples, seed {seed}",
+        "test": test,
     }
 
 
-def paired_stats(long: pd.DataFrame, subjects: pd.DataFrame | None = None, *, baseline: str = "bicubic",
-                 generic: str = "generic", models: Sequence[str] | None = None,
-                 datasets: Sequence[str] | None = None, n_boot: int = N_BOOT, seed: int = SEED,
-                 metrics: Mapping[str, bool] | None = None, primary_metric: str | None = "rmse",
-                 imported: Sequence[str] = ("pretrained",)) -> pd.DataFrame:
+def paired_stats(
+    long: pd.DataFrame,
+    subjects: pd.DataFrame | None = None,
+    *,
+    baseline: str = "bicubic",
+    generic: str = "generic",
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    metrics: Mapping[str, bool] | None = None,
+    primary_metric: str | None = "rmse",
+    imported: Sequence[str] = ("pretrained",),
+) -> pd.DataFrame:
     """Every comparison of `comparisons` on every metric, Holm-corrected within its family, with verdicts.
 
     `metrics` maps the score columns to compare to whether lower is better (default RMSE, PSNR, SSIM);
@@ -288,13 +381,15 @@ def paired_stats(long: pd.DataFrame, subjects: pd.DataFrame | None = None, *, ba
     datasets = list(datasets) if datasets is not None else list(dict.fromkeys(long["dataset"]))
     present = set(zip(long["model"], long["dataset"]))
     rows = []
-    for dataset, kind, model, reference in comparisons(models, datasets, baseline=baseline, generic=generic,
-                                                       imported=imported):
+    for dataset, kind, model, reference in comparisons(
+        models, datasets, baseline=baseline, generic=generic, imported=imported
+    ):
         if (model, dataset) not in present or (reference, dataset) not in present:
             continue
         for metric in directions:
-            row = compare(long, subjects, dataset, model, reference, metric, n_boot=n_boot, seed=seed,
-                          lower_is_better=directions)
+            row = compare(
+                long, subjects, dataset, model, reference, metric, n_boot=n_boot, seed=seed, lower_is_better=directions
+            )
             primary = is_primary(kind, reference, metric, generic=generic, primary_metric=primary_metric)
             family = PRIMARY if primary else f"secondary: {dataset}, {metric}, vs {reference}"
             rows.append({"comparison": kind, **row, "family": family})
@@ -307,13 +402,19 @@ def paired_stats(long: pd.DataFrame, subjects: pd.DataFrame | None = None, *, ba
         sel = table.index.isin(index)
         table.loc[sel, "family_size"] = int(sel.sum())
         table.loc[sel, "p_holm"] = holm(table.loc[sel, "p_value"].to_numpy())
-        what = ("the primary family: domain, fine-tuned and imported models vs the generic model on "
-                f"{primary_metric} on every domain dataset" if family == PRIMARY else family)
+        what = (
+            "the primary family: domain, fine-tuned and imported models vs the generic model on "
+            f"{primary_metric} on every domain dataset"
+            if family == PRIMARY
+            else family
+        )
         table.loc[sel, "correction"] = f"Holm over the {int(sel.sum())} comparison(s) of {what}, alpha {ALPHA}"
     table["family_size"] = table["family_size"].astype("int64")
     table["p_min_reachable"] = [reachable_p(int(n), int(m)) for n, m in zip(table["n_subjects"], table["family_size"])]
-    table["verdict"] = [_verdict(int(r.n_subjects), r.mean_diff, r.p_holm, r.p_min_reachable, r.metric, directions)
-                        for r in table.itertuples()]
+    table["verdict"] = [
+        _verdict(int(r.n_subjects), r.mean_diff, r.p_holm, r.p_min_reachable, r.metric, directions)
+        for r in table.itertuples()
+    ]
     return table[STATS_COLUMNS]
 
 
@@ -323,14 +424,27 @@ def fold_differences(long: pd.DataFrame, subjects: pd.DataFrame | None, stats: p
     for r in stats[stats["family"] == PRIMARY].itertuples():
         per, _, _ = subject_differences(long, subjects, r.dataset, r.model, r.reference, r.metric)
         for fold, group in per.groupby("fold", sort=True):
-            rows.append({"dataset": r.dataset, "model": r.model, "reference": r.reference, "metric": r.metric,
-                         "fold": int(fold), "n_subjects": len(group), "n_images": int(group["n_images"].sum()),
-                         "mean_diff": float(group["diff"].mean())})
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "model": r.model,
+                    "reference": r.reference,
+                    "metric": r.metric,
+                    "fold": int(fold),
+                    "n_subjects": len(group),
+                    "n_images": int(group["n_images"].sum()),
+                    "mean_diff": float(group["diff"].mean()),
+                }
+            )
     return pd.DataFrame(rows, columns=FOLD_COLUMNS)
 
 
 def lookup(stats: pd.DataFrame, dataset: str, model: str, reference: str, metric: str = "rmse") -> dict | None:
     """The stats row of one comparison as a dict, or None when it was not made."""
-    hit = stats[(stats["dataset"] == dataset) & (stats["model"] == model) & (stats["reference"] == reference)
-                & (stats["metric"] == metric)]
+    hit = stats[
+        (stats["dataset"] == dataset)
+        & (stats["model"] == model)
+        & (stats["reference"] == reference)
+        & (stats["metric"] == metric)
+    ]
     return None if hit.empty else hit.iloc[0].to_dict()

@@ -14,8 +14,21 @@ from scisr.card import ModelCard
 METRICS: tuple[str, ...] = ("rmse", "psnr", "ssim")
 LOWER_IS_BETTER: dict[str, bool] = {"rmse": True, "psnr": False, "ssim": False}
 COST_COLUMNS: tuple[str, ...] = (
-    "model", "source", "origin", "init_from", "dataset", "arch", "parameters", "iterations", "wall_seconds",
-    "total_iterations", "total_wall_seconds", "device", "device_name", "threads", "gpus",
+    "model",
+    "source",
+    "origin",
+    "init_from",
+    "dataset",
+    "arch",
+    "parameters",
+    "iterations",
+    "wall_seconds",
+    "total_iterations",
+    "total_wall_seconds",
+    "device",
+    "device_name",
+    "threads",
+    "gpus",
 )
 
 PathLike = str | os.PathLike
@@ -57,8 +70,10 @@ def read_scores(scores: Mapping[str, Mapping[str, PathLike | Mapping[int, PathLi
             frame = pd.concat(parts, ignore_index=True)
             if frame["image_id"].duplicated().any():
                 dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
-                raise ValueError(f"{model} on {dataset}: image_id {dup!r} is scored in more than one fold; "
-                                 "rerun the split and score phases")
+                raise ValueError(
+                    f"{model} on {dataset}: image_id {dup!r} is scored in more than one fold; "
+                    "rerun the split and score phases"
+                )
             frame.insert(0, "dataset", dataset)
             frame.insert(0, "model", model)
             frames.append(frame)
@@ -160,7 +175,9 @@ def origin_text(card: ModelCard) -> str:
         return ""
     origin = card.origin
     if origin.get("package"):
-        return f"{origin.get('model', origin.get('file', ''))} ({origin['package']} {origin.get('version', '')})".strip()
+        return (
+            f"{origin.get('model', origin.get('file', ''))} ({origin['package']} {origin.get('version', '')})".strip()
+        )
     return str(origin.get("file", ""))
 
 
@@ -174,12 +191,23 @@ def read_model_cards(model_cards: Mapping[str, PathLike] | None) -> pd.DataFrame
     rows = []
     for model, path in (model_cards or {}).items():
         card = ModelCard.read(path)
-        rows.append({
-            "model": model, "source": card.source, "origin": origin_text(card), "init_from": card.init_from,
-            "dataset": card.training_data.get("dataset"),
-            "arch": card.arch, "parameters": card.parameters, "iterations": card.iterations,
-            "wall_seconds": card.wall_seconds, "total_iterations": card.total_iterations,
-            "total_wall_seconds": card.total_wall_seconds, "device": card.device,
-            "device_name": card.device_name, "threads": card.threads, "gpus": card.gpus,
-        })
+        rows.append(
+            {
+                "model": model,
+                "source": card.source,
+                "origin": origin_text(card),
+                "init_from": card.init_from,
+                "dataset": card.training_data.get("dataset"),
+                "arch": card.arch,
+                "parameters": card.parameters,
+                "iterations": card.iterations,
+                "wall_seconds": card.wall_seconds,
+                "total_iterations": card.total_iterations,
+                "total_wall_seconds": card.total_wall_seconds,
+                "device": card.device,
+                "device_name": card.device_name,
+                "threads": card.threads,
+                "gpus": card.gpus,
+            }
+        )
     return pd.DataFrame(rows, columns=list(COST_COLUMNS))

@@ -25,7 +25,7 @@ def number(value: Any, digits: int = 4, *, signed: bool = False) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "\u221e" if value > 0 else f"{MINUS}\u221e"
     sign = "+" if signed else ""
-    tiny = value != 0 and abs(value) < 0.5 * 10.0 ** -digits
+    tiny = value != 0 and abs(value) < 0.5 * 10.0**-digits
     text = f"{value:{sign}.1e}" if tiny else f"{value:{sign}.{digits}f}"
     return text.replace("-", MINUS)
 
@@ -44,8 +44,9 @@ def default_conventions(scale: int) -> str:
     )
 
 
-def compared_sentence(models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int,
-                      cost: pd.DataFrame | None = None) -> str:
+def compared_sentence(
+    models: list[str], datasets: list[str], *, baseline: str, generic: str, scale: int, cost: pd.DataFrame | None = None
+) -> str:
     """A sentence saying what was compared, built from the names present and their model cards (`cost`)."""
     cards = cost.drop_duplicates("model").set_index("model") if cost is not None and not cost.empty else None
     imported, tuned, own = [], [], []
@@ -68,7 +69,8 @@ def compared_sentence(models: list[str], datasets: list[str], *, baseline: str, 
         bits.append(", ".join(own) + " (each trained on its own kind of scientific image)")
     bits += imported + tuned
     return (
-        f"\u00d7{scale} super-resolution: {len(models)} models \u2014 " + "; ".join(bits)
+        f"\u00d7{scale} super-resolution: {len(models)} models \u2014 "
+        + "; ".join(bits)
         + f" \u2014 scored on the held-out test images of {len(datasets)} dataset(s): {', '.join(datasets)}."
     )
 
@@ -78,21 +80,28 @@ def folds_sentence(folds: Mapping[str, int], generic: str) -> str:
     crossed = sorted(d for d, k in folds.items() if k > 1)
     single = sorted(d for d, k in folds.items() if k <= 1)
     if not crossed:
-        return ("Single holdout: each dataset's subject groups were split once into train, val and test "
-                "(split.fractions); every model is scored on the test subjects only.")
+        return (
+            "Single holdout: each dataset's subject groups were split once into train, val and test "
+            "(split.fractions); every model is scored on the test subjects only."
+        )
     k = max(folds[d] for d in crossed)
-    text = (f"{k}-fold cross-validation over subjects on {', '.join(crossed)}: each subject group is in exactly one "
-            f"fold; fold i's models learnt from the other folds' subjects and are scored on fold i's, so every "
-            f"subject is tested once, by models that never saw it, and the statistics pool all folds. Every model "
-            f"that learns from such a dataset is trained {k} times.")
+    text = (
+        f"{k}-fold cross-validation over subjects on {', '.join(crossed)}: each subject group is in exactly one "
+        f"fold; fold i's models learnt from the other folds' subjects and are scored on fold i's, so every "
+        f"subject is tested once, by models that never saw it, and the statistics pool all folds. Every model "
+        f"that learns from such a dataset is trained {k} times."
+    )
     if single:
-        text += (f" {', '.join(single)} keeps a single holdout (the data {generic} learns from: that model is "
-                 "trained once and scores every fold's test images).")
+        text += (
+            f" {', '.join(single)} keeps a single holdout (the data {generic} learns from: that model is "
+            "trained once and scores every fold's test images)."
+        )
     return text
 
 
-def plan_items(stats_table: pd.DataFrame, *, folds: Mapping[str, int], primary_metric: str, generic: str,
-               baseline: str) -> list[str]:
+def plan_items(
+    stats_table: pd.DataFrame, *, folds: Mapping[str, int], primary_metric: str, generic: str, baseline: str
+) -> list[str]:
     """The declared statistical plan as list items: question, primary family, unit, test, secondary, power."""
     name = metric_name(primary_metric)
     primary = stats_table[stats_table["family"] == stats.PRIMARY] if not stats_table.empty else stats_table
@@ -101,10 +110,13 @@ def plan_items(stats_table: pd.DataFrame, *, folds: Mapping[str, int], primary_m
     items = [
         f"Question: on each domain dataset, is a model trained or fine-tuned on that domain (or an imported "
         f"model) better than the generic model ({generic}) at super-resolving held-out subjects?",
-        (f"Primary family ({m} comparison{'s' if m != 1 else ''}, on {name}): " + "; ".join(members) + ". "
-         f"Holm's correction runs over these {m} only, at \u03b1 = {stats.ALPHA}."
-         if m else f"Primary family: empty \u2014 no domain dataset has its own, fine-tuned or imported model "
-                   f"scored beside {generic}."),
+        (
+            f"Primary family ({m} comparison{'s' if m != 1 else ''}, on {name}): " + "; ".join(members) + ". "
+            f"Holm's correction runs over these {m} only, at \u03b1 = {stats.ALPHA}."
+            if m
+            else f"Primary family: empty \u2014 no domain dataset has its own, fine-tuned or imported model "
+            f"scored beside {generic}."
+        ),
         "Unit of analysis: the subject (the split group: a patient, a sky field). Each test image's paired "
         "difference (model \u2212 reference) is averaged per subject; every subject weighs the same. "
         + folds_sentence(folds, generic),
@@ -131,9 +143,11 @@ def power_lines(primary: pd.DataFrame) -> list[str]:
         n = int(rows["n_subjects"].max())
         reach = stats.reachable_p(n, m)
         state = "a difference can be significant" if reach < stats.ALPHA else "no difference can be significant"
-        lines.append(f"Power on {dataset}: {n} test subject(s) and a family of {m}: the smallest Holm-adjusted p "
-                     f"the exact test can reach is {m} \u00d7 2/2^{n} = {reach:.3g}, so {state} "
-                     f"(at least {need} subjects are needed).")
+        lines.append(
+            f"Power on {dataset}: {n} test subject(s) and a family of {m}: the smallest Holm-adjusted p "
+            f"the exact test can reach is {m} \u00d7 2/2^{n} = {reach:.3g}, so {state} "
+            f"(at least {need} subjects are needed)."
+        )
     return lines
 
 
@@ -186,10 +200,12 @@ def cannot_show(folds: Mapping[str, int], counts: Mapping[str, int], *, needed: 
     lines = []
     for dataset, n in counts.items():
         if n < needed:
-            lines.append(f"{dataset} has {n} test subject(s): fewer than the {needed} the primary family needs, "
-                         "so no primary verdict can be significant here whatever the models do"
-                         + (" (raise study.folds or add subjects)" if folds.get(dataset, 1) <= 1 else
-                            " (add subjects)") + ".")
+            lines.append(
+                f"{dataset} has {n} test subject(s): fewer than the {needed} the primary family needs, "
+                "so no primary verdict can be significant here whatever the models do"
+                + (" (raise study.folds or add subjects)" if folds.get(dataset, 1) <= 1 else " (add subjects)")
+                + "."
+            )
     return lines
 
 

@@ -204,8 +204,11 @@ def unpack_matching(
     kept = [rel for rel in written if matches(rel, patterns)]
     for rel in set(written) - set(kept):
         (dest / rel).unlink()
-    for folder in sorted({p for rel in written for p in (dest / rel).parents if p != dest and p.is_relative_to(dest)},
-                         key=lambda p: len(p.parts), reverse=True):
+    for folder in sorted(
+        {p for rel in written for p in (dest / rel).parents if p != dest and p.is_relative_to(dest)},
+        key=lambda p: len(p.parts),
+        reverse=True,
+    ):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return kept

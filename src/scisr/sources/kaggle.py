@@ -47,8 +47,9 @@ def credentials() -> tuple[str, str] | None:
         data = json.loads(path.read_text())
         return str(data["username"]), str(data["key"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{path}: not a Kaggle API token file (JSON with username and key); fix or remove it") \
-            from None
+        raise ValueError(
+            f"{path}: not a Kaggle API token file (JSON with username and key); fix or remove it"
+        ) from None
 
 
 def _auth_header(creds: tuple[str, str] | None) -> dict[str, str]:

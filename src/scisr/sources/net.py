@@ -124,10 +124,20 @@ def _receive(resp: http.client.HTTPResponse, part: Path, have: int, size: int | 
     total = start + int(length) if length and length.isdigit() else size
     if start:
         log.info("%s: resuming at byte %d", label, start)
-    with open(part, "r+b" if start else "wb") as out, tqdm(
-        total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-        file=sys.stderr, mininterval=5.0, ascii=True,
-    ) as bar:
+    with (
+        open(part, "r+b" if start else "wb") as out,
+        tqdm(
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            file=sys.stderr,
+            mininterval=5.0,
+            ascii=True,
+        ) as bar,
+    ):
         out.seek(start)
         out.truncate()
         while block := resp.read(CHUNK):

@@ -110,8 +110,11 @@ def list_series(source: dict, label: str) -> list[dict]:
     )
     if described is not None and unique:
         available = sorted({_field(row, "SeriesDescription", "Series Description") for row in unique.values()})
-        unique = {uid: row for uid, row in unique.items()
-                  if described.search(_field(row, "SeriesDescription", "Series Description"))}
+        unique = {
+            uid: row
+            for uid, row in unique.items()
+            if described.search(_field(row, "SeriesDescription", "Series Description"))
+        }
         if not unique:
             shown = ", ".join(repr(d) for d in available[:10])
             more = f" (and {len(available) - 10} more)" if len(available) > 10 else ""
@@ -261,12 +264,21 @@ def fetch_tcia(source: dict, dest: Path, cache: Path) -> list[Entry]:
         info = {**row, **meta.get(uid, {})}
         patient = _field(info, "Patient ID", "PatientID")
         study = _field(info, "Study Instance UID", "StudyInstanceUID")
-        licence = " ".join(filter(None, [_field(info, "License Name", "LicenseName"),
-                                         _field(info, "License URI", "LicenseURI")]))
+        licence = " ".join(
+            filter(None, [_field(info, "License Name", "LicenseName"), _field(info, "License URI", "LicenseURI")])
+        )
         record = fetch_series(source, uid, cache, _int(_field(info, "Image Count", "ImageCount")))
         for name in record["files"]:
             rel = f"{uid}/{name}"
             copy_into(cache / uid / name, dest, rel, link=True)
-            entries.append(Entry(path=rel, source=f"tcia:{source['collection']}/{rel}", subject=patient,
-                                 series=uid, study=study, license=licence))
+            entries.append(
+                Entry(
+                    path=rel,
+                    source=f"tcia:{source['collection']}/{rel}",
+                    subject=patient,
+                    series=uid,
+                    study=study,
+                    license=licence,
+                )
+            )
     return entries

@@ -41,8 +41,7 @@ class BudgetSnapshots:
         """Keep the snapshots of a resumed run up to `iteration`; a fresh run (0) drops every old one."""
         path = self.folder / RECORD
         saved = json.loads(path.read_text()) if iteration > 0 and path.is_file() else {}
-        self.records = {int(k): v for k, v in saved.items()
-                        if int(k) <= iteration and self._weights(int(k)).is_file()}
+        self.records = {int(k): v for k, v in saved.items() if int(k) <= iteration and self._weights(int(k)).is_file()}
         if iteration == 0 and self.folder.is_dir():
             shutil.rmtree(self.folder)
 
@@ -60,8 +59,9 @@ class BudgetSnapshots:
         write_text_atomic(self.folder / RECORD, json.dumps(self.records, sort_keys=True))
         log.info("%s: budget snapshot at iteration %d (%.1f s of training)", trainer.name, p.iteration, p.elapsed)
 
-    def export(self, budgets: list[int], total: int, weights: list[str | os.PathLike],
-               table: str | os.PathLike) -> None:
+    def export(
+        self, budgets: list[int], total: int, weights: list[str | os.PathLike], table: str | os.PathLike
+    ) -> None:
         """Copy each budget's snapshot to its output path (same order as `budgets`) and write budgets.tsv."""
         if len(budgets) != len(weights):
             raise ValueError(f"{len(budgets)} budgets but {len(weights)} snapshot output paths")
@@ -70,8 +70,10 @@ class BudgetSnapshots:
             iteration = snapshot_plan([budget], total)[int(budget)]
             source = self._weights(iteration)
             if iteration not in self.records or not source.is_file():
-                raise RuntimeError(f"{source}: the budget snapshot at iteration {iteration} is missing; delete "
-                                   f"{self.folder.parent} to train this model again from the start")
+                raise RuntimeError(
+                    f"{source}: the budget snapshot at iteration {iteration} is missing; delete "
+                    f"{self.folder.parent} to train this model again from the start"
+                )
             with atomic_path(Path(out)) as tmp:
                 shutil.copyfile(source, tmp)
             rows.append({"budget": int(budget), "iteration": iteration, **self.records[iteration]})

@@ -43,8 +43,10 @@ class PairedImages:
 
     def patch(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
         """The LR patch of `size` px at (y, x) of pair i and its HR partner."""
-        return (self.lr[i][y : y + size, x : x + size],
-                self.hr[i][y * scale : (y + size) * scale, x * scale : (x + size) * scale])
+        return (
+            self.lr[i][y : y + size, x : x + size],
+            self.hr[i][y * scale : (y + size) * scale, x * scale : (x + size) * scale],
+        )
 
 
 def load_pairs(folder: str | os.PathLike, scale: int) -> PairedImages:
@@ -82,7 +84,9 @@ class PatchSampler:
         if patch_size > smallest:
             log.warning(
                 "patch_size %d is larger than the smallest training image (%d px); using %d",
-                patch_size, smallest, smallest - smallest % scale,
+                patch_size,
+                smallest,
+                smallest - smallest % scale,
             )
             patch_size = smallest - smallest % scale
         self.pairs = pairs

@@ -33,10 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     except KeyError as missing:
-        raise RuntimeError(f"{missing} is not set: start this module with torchrun (see scisr.train.launcher)") \
-            from None
+        raise RuntimeError(
+            f"{missing} is not set: start this module with torchrun (see scisr.train.launcher)"
+        ) from None
     logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO if rank == 0 else logging.WARNING,
+        stream=sys.stderr,
+        level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s",
     )
     run_process(TrainJob.from_dict(json.loads(Path(args.job).read_text())), rank, world_size)

@@ -19,8 +19,17 @@ from scisr.train.start import InitWeights, exported, exported_weights
 from scisr.train.trainer import Trainer
 
 HISTORY_COLUMNS = [
-    "iteration", "stage", "loss_pixel", "loss_adv", "loss_perceptual", "loss_d", "val_rmse", "val_psnr",
-    "val_ssim", "lr", "seconds",
+    "iteration",
+    "stage",
+    "loss_pixel",
+    "loss_adv",
+    "loss_perceptual",
+    "loss_d",
+    "val_rmse",
+    "val_psnr",
+    "val_ssim",
+    "lr",
+    "seconds",
 ]
 
 
@@ -38,8 +47,17 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def training_card(trainer: Trainer, *, dataset: str, normalization: dict, threads: int, train_hr_sha256: str,
-                  init: InitWeights | None = None, fold: int = 1, folds: int = 1) -> ModelCard:
+def training_card(
+    trainer: Trainer,
+    *,
+    dataset: str,
+    normalization: dict,
+    threads: int,
+    train_hr_sha256: str,
+    init: InitWeights | None = None,
+    fold: int = 1,
+    folds: int = 1,
+) -> ModelCard:
     """The model card of a finished run: what it is, what it learnt from (`fold` of `folds` of `dataset`), what it
     started from (`init`, fine-tuning) and what it cost per stage."""
     cfg, p = trainer.cfg, trainer.progress
@@ -72,9 +90,14 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
         init_from=init.name if init is not None else None,
         training={
             "seed": cfg.seed,
-            "init": {"model": init.name, "source": init.card.source, "generator_sha256": init.sha256,
-                     "fold": init.card.training_data.get("fold")}
-            if init is not None else None,
+            "init": {
+                "model": init.name,
+                "source": init.card.source,
+                "generator_sha256": init.sha256,
+                "fold": init.card.training_data.get("fold"),
+            }
+            if init is not None
+            else None,
             "ema": cfg.ema,
             "exported_weights": "ema" if trainer.ema is not None else "last",
             "gan_loss": cfg.stages[1].adversarial_loss,
@@ -89,9 +112,14 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
             "precision_reason": trainer.precision_reason,
             "memory_format": format_name(trainer.memory_format),  # the generator's (scisr.train.speed)
             "distributed": (
-                {"world_size": trainer.world_size, "backend": dist.get_backend(),
-                 "batch_per_process": trainer.local_batch, "global_batch": cfg.batch_size}
-                if trainer.world_size > 1 else None
+                {
+                    "world_size": trainer.world_size,
+                    "backend": dist.get_backend(),
+                    "batch_per_process": trainer.local_batch,
+                    "global_batch": cfg.batch_size,
+                }
+                if trainer.world_size > 1
+                else None
             ),
             "final_validation": {"val_rmse": float(last["val_rmse"]), "val_psnr": float(last["val_psnr"])},
             "torch_version": str(torch.__version__),
@@ -100,8 +128,14 @@ def training_card(trainer: Trainer, *, dataset: str, normalization: dict, thread
     )
 
 
-def write_outputs(trainer: Trainer, card: ModelCard, *, generator: str | os.PathLike, history: str | os.PathLike,
-                  card_path: str | os.PathLike) -> None:
+def write_outputs(
+    trainer: Trainer,
+    card: ModelCard,
+    *,
+    generator: str | os.PathLike,
+    history: str | os.PathLike,
+    card_path: str | os.PathLike,
+) -> None:
     """generator.pt (EMA weights when enabled; a state dict of the network, without a channel adapter),
     history.tsv and model.yaml at the given paths."""
     weights = exported_weights(trainer.eval_model)  # the network itself, without a ChannelAdapter around it

@@ -36,8 +36,10 @@ def check_gpus(name: str, device: str, gpus: int) -> None:
         raise ValueError(f"device {device!r}: use 'cpu' or 'cuda'")
     if dev.type == "cuda":
         if dev.index is not None:
-            raise ValueError(f"training {name}: device {device!r} with gpus {gpus}: use 'cuda' (process i takes "
-                             "cuda:i of the GPUs the job sees)")
+            raise ValueError(
+                f"training {name}: device {device!r} with gpus {gpus}: use 'cuda' (process i takes "
+                "cuda:i of the GPUs the job sees)"
+            )
         visible = torch.cuda.device_count()
         if visible < gpus:
             raise RuntimeError(
@@ -58,16 +60,29 @@ def launch(job: TrainJob) -> None:
     worker_job = dataclasses.replace(job.absolute(), threads=per_process)
     write_text_atomic(job_file, json.dumps(worker_job.to_dict(), indent=1, sort_keys=True) + "\n")
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
-        "-m", "scisr.train.distributed", str(job_file),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={gpus}",
+        "-m",
+        "scisr.train.distributed",
+        str(job_file),
     ]
     # the workers import scisr as this process does: installed in its environment (venv or the rule's conda env)
     env = dict(os.environ, OMP_NUM_THREADS=str(per_process), PYTHONUNBUFFERED="1")
-    log.info("training %s in %d processes (%s, %d threads each): %s", job.name, gpus, job.device, per_process,
-             " ".join(command))
+    log.info(
+        "training %s in %d processes (%s, %d threads each): %s",
+        job.name,
+        gpus,
+        job.device,
+        per_process,
+        " ".join(command),
+    )
     tail: collections.deque[str] = collections.deque(maxlen=200)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                          errors="replace", bufsize=1) as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace", bufsize=1
+    ) as process:
         try:
             for line in process.stdout:
                 sys.stderr.write(line)
@@ -84,10 +99,12 @@ def launch(job: TrainJob) -> None:
 
 def failure_message(name: str, gpus: int, code: int, output: str) -> str:
     """The error of a failed torchrun: the root-cause rank, its exit code and exception, read from its summary."""
-    root_cause = output[output.rfind("Root Cause"):] if "Root Cause" in output else output
+    root_cause = output[output.rfind("Root Cause") :] if "Root Cause" in output else output
     found = re.search(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", root_cause)
     where = f"rank {found[1]} exited with code {found[2]}" if found else f"torchrun exited with code {code}"
     errors = re.findall(r"^\s*((?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b:.*)$", root_cause, re.M)
     reason = f" ({errors[-1].strip()})" if errors else ""
-    return (f"training {name} in {gpus} processes (torchrun) failed: {where}{reason}; the processes' output is "
-            "in the job log above")
+    return (
+        f"training {name} in {gpus} processes (torchrun) failed: {where}{reason}; the processes' output is "
+        "in the job log above"
+    )

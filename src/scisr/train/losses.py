@@ -98,8 +98,7 @@ class PerceptualLoss(nn.Module):
     gradients; `sha256` is the digest of the weights file actually used.
     """
 
-    def __init__(self, weights_file: str | os.PathLike, layer: str = "conv5_4",
-                 sha256: str | None = None) -> None:
+    def __init__(self, weights_file: str | os.PathLike, layer: str = "conv5_4", sha256: str | None = None) -> None:
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"unknown perceptual.layer {layer!r}; known: {', '.join(LAYERS)}")

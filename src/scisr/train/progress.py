@@ -22,11 +22,25 @@ class Progress:
 
     def to_dict(self) -> dict:
         """Plain values for a checkpoint."""
-        return {"iteration": self.iteration, "stage": self.stage, "history": self.history, "sums": self.sums,
-                "count": self.count, "elapsed": self.elapsed, "stage_seconds": self.stage_seconds}
+        return {
+            "iteration": self.iteration,
+            "stage": self.stage,
+            "history": self.history,
+            "sums": self.sums,
+            "count": self.count,
+            "elapsed": self.elapsed,
+            "stage_seconds": self.stage_seconds,
+        }
 
     @classmethod
     def from_dict(cls, p: dict) -> Progress:
         """The progress of a checkpoint."""
-        return cls(p["iteration"], p["stage"], list(p["history"]), dict(p["sums"]), p["count"], p["elapsed"],
-                   dict(p["stage_seconds"]))
+        return cls(
+            p["iteration"],
+            p["stage"],
+            list(p["history"]),
+            dict(p["sums"]),
+            p["count"],
+            p["elapsed"],
+            dict(p["stage_seconds"]),
+        )

@@ -61,8 +61,9 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
     """Train as process `rank` of `world_size` (1: the only one): build, resume, run, export (rank 0)."""
     cfg = job.settings
     if world_size != cfg.gpus:
-        raise RuntimeError(f"training {job.name}: settings ask for gpus {cfg.gpus} but {world_size} "
-                           "process(es) were started")
+        raise RuntimeError(
+            f"training {job.name}: settings ask for gpus {cfg.gpus} but {world_size} process(es) were started"
+        )
     device = resolve_device(job.device)  # under torchrun 'cuda' is cuda:LOCAL_RANK
     with process_group(device, world_size):
         torch.set_num_threads(job.threads)
@@ -80,9 +81,20 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
             hashed["budget_snapshots"] = sorted(snapshots.iterations)
         if init is not None:
             hashed["init_sha256"] = init.sha256
-        trainer = Trainer(job.train_dir, job.val_dir, job.checkpoint_dir, cfg,
-                          fingerprint(hashed, hr_sha, lr_sha, perceptual), device, job.name, perceptual,
-                          rank=rank, world_size=world_size, init=init, store=job.store)
+        trainer = Trainer(
+            job.train_dir,
+            job.val_dir,
+            job.checkpoint_dir,
+            cfg,
+            fingerprint(hashed, hr_sha, lr_sha, perceptual),
+            device,
+            job.name,
+            perceptual,
+            rank=rank,
+            world_size=world_size,
+            init=init,
+            store=job.store,
+        )
         trainer.try_resume()
         snapshots.start(trainer.progress.iteration)
         trainer.hooks = (snapshots,)
@@ -90,9 +102,16 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
             check_same_start(trainer)
         trainer.run()
         if trainer.is_main:
-            card = training_card(trainer, dataset=job.dataset, normalization=job.normalization,
-                                 threads=job.threads, train_hr_sha256=hr_sha, init=init,
-                                 fold=job.fold, folds=job.folds)
+            card = training_card(
+                trainer,
+                dataset=job.dataset,
+                normalization=job.normalization,
+                threads=job.threads,
+                train_hr_sha256=hr_sha,
+                init=init,
+                fold=job.fold,
+                folds=job.folds,
+            )
             write_outputs(trainer, card, generator=job.generator, history=job.history, card_path=job.card)
             if job.budget_table:
                 snapshots.export(list(job.budgets), total, list(job.budget_weights), job.budget_table)
@@ -102,8 +121,10 @@ def run_process(job: TrainJob, rank: int = 0, world_size: int = 1) -> None:
 def read_init(job: TrainJob) -> InitWeights | None:
     """The weights a fine-tuning job starts from (its init model's generator.pt and card), or None."""
     if (job.init_generator is None) != (job.init_card is None):
-        raise ValueError(f"training {job.name}: give both init_generator ({job.init_generator}) and init_card "
-                         f"({job.init_card}), or neither to train from scratch")
+        raise ValueError(
+            f"training {job.name}: give both init_generator ({job.init_generator}) and init_card "
+            f"({job.init_card}), or neither to train from scratch"
+        )
     return None if job.init_generator is None else InitWeights.read(job.init_generator, job.init_card)
 
 
@@ -112,5 +133,7 @@ def check_same_start(trainer: Trainer) -> None:
     starts = [None] * trainer.world_size
     dist.all_gather_object(starts, trainer.progress.iteration)
     if len(set(starts)) > 1:
-        raise RuntimeError(f"training {trainer.name}: processes start from different iterations {starts} "
-                           f"(a checkpoint unreadable by some?); delete {trainer.checkpoint_path} to start fresh")
+        raise RuntimeError(
+            f"training {trainer.name}: processes start from different iterations {starts} "
+            f"(a checkpoint unreadable by some?); delete {trainer.checkpoint_path} to start fresh"
+        )

@@ -40,8 +40,24 @@ AMP_MODES = ("auto", "bf16", "off")
 STAGE_KEYS = ("iterations", "lr", "milestones", "gamma")
 GAN_KEYS = (*STAGE_KEYS, "adv_weight", "pixel_weight", "loss")
 PERCEPTUAL_KEYS = ("weight", "weights_file", "sha256", "layer")
-KEYS = ("seed", "scale", "generator", "discriminator", "batch_size", "gpus", "patch_size", "pixel_loss", "pixel",
-        "gan", "perceptual", "ema", "grad_clip", "amp", "val_every", "checkpoint_every")
+KEYS = (
+    "seed",
+    "scale",
+    "generator",
+    "discriminator",
+    "batch_size",
+    "gpus",
+    "patch_size",
+    "pixel_loss",
+    "pixel",
+    "gan",
+    "perceptual",
+    "ema",
+    "grad_clip",
+    "amp",
+    "val_every",
+    "checkpoint_every",
+)
 
 
 def _require(mapping: dict, key: str, where: str = ""):
@@ -49,8 +65,10 @@ def _require(mapping: dict, key: str, where: str = ""):
     try:
         return mapping[key]
     except KeyError:
-        raise KeyError(f"training settings: missing key '{where}{key}' (config/train.schema.yaml gives its "
-                       "default: validate the settings against it)") from None
+        raise KeyError(
+            f"training settings: missing key '{where}{key}' (config/train.schema.yaml gives its "
+            "default: validate the settings against it)"
+        ) from None
 
 
 def _known(value: str, table, key: str) -> str:
@@ -117,8 +135,7 @@ def _stage(name: str, d: dict) -> StageSettings:
         gamma=float(_require(d, "gamma", where)),
         pixel_weight=float(_require(d, "pixel_weight", where)) if gan else 1.0,
         adv_weight=float(_require(d, "adv_weight", where)) if gan else 0.0,
-        adversarial_loss=_known(str(_require(d, "loss", where)), losses.ADVERSARIAL_LOSSES, "gan.loss")
-        if gan else "",
+        adversarial_loss=_known(str(_require(d, "loss", where)), losses.ADVERSARIAL_LOSSES, "gan.loss") if gan else "",
     )
 
 

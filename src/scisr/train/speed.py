@@ -66,8 +66,9 @@ def generator_memory_format(arch: str, device: torch.device, fast: bool = True) 
     return CPU_MEMORY_FORMATS.get(arch, torch.channels_last)
 
 
-def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device,
-         fast: bool = True) -> torch.optim.Adam:
+def adam(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device, fast: bool = True
+) -> torch.optim.Adam:
     """Adam over `params`: the fused implementation where this torch has it for `device`, else the default."""
     fused = fast and device.type in ("cpu", "cuda")
     return torch.optim.Adam(params, lr=lr, betas=betas, **({"fused": True} if fused else {}))

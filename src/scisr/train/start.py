@@ -45,8 +45,9 @@ class InitWeights:
         return cls(ModelCard.read(card), state, file_sha256(generator))
 
 
-def start_generator(cfg: Settings, data_channels: int, init: InitWeights | None = None,
-                    name: str = "model") -> tuple[nn.Module, dict]:
+def start_generator(
+    cfg: Settings, data_channels: int, init: InitWeights | None = None, name: str = "model"
+) -> tuple[nn.Module, dict]:
     """The generator training starts from, and its builder arguments (as its model card records them).
 
     Without `init`: built from the settings for `data_channels`-channel data, randomly initialised. With
@@ -56,8 +57,9 @@ def start_generator(cfg: Settings, data_channels: int, init: InitWeights | None 
     arch = cfg.generator["arch"]
     sizes = {k: v for k, v in cfg.generator.items() if k != "arch"}
     if init is None:
-        args = generator_arguments(arch, **{"in_channels": data_channels, "out_channels": data_channels,
-                                            "scale": cfg.scale, **sizes})
+        args = generator_arguments(
+            arch, **{"in_channels": data_channels, "out_channels": data_channels, "scale": cfg.scale, **sizes}
+        )
         return build_generator(arch, **args), args
     card = init.card
     channels = {"in_channels": card.args.get("in_channels"), "out_channels": card.args.get("out_channels")}
@@ -75,8 +77,10 @@ def start_generator(cfg: Settings, data_channels: int, init: InitWeights | None 
     try:
         model.load_state_dict(init.state, strict=True, assign=True)
     except RuntimeError as error:
-        raise RuntimeError(f"training {name}: the weights of init model {card.name!r} do not fit its model card's "
-                           f"{card.arch} ({error})") from None
+        raise RuntimeError(
+            f"training {name}: the weights of init model {card.name!r} do not fit its model card's "
+            f"{card.arch} ({error})"
+        ) from None
     return adapt_channels(model, data_channels), args
 
 

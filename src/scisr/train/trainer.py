@@ -53,8 +53,9 @@ def perceptual_loss(cfg: Settings) -> losses.PerceptualLoss | None:
     return losses.PerceptualLoss(p.weights_file, layer=p.layer, sha256=p.sha256)
 
 
-def fingerprint(settings: dict, train_hr_sha256: str, train_lr_sha256: str,
-                perceptual: losses.PerceptualLoss | None) -> str:
+def fingerprint(
+    settings: dict, train_hr_sha256: str, train_lr_sha256: str, perceptual: losses.PerceptualLoss | None
+) -> str:
     """What a checkpoint must match to be resumed: the settings, the training data's bytes, the VGG19 file."""
     data_sha = train_hr_sha256 + train_lr_sha256 + (perceptual.sha256 if perceptual else "")
     # gpus 1 is left out, so settings with and without the key share one fingerprint
@@ -72,12 +73,26 @@ class Trainer:
     barriers. EMA, checkpoints and exports use the unwrapped modules (state-dict keys as single-process);
     batch-norm statistics are rank 0's (DDP hands them to every process at the start of each forward pass).
     """
+
     hooks: tuple = ()  # callables run with the trainer after every iteration (e.g. scisr.train.budget snapshots)
 
-    def __init__(self, train_dir: str | Path, val_dir: str | Path, checkpoint_dir: str | Path, cfg: Settings,
-                 fingerprint: str, device: torch.device, name: str,
-                 perceptual: losses.PerceptualLoss | None = None, *, rank: int = 0, world_size: int = 1,
-                 fast: bool = True, init: InitWeights | None = None, store: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        train_dir: str | Path,
+        val_dir: str | Path,
+        checkpoint_dir: str | Path,
+        cfg: Settings,
+        fingerprint: str,
+        device: torch.device,
+        name: str,
+        perceptual: losses.PerceptualLoss | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        fast: bool = True,
+        init: InitWeights | None = None,
+        store: str | Path | None = None,
+    ) -> None:
         if cfg.uses_perceptual and perceptual is None:
             raise ValueError("training settings ask for a perceptual loss: pass perceptual_loss(cfg)")
         if world_size != cfg.gpus or not 0 <= rank < world_size:
@@ -102,8 +117,7 @@ class Trainer:
         # from scratch, or from the init model's weights (fine-tuning; a ChannelAdapter for other channels)
         self.generator, self.generator_args = start_generator(cfg, channels, init, name)
         disc_settings = {k: v for k, v in cfg.discriminator.items() if k != "arch"}
-        self.discriminator = build_discriminator(cfg.discriminator["arch"], in_channels=channels,
-                                                 **disc_settings)
+        self.discriminator = build_discriminator(cfg.discriminator["arch"], in_channels=channels, **disc_settings)
         # the generator's (and its input's) format by architecture; the other networks run channels_last
         self.memory_format = generator_memory_format(cfg.generator["arch"], device, fast)
         self.generator.to(device, memory_format=self.memory_format)
@@ -130,13 +144,29 @@ class Trainer:
         self.resumed: dict | None = None
         self.last_lr = math.nan  # the generator learning rate of the latest iteration
         self.clock = time.perf_counter()  # time since then is not yet in progress.elapsed (see tick)
-        log.info("training %s on %s: precision %s (%s), generator %s, ema %s, grad_clip %s, gan.loss %s, perceptual "
-                 "weight %g", name, device, self.precision, self.precision_reason, format_name(self.memory_format),
-                 cfg.ema or "off",
-                 cfg.grad_clip or "off", cfg.stages[1].adversarial_loss, cfg.perceptual.weight if perceptual else 0.0)
+        log.info(
+            "training %s on %s: precision %s (%s), generator %s, ema %s, grad_clip %s, gan.loss %s, perceptual "
+            "weight %g",
+            name,
+            device,
+            self.precision,
+            self.precision_reason,
+            format_name(self.memory_format),
+            cfg.ema or "off",
+            cfg.grad_clip or "off",
+            cfg.stages[1].adversarial_loss,
+            cfg.perceptual.weight if perceptual else 0.0,
+        )
         if world_size > 1:
-            log.info("%s: process %d of %d (DistributedDataParallel, backend %s), %d of the %d patches per step",
-                     name, rank, world_size, dist.get_backend(), self.local_batch, cfg.batch_size)
+            log.info(
+                "%s: process %d of %d (DistributedDataParallel, backend %s), %d of the %d patches per step",
+                name,
+                rank,
+                world_size,
+                dist.get_backend(),
+                self.local_batch,
+                cfg.batch_size,
+            )
 
     @property
     def precision(self) -> str:
@@ -187,8 +217,7 @@ class Trainer:
         sampler_rng = state["sampler_rng_ranks"][self.rank] if self.world_size > 1 else state["sampler_rng"]
         self.sampler.set_state(sampler_rng.cpu())
         self.resumed = state
-        log.info("resuming from iteration %d (%s stage) of %s", self.progress.iteration, self.progress.stage,
-                 path)
+        log.info("resuming from iteration %d (%s stage) of %s", self.progress.iteration, self.progress.stage, path)
 
     def barrier(self) -> None:
         """Wait for every process (nothing to wait for in a single-process run)."""
@@ -235,8 +264,9 @@ class Trainer:
         models = {"g": self.generator}
         if stage.name == "gan":
             models["d"] = self.discriminator
-        self.optimizers = {k: adam(m.parameters(), stage.lr, ADAM_BETAS, self.device, self.fast)
-                           for k, m in models.items()}
+        self.optimizers = {
+            k: adam(m.parameters(), stage.lr, ADAM_BETAS, self.device, self.fast) for k, m in models.items()
+        }
         self.schedulers = {
             k: torch.optim.lr_scheduler.MultiStepLR(o, milestones=stage.milestones, gamma=stage.gamma)
             for k, o in self.optimizers.items()
@@ -367,30 +397,45 @@ class Trainer:
         self.tick()
         mean = {k: (v / p.count if p.count else math.nan) for k, v in p.sums.items()}
         gan = stage == "gan"
-        p.history.append({
-            "iteration": p.iteration,
-            "stage": stage,
-            "loss_pixel": mean["pixel"],
-            "loss_adv": mean["adv"] if gan else math.nan,
-            "loss_perceptual": mean["perceptual"] if gan and self.perceptual is not None else math.nan,
-            "loss_d": mean["d"] if gan else math.nan,
-            "val_rmse": val_rmse,
-            "val_psnr": val_psnr,
-            "val_ssim": val_ssim,
-            "lr": self.last_lr,
-            "seconds": self.progress.elapsed,
-        })
+        p.history.append(
+            {
+                "iteration": p.iteration,
+                "stage": stage,
+                "loss_pixel": mean["pixel"],
+                "loss_adv": mean["adv"] if gan else math.nan,
+                "loss_perceptual": mean["perceptual"] if gan and self.perceptual is not None else math.nan,
+                "loss_d": mean["d"] if gan else math.nan,
+                "val_rmse": val_rmse,
+                "val_psnr": val_psnr,
+                "val_ssim": val_ssim,
+                "lr": self.last_lr,
+                "seconds": self.progress.elapsed,
+            }
+        )
         if p.sums["steps"] and p.sums["clipped"] > 0.5 * p.sums["steps"]:
-            log.warning("%s: gradient norm clipped to grad_clip %g in %d of %d optimizer steps up to iteration %d",
-                        self.name, self.cfg.grad_clip, p.sums["clipped"], p.sums["steps"], p.iteration)
+            log.warning(
+                "%s: gradient norm clipped to grad_clip %g in %d of %d optimizer steps up to iteration %d",
+                self.name,
+                self.cfg.grad_clip,
+                p.sums["clipped"],
+                p.sums["steps"],
+                p.iteration,
+            )
 
     def run(self) -> None:
         """Train both stages from the current progress to the configured total."""
         total = self.cfg.total_iterations
         self.clock = time.perf_counter()
         p = self.progress
-        bar = tqdm(total=total, initial=p.iteration, desc=self.name, file=sys.stderr, mininterval=5.0,
-                   ascii=True, disable=not self.is_main)
+        bar = tqdm(
+            total=total,
+            initial=p.iteration,
+            desc=self.name,
+            file=sys.stderr,
+            mininterval=5.0,
+            ascii=True,
+            disable=not self.is_main,
+        )
         if p.iteration == 0 and not p.history:
             self.record("init")  # the untrained network: with global_skip this is bicubic's score
         end = 0
@@ -423,4 +468,3 @@ class Trainer:
                 bar.update()
         bar.close()
         self.tick()
-

@@ -7,11 +7,26 @@ see `scisr.upscale.command` (0 ok, 2 usage, 3 model, 4 input).
 """
 
 from scisr.upscale.command import (
-    EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, ModelMismatch, Options, upscale_paths,
+    EXIT_ERROR,
+    EXIT_INPUT,
+    EXIT_MODEL,
+    EXIT_OK,
+    EXIT_USAGE,
+    ModelMismatch,
+    Options,
+    upscale_paths,
 )
 from scisr.upscale.units import RANGE_MODES, upscale_physical
 
 __all__ = [
-    "EXIT_ERROR", "EXIT_INPUT", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "ModelMismatch", "Options",
-    "RANGE_MODES", "upscale_paths", "upscale_physical",
+    "EXIT_ERROR",
+    "EXIT_INPUT",
+    "EXIT_MODEL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ModelMismatch",
+    "Options",
+    "RANGE_MODES",
+    "upscale_paths",
+    "upscale_physical",
 ]

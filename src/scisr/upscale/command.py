@@ -78,13 +78,19 @@ def load(options: Options) -> LoadedModel:
     except CardError as error:
         raise ModelMismatch(str(error)) from None
     if options.scale is not None and options.scale != card.scale:
-        raise ModelMismatch(f"{options.model}: the model upscales x{card.scale}, but --scale {options.scale} was asked for")
+        raise ModelMismatch(
+            f"{options.model}: the model upscales x{card.scale}, but --scale {options.scale} was asked for"
+        )
     if int(card.args.get("scale", card.scale)) != card.scale:
-        raise ModelMismatch(f"{options.model}: card scale {card.scale} but generator scale {card.args.get('scale')}; "
-                            "the card is inconsistent, rebuild the model")
+        raise ModelMismatch(
+            f"{options.model}: card scale {card.scale} but generator scale {card.args.get('scale')}; "
+            "the card is inconsistent, rebuild the model"
+        )
     if card.channels != 1:
-        raise ModelMismatch(f"{options.model}: the model takes {card.channels}-channel images; DICOM/FITS/raster "
-                            "inputs are read as 1-channel (grey), so use a 1-channel (or channel-adapted) model")
+        raise ModelMismatch(
+            f"{options.model}: the model takes {card.channels}-channel images; DICOM/FITS/raster "
+            "inputs are read as 1-channel (grey), so use a 1-channel (or channel-adapted) model"
+        )
     if options.threads:
         torch.set_num_threads(options.threads)
     try:
@@ -101,7 +107,11 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], out: Path) -> tuple[list[t
     pairs, problems = [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.relative_to(item).parts))
+            files = sorted(
+                p
+                for p in item.rglob("*")
+                if p.is_file() and not any(x.startswith(".") for x in p.relative_to(item).parts)
+            )
             if not files:
                 problems.append(f"{item}: folder holds no files")
             pairs += [(p, out / item.resolve().name / p.relative_to(item)) for p in files]
@@ -122,8 +132,11 @@ def upscale_paths(inputs: Sequence[str | os.PathLike], options: Options) -> int:
     seen: dict[Path, Path] = {}
     for source, target in pairs:
         if target in seen:
-            print(f"scisr upscale: {source} and {seen[target]} would both be written to {target}; "
-                  "upscale them in separate runs or rename one", file=sys.stderr)
+            print(
+                f"scisr upscale: {source} and {seen[target]} would both be written to {target}; "
+                "upscale them in separate runs or rename one",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         seen[target] = source
     try:
@@ -133,8 +146,10 @@ def upscale_paths(inputs: Sequence[str | os.PathLike], options: Options) -> int:
         return EXIT_MODEL
     failed = bool(problems)
     if options.precision == "bf16":
-        print(f"scisr upscale: {BF16_NOTE}; DICOM descriptions and FITS HISTORY record it, PNG/TIFF outputs cannot",
-              file=sys.stderr)
+        print(
+            f"scisr upscale: {BF16_NOTE}; DICOM descriptions and FITS HISTORY record it, PNG/TIFF outputs cannot",
+            file=sys.stderr,
+        )
     files = tqdm(pairs, desc="files", unit="file", file=sys.stderr, disable=not options.progress, ascii=True)
     limits = schema_default("extract.reader_memory_mb"), schema_default("extract.reader_timeout_s")
     with IsolatedReader(memory_mb=limits[0], timeout_s=limits[1]) as reader:
@@ -171,25 +186,44 @@ def _hr_planes(planes, target: Path, model: LoadedModel, options: Options, label
 
     for i, plane in enumerate(planes):
         shape = (plane.shape[0] * model.scale, plane.shape[1] * model.scale)
-        bar = tqdm(desc=f"{label} [{i}] tiles", unit="tile", file=sys.stderr, leave=False,
-                   disable=not options.progress, ascii=True)
+        bar = tqdm(
+            desc=f"{label} [{i}] tiles",
+            unit="tile",
+            file=sys.stderr,
+            leave=False,
+            disable=not options.progress,
+            ascii=True,
+        )
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         with output_buffer(shape, beside=target) as buffer:
-            upscale_physical(model.net, plane, model.scale, model.normalization, buffer, range_mode=options.range_mode,
-                             tile=options.tile, overlap=options.overlap, batch=options.batch, device=model.device,
-                             progress=progress, precision=options.precision)
+            upscale_physical(
+                model.net,
+                plane,
+                model.scale,
+                model.normalization,
+                buffer,
+                range_mode=options.range_mode,
+                tile=options.tile,
+                overlap=options.overlap,
+                batch=options.batch,
+                device=model.device,
+                progress=progress,
+                precision=options.precision,
+            )
             bar.close()
             yield buffer
 
 
 def _description(model: LoadedModel, options: Options) -> str:
-    return (f"SciSR x{model.scale} super-resolution, model {model.name} ({model.arch}); "
-            f"input normalized as its training data, output in input units ({options.range_mode} out-of-range)"
-            + (f"; {BF16_NOTE}" if options.precision == "bf16" else ""))
+    return (
+        f"SciSR x{model.scale} super-resolution, model {model.name} ({model.arch}); "
+        f"input normalized as its training data, output in input units ({options.range_mode} out-of-range)"
+        + (f"; {BF16_NOTE}" if options.precision == "bf16" else "")
+    )
 
 
 def _dicom(source: Path, target: Path, frames: list[Frame], model: LoadedModel, options: Options) -> Path:
@@ -200,8 +234,16 @@ def _dicom(source: Path, target: Path, frames: list[Frame], model: LoadedModel, 
     images = [np.array(plane) for plane in _hr_planes((f.image for f in frames), target, model, options, source.name)]
     old_series = frames[0].series_id
     series = options.series_map.setdefault(old_series, generate_uid())
-    write_upscaled_dicom(source, target, images, model.scale, description=_description(model, options),
-                         series_uid=series, uid_map=options.uid_map, anonymize=options.anonymize)
+    write_upscaled_dicom(
+        source,
+        target,
+        images,
+        model.scale,
+        description=_description(model, options),
+        series_uid=series,
+        uid_map=options.uid_map,
+        anonymize=options.anonymize,
+    )
     return target
 
 
@@ -212,8 +254,15 @@ def _fits(source: Path, target: Path, model: LoadedModel, options: Options, read
     history = [f"model {model.name} ({model.arch}), x{model.scale}", f"out-of-range values: {options.range_mode}"]
     if options.precision == "bf16":
         history.append(BF16_NOTE)
-    write_upscaled_fits(source, target, index, _hr_planes(planes, target, model, options, source.name), model.scale,
-                        flux=options.flux, history=history)
+    write_upscaled_fits(
+        source,
+        target,
+        index,
+        _hr_planes(planes, target, model, options, source.name),
+        model.scale,
+        flux=options.flux,
+        history=history,
+    )
     return target
 
 
@@ -225,6 +274,9 @@ def _raster(source: Path, target: Path, frames: list[Frame], model: LoadedModel,
     images = [np.array(plane) for plane in _hr_planes((f.image for f in frames), target, model, options, source.name)]
     clipped = write_upscaled_raster(target, images, file_format, frames[0].original_dtype)
     if clipped:
-        print(f"scisr upscale: {source}: {clipped} pixels clipped to the {frames[0].original_dtype} range of "
-              f"{target.suffix} (use a float TIFF or FITS to keep them)", file=sys.stderr)
+        print(
+            f"scisr upscale: {source}: {clipped} pixels clipped to the {frames[0].original_dtype} range of "
+            f"{target.suffix} (use a float TIFF or FITS to keep them)",
+            file=sys.stderr,
+        )
     return target

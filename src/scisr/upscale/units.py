@@ -40,15 +40,15 @@ def upscale_physical(
     precision: str = "fp32",
 ) -> np.ndarray:
     """Upscale a 2-D image in physical units into `out` (H*scale, W*scale), in the same units (`precision`: the
-    network's, scisr.tiling.upscale_tiled; "bf16" is a lossy preview).
+        network's, scisr.tiling.upscale_tiled; "bf16" is a lossy preview).
 
-    The image is normalized with the training data's settings from its own percentiles. Values
-    outside the percentile range: `range_mode="extrapolate"` (default) maps them by the same linear
-    (or asinh) formula beyond [0, 1] and back, so nothing is lost; `"clip"` clips them to [0, 1] as
-    the training data were and clips the output to the same range. Non-finite pixels enter the
-    network as the low percentile and come out NaN over their scale x scale block. A constant image
-    or one without finite values is returned constant (or all NaN) without running the network; one
-that is constant between the percentiles is normalized between its minimum and maximum.
+        The image is normalized with the training data's settings from its own percentiles. Values
+        outside the percentile range: `range_mode="extrapolate"` (default) maps them by the same linear
+        (or asinh) formula beyond [0, 1] and back, so nothing is lost; `"clip"` clips them to [0, 1] as
+        the training data were and clips the output to the same range. Non-finite pixels enter the
+        network as the low percentile and come out NaN over their scale x scale block. A constant image
+        or one without finite values is returned constant (or all NaN) without running the network; one
+    that is constant between the percentiles is normalized between its minimum and maximum.
     """
     if range_mode not in RANGE_MODES:
         raise ValueError(f"range mode must be one of {', '.join(RANGE_MODES)}, got {range_mode!r}")
@@ -64,8 +64,18 @@ that is constant between the percentiles is normalized between its minimum and m
     except ValueError:  # constant between the percentiles: use the full range instead
         settings.update(low_percentile=0.0, high_percentile=100.0)
         norm, params = normalize_image(np.where(invalid, np.nan, image), **settings, clip=range_mode == "clip")
-    upscale_tiled(model, norm, scale, tile=tile, overlap=overlap, batch=batch, device=device, out=out,
-                  progress=progress, precision=precision)
+    upscale_tiled(
+        model,
+        norm,
+        scale,
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        device=device,
+        out=out,
+        progress=progress,
+        precision=precision,
+    )
     for row in range(0, image.shape[0], _BLOCK_ROWS):
         block = np.s_[row * scale : (row + _BLOCK_ROWS) * scale]
         values = np.clip(out[block], 0.0, 1.0) if range_mode == "clip" else out[block]
