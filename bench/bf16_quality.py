@@ -118,9 +118,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    supported, reason = bf16_support(torch.device("cpu"))
+    _supported, reason = bf16_support(torch.device("cpu"))
     machine = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.lower().startswith("model name")), "?"
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.lower().startswith("model name")
+        ),
+        "?",
     )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# torch {torch.__version__}, {machine}, {args.threads} thread(s), load average {load}; {reason}")

@@ -251,7 +251,11 @@ def main() -> None:
         machine = torch.cuda.get_device_name(device)
     else:
         machine = next(
-            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.lower().startswith("model name")),
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.lower().startswith("model name")
+            ),
             platform.processor(),
         )
     peak = matmul_peak(device)
@@ -315,7 +319,7 @@ def main() -> None:
             rows.append((model, batch, median, rss, trainer.precision))
             del sides
     what = "peak CUDA memory" if device.type == "cuda" else "peak RSS"
-    print(f"\n| measure | anchor | SciSR | ratio (>1 = SciSR faster) |\n|---|---|---|---|")
+    print("\n| measure | anchor | SciSR | ratio (>1 = SciSR faster) |\n|---|---|---|---|")
     for model, batch, median, rss, precision in rows:
         mem = (
             f"; {what} {rss['anchor'] / 2**20:.0f} MiB" if rss else "",

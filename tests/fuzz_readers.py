@@ -13,6 +13,7 @@ in native code, a limit, a hang), with the mutant kept in OUT_DIR for replay.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -280,10 +281,8 @@ def main(reader: str, seconds: float, seed: int, out_dir: Path) -> None:
     escaped, deaths, slowest, tried = [], [], 0.0, 0
     with IsolatedReader(memory_mb=HEADROOM >> 20, timeout_s=HANG_S) as worker:
         for path in seeds:  # start the worker and load every decoder before the clock runs
-            try:
+            with contextlib.suppress(ReadError):
                 worker.call("scisr.io.readers:read_frames", path, max_bytes=MAX_BYTES)
-            except ReadError:
-                pass
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             name, blob = blobs[int(rng.integers(0, len(blobs)))]

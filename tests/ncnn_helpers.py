@@ -77,9 +77,11 @@ def insert_splits(layers: list) -> list:
             renamed.append(f"{b}_splitncnn_{handed[b]}" if uses[b] > 1 else b)
             handed[b] += 1
         out.append([kind, name, renamed, outputs, params])
-        for b in outputs:
-            if uses[b] > 1:
-                out.append(["Split", f"splitncnn_{b}", [b], [f"{b}_splitncnn_{i}" for i in range(uses[b])], ""])
+        out.extend(
+            ["Split", f"splitncnn_{b}", [b], [f"{b}_splitncnn_{i}" for i in range(uses[b])], ""]
+            for b in outputs
+            if uses[b] > 1
+        )
     return out
 
 

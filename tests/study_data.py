@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from astropy.io import fits
+from conftest import dataset_settings
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from conftest import dataset_settings
 from scisr.extract import extract_dataset
 from scisr.prepare.normalize import normalize_dataset
 from scisr.prepare.split import split_dataset

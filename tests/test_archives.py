@@ -55,7 +55,7 @@ def test_good_zip_and_tar_unpack_with_subfolders(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../evil.dcm", "a/../../evil.dcm", "/etc/evil", "C:/evil", "..\\evil"])
 def test_zip_members_that_escape_are_refused_and_nothing_is_written(tmp_path: Path, name: str) -> None:
     z = make_zip(tmp_path / "bad.zip", {"fine.dcm": b"ok", name: b"evil"})
-    with pytest.raises(UnsafeArchive, match="bad.zip: member"):
+    with pytest.raises(UnsafeArchive, match=r"bad.zip: member"):
         unpack(z, tmp_path / "out")
     assert listing(tmp_path / "out") == []
     assert not (tmp_path / "evil.dcm").exists() and not (tmp_path.parent / "evil.dcm").exists()
@@ -73,25 +73,25 @@ def test_tar_links_and_devices_are_refused(tmp_path: Path, kind: bytes) -> None:
     info.type = kind
     info.linkname = "/etc/passwd"
     t = make_tar(tmp_path / "bad.tar.gz", [info])
-    with pytest.raises(UnsafeArchive, match="bad.tar.gz: member 'x' is"):
+    with pytest.raises(UnsafeArchive, match=r"bad.tar.gz: member 'x' is"):
         unpack(t, tmp_path / "out")
     assert listing(tmp_path / "out") == []
 
 
 def test_tar_parent_path_is_refused(tmp_path: Path) -> None:
     t = make_tar(tmp_path / "bad.tar.gz", [tarfile.TarInfo("../up.txt")], {"../up.txt": b"x"})
-    with pytest.raises(UnsafeArchive, match="'..'"):
+    with pytest.raises(UnsafeArchive, match=r"'..'"):
         unpack(t, tmp_path / "out")
     assert not (tmp_path / "up.txt").exists()
 
 
 def test_limits_on_members_and_unpacked_size(tmp_path: Path) -> None:
     many = make_zip(tmp_path / "many.zip", {f"{i}.dcm": b"x" for i in range(20)})
-    with pytest.raises(UnsafeArchive, match="more than 10 members.*max_members"):
+    with pytest.raises(UnsafeArchive, match=r"more than 10 members.*max_members"):
         unpack(many, tmp_path / "a", max_members=10)
     bomb = make_zip(tmp_path / "bomb.zip", {"zeros.bin": bytes(5_000_000)})
     assert bomb.stat().st_size < 50_000
-    with pytest.raises(UnsafeArchive, match="more than 1000000 bytes.*max_unpacked_bytes"):
+    with pytest.raises(UnsafeArchive, match=r"more than 1000000 bytes.*max_unpacked_bytes"):
         unpack(bomb, tmp_path / "b", max_bytes=1_000_000)
     assert listing(tmp_path / "b") == []
 
@@ -107,7 +107,7 @@ def test_duplicate_members_and_damaged_archives(tmp_path: Path) -> None:
     raw = bytearray(good.read_bytes())
     raw[60:70] = b"\xff" * 10  # inside the compressed data: CRC or inflate fails
     (tmp_path / "broken.zip").write_bytes(bytes(raw))
-    with pytest.raises(CorruptArchive, match="broken.zip"):
+    with pytest.raises(CorruptArchive, match=r"broken.zip"):
         unpack(tmp_path / "broken.zip", tmp_path / "e")
     (tmp_path / "page.zip").write_text("<html>Please log in</html>")
     with pytest.raises(CorruptArchive, match="neither a ZIP nor a tar"):

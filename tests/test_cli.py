@@ -46,11 +46,10 @@ def test_score_writes_a_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 
 def test_log_to_captures_logging_and_stderr_and_records_failures(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "job.log"
-    with pytest.raises(RuntimeError):
-        with log_to(log):
-            logging.getLogger("scisr.test").info("hello from the library")
-            print("progress bar text", file=sys.stderr)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), log_to(log):
+        logging.getLogger("scisr.test").info("hello from the library")
+        print("progress bar text", file=sys.stderr)
+        raise RuntimeError("boom")
     text = log.read_text()
     assert "hello from the library" in text and "progress bar text" in text
     assert "RuntimeError: boom" in text

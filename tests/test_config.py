@@ -130,7 +130,7 @@ def test_schema_default_reads_the_schema_and_names_a_missing_key() -> None:
     assert schema_default("infer.tile") == 128 and schema_default("infer.overlap") == 16
     assert schema_default("study.folds") == 1
     assert "LOCALIZER" in schema_default("datasets.*.frames.exclude")  # through the dataset block's $ref
-    with pytest.raises(KeyError, match="infer.tiles"):
+    with pytest.raises(KeyError, match=r"infer.tiles"):
         schema_default("infer.tiles")
     value = schema_default("study.budgets")
     value.append(1)  # a copy: the cached schema is not changed
@@ -218,9 +218,9 @@ def test_the_librarys_own_fallbacks_equal_the_schemas_defaults() -> None:
     from scisr.io.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
     from scisr.io.limits import DEFAULT_MAX_BYTES
 
-    assert DEFAULT_MAX_BYTES == schema_default("extract.max_image_bytes")
-    assert DEFAULT_MEMORY_MB == schema_default("extract.reader_memory_mb")
-    assert DEFAULT_TIMEOUT_S == schema_default("extract.reader_timeout_s")
+    assert schema_default("extract.max_image_bytes") == DEFAULT_MAX_BYTES
+    assert schema_default("extract.reader_memory_mb") == DEFAULT_MEMORY_MB
+    assert schema_default("extract.reader_timeout_s") == DEFAULT_TIMEOUT_S
     rules = FrameRules()
     for key in ("pixel_data", "exclude", "components"):
         assert list(getattr(rules, key)) == schema_default(f"datasets.*.frames.{key}"), key

@@ -98,7 +98,7 @@ def test_base_exceptions_from_decoders_become_read_errors(monkeypatch: pytest.Mo
 
     src = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small_RLE.dcm"
     monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(boom))
-    with pytest.raises(ReadError, match="MR_small_RLE.dcm: cannot decode RLE Lossless pixel data .*_Panic"):
+    with pytest.raises(ReadError, match=r"MR_small_RLE.dcm: cannot decode RLE Lossless pixel data .*_Panic"):
         read_frames(src)
 
     def interrupt(self):

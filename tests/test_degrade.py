@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import dataset_settings
 from scipy import ndimage
 
-from conftest import dataset_settings
 from scisr.io.files import read_png16, write_tiff
 from scisr.prepare.degrade import (
     DEGRADATIONS,
@@ -108,7 +108,7 @@ def test_random_settings_need_an_rng(kind):
     hr = np.full((16, 16), 0.5)
     with pytest.raises(ValueError, match=f"{kind!r} with .* is random: pass rng=np.random.default_rng"):
         degrade(hr, 4, kind, **NOISY[kind])
-    with pytest.raises(TypeError, match="numpy.random.Generator"):
+    with pytest.raises(TypeError, match=r"numpy.random.Generator"):
         degrade(hr, 4, kind, rng=np.random.RandomState(0), **NOISY[kind])
     degrade(hr, 4, kind)  # noise-free settings need none
 

@@ -94,8 +94,9 @@ def read_key_map_roundtrip(ids: Pseudonymizer, folder: Path):
 
 
 def test_reader_warnings_quoting_header_values_stay_out_of_the_log(tmp_path: Path, monkeypatch) -> None:
-    import scisr.extract as extract
     from pydicom.misc import warn_and_log
+
+    import scisr.extract as extract
 
     real = extract.read_frames
 

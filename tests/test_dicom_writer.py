@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from upscale_helpers import bicubic, model_folder
 
 from scisr.cli import main
 from scisr.io.dicom_writer import storage
 from scisr.io.readers import read_frames
-from upscale_helpers import bicubic, model_folder
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -66,7 +66,7 @@ def check_geometry(src, dst, scale=4, frame=None) -> None:
 
 def test_storage_fits_without_clipping():
     assert storage(-1024.0, 3071.0, 1.0, -1024.0) == (1.0, -1024.0, False, 12)
-    slope, intercept, signed, bits = storage(-5.0, 200000.0, 1.0, 0.0)  # wider than 16 bits at step 1
+    slope, _intercept, signed, bits = storage(-5.0, 200000.0, 1.0, 0.0)  # wider than 16 bits at step 1
     assert slope == pytest.approx(200005 / 65535) and not signed and bits == 16
     assert storage(-300.0, 200.0, 1.0, 0.0)[2]  # negatives at the source intercept: signed
 

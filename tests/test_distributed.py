@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT
+from train_helpers import SETTINGS, fit, job, make_split
+
 from scisr.card import ModelCard
 from scisr.train.checkpoint import load_checkpoint
 from scisr.train.launcher import JOB_FILE
 from scisr.train.settings import check_settings
-from train_helpers import SETTINGS, fit, job, make_split
 
 # 6 pixel + 4 GAN iterations, a checkpoint every 3: the kill at 9 lands mid-GAN-stage
 TINY = copy.deepcopy(SETTINGS) | {"ema": 0.9, "val_every": 3, "checkpoint_every": 3}

@@ -99,9 +99,7 @@ def third_party_imports(script: str) -> set[str]:
                 if top == "scisr":
                     parts = name.split(".")
                     module = src.joinpath(*parts)
-                    for candidate in (module.with_suffix(".py"), module / "__init__.py"):
-                        if candidate.is_file():
-                            todo.append(candidate)
+                    todo.extend(c for c in (module.with_suffix(".py"), module / "__init__.py") if c.is_file())
                     # importing scisr.a.b runs scisr/__init__.py and scisr/a/__init__.py too
                     for i in range(1, len(parts)):
                         init = src.joinpath(*parts[:i], "__init__.py")

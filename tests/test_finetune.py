@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import TINY_NORMALIZATION, tiny_settings
+from train_helpers import make_split
+
 from scisr import checks
 from scisr.card import ModelCard
 from scisr.infer import infer_folder, load_model
@@ -21,7 +22,6 @@ from scisr.metrics import psnr, rmse
 from scisr.models import import_weights
 from scisr.models.rrdbnet import RRDBNet
 from scisr.train import Settings, TrainJob, train
-from train_helpers import make_split
 
 NORMALIZATION = TINY_NORMALIZATION
 SRRESNET = {"arch": "srresnet", "channels": 4, "blocks": 1}

@@ -9,10 +9,10 @@ import pytest
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
+from upscale_helpers import bicubic, model_folder, physical
 
 from scisr.cli import main
 from scisr.io.fits_writer import scale_header
-from upscale_helpers import bicubic, model_folder, physical
 
 
 @pytest.fixture(scope="module")

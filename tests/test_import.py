@@ -12,14 +12,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from ncnn_helpers import run_graph, write_rrdbnet
 from skimage import data
 
-from ncnn_helpers import run_graph, write_rrdbnet
 from scisr.card import ModelCard
 from scisr.cli import main
 from scisr.metrics import psnr
-from scisr.models import PACKAGED, NcnnFormatError, WeightsImportError, adapt_channels, build_generator, import_weights
-from scisr.models import importer
+from scisr.models import (
+    PACKAGED,
+    NcnnFormatError,
+    WeightsImportError,
+    adapt_channels,
+    build_generator,
+    import_weights,
+    importer,
+)
 from scisr.models.ncnn import read_convolutions, read_param, read_rrdbnet
 from scisr.models.rrdbnet import RRDBNet
 from scisr.prepare.resize import imresize
@@ -55,7 +62,7 @@ def x4plus(tmp_path_factory) -> tuple[ModelCard, Path, Path]:
 
 @needs_package
 def test_x4plus_card_records_origin_without_paths(x4plus):
-    card, generator, card_path = x4plus
+    card, _generator, card_path = x4plus
     assert ModelCard.read(card_path) == card
     assert card.source == "imported" and card.arch == "rrdbnet" and card.channels == 3 and card.scale == 4
     assert card.args == {

@@ -98,7 +98,7 @@ def test_infer_folder_with_trained_model(trained, tmp_path):
     assert read_png16(tmp_path / "out" / "img1.png").shape == (48, 48)
     with pytest.raises(ValueError, match="x4"):
         infer_folder(tmp_path / "LR", tmp_path / "out2", **trained, scale=2, **RUN)
-    with pytest.raises(ValueError, match="both generator.*and card"):
+    with pytest.raises(ValueError, match=r"both generator.*and card"):
         infer_folder(tmp_path / "LR", tmp_path / "out3", generator=trained["generator"], card=None, scale=4, **RUN)
 
 
@@ -108,5 +108,5 @@ def test_load_model_is_strict(trained, tmp_path):
     state = torch.load(trained["generator"], weights_only=True)
     state.pop("conv_last.bias")
     torch.save(state, tmp_path / "generator.pt")
-    with pytest.raises(RuntimeError, match="(?s)generator.pt: weights do not fit.*conv_last.bias"):
+    with pytest.raises(RuntimeError, match=r"(?s)generator.pt: weights do not fit.*conv_last.bias"):
         load_model(tmp_path / "generator.pt", trained["card"], "cpu")

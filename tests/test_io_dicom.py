@@ -97,7 +97,7 @@ def test_truncated_native_pixel_data() -> None:
 
 
 def test_truncated_encapsulated_pixel_data() -> None:
-    with pytest.raises(ReadError, match="emri_small_jpeg_2k_lossless_too_short.dcm: no pixel data"):
+    with pytest.raises(ReadError, match=r"emri_small_jpeg_2k_lossless_too_short.dcm: no pixel data"):
         read_frames(data_store_dir() / "emri_small_jpeg_2k_lossless_too_short.dcm")
 
 
@@ -105,7 +105,7 @@ def test_truncated_written_file(tmp_path: Path) -> None:
     path = write_dicom(tmp_path / "a.dcm", np.arange(32 * 32, dtype=np.uint16).reshape(32, 32))
     data = path.read_bytes()
     (tmp_path / "cut.dcm").write_bytes(data[:-100])
-    with pytest.raises(ReadError, match="cut.dcm: pixel data too short"):
+    with pytest.raises(ReadError, match=r"cut.dcm: pixel data too short"):
         read_frames(tmp_path / "cut.dcm")
 
 
@@ -253,7 +253,7 @@ def test_shared_enhanced_per_frame_rescale(shared_data: Path) -> None:
 
 def test_shared_single_files(shared_data: Path) -> None:
     single = shared_data / "dicom" / "single"
-    with pytest.raises(ReadError, match="emri_small_jpeg_2k_lossless_too_short.dcm"):
+    with pytest.raises(ReadError, match=r"emri_small_jpeg_2k_lossless_too_short.dcm"):
         read_frames(single / "emri_small_jpeg_2k_lossless_too_short.dcm")
     unc, j2k = read_frames(single / "MR2_UNCR.dcm")[0], read_frames(single / "MR2_J2KR.dcm")[0]
     assert unc.image.shape == (1024, 1024)

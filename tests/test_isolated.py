@@ -62,7 +62,7 @@ def test_memory_limit_refuses_the_file_not_the_run(tmp_path: Path, helpers_on_pa
     bad = tmp_path / "big.fits"
     bad.write_bytes(b"CRASH-HOG" + b"\0" * 200)
     with IsolatedReader(memory_mb=512, timeout_s=60) as reader:
-        with pytest.raises(ReadError, match="big.fits: (out of memory|reader crashed)"):
+        with pytest.raises(ReadError, match=r"big.fits: (out of memory|reader crashed)"):
             reader.call("crash_helpers:read_frames", bad)
         assert reader.call("crash_helpers:read_frames", MR)[0].image.shape == (64, 64)
 
@@ -151,7 +151,7 @@ def test_absurd_axis_counts_are_refused_before_astropy(tmp_path: Path, naxis: st
     data[at + 10 : at + 30] = naxis.rjust(20).encode()
     path.write_bytes(bytes(data))
     with IsolatedReader(memory_mb=1024, timeout_s=20) as reader:
-        with pytest.raises(ReadError, match="axes.fits: a header declares NAXIS1? = .+; FITS allows"):
+        with pytest.raises(ReadError, match=r"axes.fits: a header declares NAXIS1? = .+; FITS allows"):
             reader.call("scisr.io.readers:read_frames", path)
         assert reader.started == 1
 
@@ -164,6 +164,6 @@ def test_jpeg_ls_without_a_height_is_refused_before_the_decoder(tmp_path: Path) 
     data[at + 5 : at + 7] = b"\0\0"
     (tmp_path / "dnl.dcm").write_bytes(bytes(data))
     with IsolatedReader(memory_mb=1024, timeout_s=20) as reader:
-        with pytest.raises(ReadError, match="dnl.dcm: .*JPEG frame header gives 0 lines"):
+        with pytest.raises(ReadError, match=r"dnl.dcm: .*JPEG frame header gives 0 lines"):
             reader.call("scisr.io.readers:read_frames", tmp_path / "dnl.dcm")
         assert reader.started == 1

@@ -6,9 +6,9 @@ import hashlib
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import train_settings
 from torch import nn
 
-from conftest import train_settings
 from scisr.models.vgg import LAYERS, VGG19Features, load_vgg19_features
 from scisr.train import losses
 from scisr.train.ema import EMA
@@ -28,7 +28,7 @@ def test_pixel_losses_by_name():
 
 def test_adversarial_registry():
     assert set(losses.ADVERSARIAL_LOSSES) == {"bce", "ragan"}
-    with pytest.raises(KeyError, match="gan.loss 'wgan'.*bce, ragan"):
+    with pytest.raises(KeyError, match=r"gan.loss 'wgan'.*bce, ragan"):
         losses.adversarial_loss("wgan")
 
 
@@ -132,7 +132,7 @@ def test_vgg19_loads_a_torchvision_file_and_checks_its_sha256(vgg_file):
 def test_vgg19_rejects_a_foreign_state_dict(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match="not a torchvision vgg19 state dict.*features.0.weight"):
+    with pytest.raises(ValueError, match=r"not a torchvision vgg19 state dict.*features.0.weight"):
         load_vgg19_features(path)
 
 
@@ -165,11 +165,11 @@ def test_perceptual_weight_without_weights_file_is_refused():
     check_settings(settings)  # the schema's default perceptual weight is 0: fine
     settings["perceptual"]["weight"] = 0.01
     with pytest.raises(
-        ValueError, match="perceptual.weight is 0.01 but perceptual.weights_file is not set.*perceptual.weight: 0"
+        ValueError, match=r"perceptual.weight is 0.01 but perceptual.weights_file is not set.*perceptual.weight: 0"
     ):
         check_settings(settings)
     settings["perceptual"] |= {"weights_file": "/nowhere/vgg19.pth", "layer": "conv5_5"}
-    with pytest.raises(ValueError, match="perceptual.layer"):
+    with pytest.raises(ValueError, match=r"perceptual.layer"):
         check_settings(settings)
     settings["perceptual"]["layer"] = "conv4_4"
     check_settings(settings)  # reads no file
@@ -190,7 +190,7 @@ def test_ema_update_is_the_weighted_average():
         model[1].running_mean.fill_(7.0)
     ema.update(model)
     new = model.state_dict()
-    for name, p in model.named_parameters():
+    for name, _p in model.named_parameters():
         assert torch.equal(ema.state_dict()[name], 0.75 * old[name] + 0.25 * new[name]), name
     assert torch.equal(ema.state_dict()["1.running_mean"], new["1.running_mean"])  # buffers are copied
     # the same for arbitrary floats, to float32 rounding

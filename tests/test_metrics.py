@@ -73,5 +73,5 @@ def test_score_folder(tmp_path):
 def test_score_folder_missing_prediction_named(tmp_path):
     write_png16(tmp_path / "hr" / "only_hr.png", _image())
     (tmp_path / "pred").mkdir()
-    with pytest.raises(FileNotFoundError, match="only_hr.png"):
+    with pytest.raises(FileNotFoundError, match=r"only_hr.png"):
         score_folder(tmp_path / "pred", tmp_path / "hr", tmp_path / "s.tsv", border=4)

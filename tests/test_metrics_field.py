@@ -93,7 +93,7 @@ def test_physical_scores_perfect_prediction() -> None:
 
 
 def test_moved_flux_is_caught_though_pixels_look_alike() -> None:
-    sky, centres = _sky()
+    sky, _centres = _sky()
     hr, params = _normalize(sky)
     # a prediction that keeps every star but moves the brightest one 3 px and halves another
     moved = sky.copy()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ncnn_helpers import FP16, bin_bytes, param_text, rrdbnet_layers, run_graph, write_rrdbnet
+
 from scisr.models.ncnn import NcnnFormatError, read_convolutions, read_param, read_rrdbnet
 from scisr.models.rrdbnet import RRDBNet
 
@@ -54,7 +54,7 @@ def test_round_trip_fills_every_parameter_with_the_written_values(tmp_path, smal
 
 
 def test_a_graph_that_is_not_rrdbnet_is_refused(tmp_path, small_state):
-    layers, convs = rrdbnet_layers(small_state, SMALL["blocks"])
+    layers, _convs = rrdbnet_layers(small_state, SMALL["blocks"])
     layers.append(["PReLU", "PRelu_x", [layers[-1][3][0]], ["p"], "0=3"])  # a foreign layer type
     (tmp_path / "x.param").write_text(param_text(layers))
     with pytest.raises(NcnnFormatError, match=r"x\.param: line \d+: layer type PReLU is not part of an RRDBNet"):

@@ -20,13 +20,12 @@ from pathlib import Path
 import pydicom
 import pytest
 import yaml
-from snakemake.utils import validate
-
 from conftest import ROOT
 from netserver import Reply, Request, Server
+from snakemake.utils import validate
+
 from scisr.io.hashing import file_sha256
-from scisr.sources import SourceUnreachable, fetch, read_manifest
-from scisr.sources import net, tcia
+from scisr.sources import SourceUnreachable, fetch, net, read_manifest, tcia
 from scisr.sources.builtin import PYDICOM, package_dir
 from scisr.sources.net import DownloadError
 
@@ -217,14 +216,14 @@ def test_tcia_caps_and_explicit_series(tmp_path: Path) -> None:
             cache_dir=tmp_path / "c",
         )
         assert len(plain) == 2 and len(server.hits("/v4/getImage")) == 1
-        with pytest.raises(ValueError, match="not in the collection.*1.2.826.0.1.3.9"):
+        with pytest.raises(ValueError, match=r"not in the collection.*1.2.826.0.1.3.9"):
             fetch(
                 tcia_source(server, series_uids=["1.2.826.0.1.3.9"]),
                 tmp_path / "d",
                 tmp_path / "d.tsv",
                 cache_dir=tmp_path / "c",
             )  # a CT series, filtered out by Modality MR
-        with pytest.raises(ValueError, match="no series match.*check the collection name"):
+        with pytest.raises(ValueError, match=r"no series match.*check the collection name"):
             fetch(tcia_source(server, collection="Nope"), tmp_path / "e", tmp_path / "e.tsv", cache_dir=tmp_path / "c")
 
 
@@ -260,7 +259,7 @@ def test_tcia_series_description_keeps_only_matching_series_before_caps_and_uids
         )
         assert sorted(set(flair["series"])) == ["1.2.826.0.1.1.1", "1.2.826.0.1.3.1"]
         # Applied before series_uids: a listed series the filter drops is reported missing.
-        with pytest.raises(ValueError, match="series_uids not in the collection.*1.2.826.0.1.1.1"):
+        with pytest.raises(ValueError, match=r"series_uids not in the collection.*1.2.826.0.1.1.1"):
             fetch(
                 tcia_source(server, series_description="^T1post$", series_uids=["1.2.826.0.1.1.1"]),
                 tmp_path / "u",
@@ -321,7 +320,7 @@ def test_tcia_md5_mismatch_leaves_nothing(tmp_path: Path) -> None:
     with Server() as server:
         nbia(server, bad_md5="1.2.826.0.1.2.1")
         out, cache = tmp_path / "raw" / "mri", tmp_path / "cache"
-        with pytest.raises(DownloadError, match="tcia series 1.2.826.0.1.2.1: 00000001.dcm has MD5"):
+        with pytest.raises(DownloadError, match=r"tcia series 1.2.826.0.1.2.1: 00000001.dcm has MD5"):
             fetch(tcia_source(server), out, out / "MANIFEST.tsv", cache_dir=cache)
         assert not out.exists() and strays(out.parent) == []
         assert not (cache / "1.2.826.0.1.2.1").exists()
@@ -449,7 +448,7 @@ def test_kaggle_credentials_are_sent_only_to_kaggle_and_never_recorded(
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "none"))
     with Server() as server:
         kaggle_routes(server, private=True)
-        with pytest.raises(DownloadError, match="HTTP 401.*KAGGLE_USERNAME and KAGGLE_KEY"):
+        with pytest.raises(DownloadError, match=r"HTTP 401.*KAGGLE_USERNAME and KAGGLE_KEY"):
             fetch(kaggle_source(server), tmp_path / "o2", tmp_path / "m2.tsv", cache_dir=tmp_path / "cache2")
 
 
@@ -495,7 +494,7 @@ def test_http_checksum_mismatch_leaves_nothing_behind(tmp_path: Path) -> None:
     with Server() as server:
         server.routes["/files/DIV2K_valid_HR.zip"] = Reply(data[:-1] + b"X")
         out, cache = tmp_path / "raw" / "generic", tmp_path / "cache"
-        with pytest.raises(DownloadError, match="sha256 [0-9a-f]{64}, expected .*partial download was deleted"):
+        with pytest.raises(DownloadError, match=r"sha256 [0-9a-f]{64}, expected .*partial download was deleted"):
             fetch(http_source(server, data), out, out / "MANIFEST.tsv", cache_dir=cache)
     assert not out.exists() and strays(out.parent) == []
     assert list(cache.iterdir()) == []

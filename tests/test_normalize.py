@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import dataset_settings
+
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_tiff, write_tiff
 from scisr.prepare.normalize import crop_to_multiple, denormalize, normalize_dataset, normalize_image, pixel_digest
@@ -82,7 +82,7 @@ def test_normalize_dataset(tmp_path):
     write_tiff(frames / "a.tif", rng.normal(50, 10, (30, 41)))
     write_tiff(frames / "flat.tif", np.full((16, 16), 7.0))
     write_tiff(frames / "bad.tif", rng.random((8, 8)))
-    index = _index(
+    _index(
         [
             {"image_id": "a", "subject_id": "s1", "status": "ok"},
             {"image_id": "flat", "subject_id": "s2", "status": "ok"},
@@ -137,7 +137,7 @@ def test_normalize_dataset(tmp_path):
 
 def test_normalize_dataset_missing_frame_named(tmp_path):
     _index([{"image_id": "gone", "subject_id": "s", "status": "ok"}], tmp_path / "index.tsv")
-    with pytest.raises(FileNotFoundError, match="gone.tif"):
+    with pytest.raises(FileNotFoundError, match=r"gone.tif"):
         normalize_dataset(
             tmp_path / "index.tsv",
             tmp_path,

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from report_helpers import DATASETS, REPORT_FILES, SCALE, report_outputs, report_settings
 
 from scisr.card import ModelCard
 from scisr.io.files import write_png16
 from scisr.prepare.split import pair_dirs
 from scisr.report import build_report, tables
 from scisr.report.build import nested
-from report_helpers import DATASETS, REPORT_FILES, SCALE, report_outputs, report_settings
 
 MODELS = ["bicubic", "generic", "mri", "astro"]
 IDS = ["a_small", "b_large", "c_mid"] + [f"img{i}" for i in range(5)]  # the first three also have PNGs

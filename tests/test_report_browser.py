@@ -9,6 +9,7 @@ installed (Debian: apt-get install chromium).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -21,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
+from report_helpers import report_outputs, report_settings
+
 from scisr.io.files import write_png16
 from scisr.report import build_report
-from report_helpers import report_outputs, report_settings
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium found: apt-get install chromium to run this")
@@ -124,10 +125,8 @@ class Chromium:
 
     def close(self) -> None:
         """Ask the browser to quit; kill it if it does not."""
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.call("Browser.close")
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

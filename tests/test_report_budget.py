@@ -12,8 +12,8 @@ import pytest
 
 from scisr.budgets import write_budget_table
 from scisr.card import ModelCard
-from scisr.report import budget, costs, field, stats
 from scisr.io.files import write_png16
+from scisr.report import budget, costs, field, stats
 
 
 def _diffs(values: dict[int, tuple[float, float, float]], n: int = 8) -> pd.DataFrame:
@@ -189,7 +189,10 @@ def test_cross_validated_costs_per_fold_and_summed(tmp_path):
     assert (table[table["model"] == "generic"]["fold"] == "1").all()  # one run: no `all` rows
 
 
-BENCHMARK = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n{s}\t0:00:{s}\t{rss}\t1\t1\t1\t0\t0\t50\t{s}\n"
+BENCHMARK = (
+    "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    "{s}\t0:00:{s}\t{rss}\t1\t1\t1\t0\t0\t50\t{s}\n"
+)
 
 
 def test_cost_tables_from_benchmark_files(tmp_path):

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import dataset_settings
-from scisr.io.files import write_tiff
-from scisr.index import INDEX_COLUMNS, write_index
-from scisr.prepare.split import split_dataset
 from report_helpers import report_outputs, report_settings
+
+from scisr.index import INDEX_COLUMNS, write_index
+from scisr.io.files import write_tiff
+from scisr.prepare.split import split_dataset
 from scisr.report import build_report, figures, stats
 
 
@@ -155,8 +155,9 @@ def test_holm_runs_within_the_declared_families() -> None:
 def test_primary_family_size_and_psnr_primary_metric() -> None:
     long, subjects = _long({f"s{i}": [-0.002] for i in range(10)})
     frames = [long]
-    for model in ("generic", "mri_ft", "pretrained", "astro"):
-        frames.append(long[long["model"] == "mri"].assign(model=model))
+    frames.extend(
+        long[long["model"] == "mri"].assign(model=model) for model in ("generic", "mri_ft", "pretrained", "astro")
+    )
     table = stats.paired_stats(pd.concat(frames), subjects, n_boot=200, primary_metric="psnr", imported=("pretrained",))
     primary = table[table["family"] == "primary"]
     assert set(primary["model"]) == {"mri", "mri_ft", "pretrained"} and set(primary["metric"]) == {"psnr"}

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, TinyStudy
 
 pytestmark = pytest.mark.workflow
@@ -230,7 +229,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(study: 
         second = study.run("results/report/summary.tsv", "--forcerun", "results/report/summary.tsv")
         assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
     finally:
-        out, err = first.communicate(timeout=600)
+        _out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-3000:]
     # the kills' reruns gave identical outputs, so the jobs after them need not rerun: mark them up to date
     assert study.run("--touch").returncode == 0 and study.planned() == {}

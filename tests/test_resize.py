@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scisr.prepare.resize import weight_matrix, cubic, imresize
+from scisr.prepare.resize import cubic, imresize, weight_matrix
 
 
 def test_matches_octave_reference_without_antialiasing():

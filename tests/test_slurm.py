@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import filecmp
+import itertools
 import os
 import re
 import shutil
@@ -24,7 +25,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, snakemake_command
 
 ENABLE = "SCISR_SLURM_TEST"
@@ -296,7 +296,7 @@ def test_study_runs_on_a_real_slurm_cluster(slurm_cluster: Cluster, snakemake_ex
             gpu_jobs.append(row)
     assert len(gpu_jobs) == remote["train"] + remote["infer"]
     gpu_jobs.sort(key=lambda r: _time(r["Start"]))
-    for first, second in zip(gpu_jobs, gpu_jobs[1:]):
+    for first, second in itertools.pairwise(gpu_jobs):
         assert _time(second["Start"]) >= _time(first["End"]), (
             f"GPU jobs {first['JobID']} and {second['JobID']} overlapped:\n{table}"
         )

@@ -52,9 +52,9 @@ def test_builtin_members(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_and_set(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown source kind 'ftp'.*known kinds: builtin, http, kaggle, local, tcia"):
+    with pytest.raises(ValueError, match=r"unknown source kind 'ftp'.*known kinds: builtin, http, kaggle, local, tcia"):
         fetch({"kind": "ftp"}, tmp_path / "o", tmp_path / "m.tsv")
-    with pytest.raises(ValueError, match="unknown set 'xray'.*known sets: mri, astro, generic"):
+    with pytest.raises(ValueError, match=r"unknown set 'xray'.*known sets: mri, astro, generic"):
         fetch({"kind": "builtin", "set": "xray"}, tmp_path / "o", tmp_path / "m.tsv")
     assert not (tmp_path / "o").exists()
     assert set(KINDS) >= {"builtin", "local"}

@@ -3,11 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import dataset_settings
 from PIL import Image
 
 from scisr.index import INDEX_COLUMNS, write_index
 from scisr.io.files import read_png16, write_tiff
-from conftest import dataset_settings
 from scisr.prepare.split import SPLIT_COLUMNS, assign_units, read_split_table, split_dataset, tile_grid
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -149,7 +149,7 @@ def test_too_few_units_names_the_folder_and_the_settings(tmp_path):
     index_rows(
         [{"image_id": f"x{i}", "subject_id": s, "status": "ok"} for i, s in enumerate("st")], tmp_path / "index.tsv"
     )
-    with pytest.raises(ValueError, match="mri_norm.*lower datasets.mri.split.tile_size .now 32.*48x48.*add subjects"):
+    with pytest.raises(ValueError, match=r"mri_norm.*lower datasets.mri.split.tile_size .now 32.*48x48.*add subjects"):
         split_dataset(
             tmp_path / "index.tsv",
             norm,

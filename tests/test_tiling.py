@@ -1,5 +1,6 @@
 """Tile planning, partition-of-unity blending, receptive radius, and tiled == whole-image inference."""
 
+import itertools
 import math
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_plan_is_the_fewest_tiles_with_the_overlap(length, tile, overlap):
         tile_count(length, tile, overlap),
     )
     assert len(starts) == count and size <= tile and starts[0] == 0 and starts[-1] + size == length
-    assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:]))  # neighbours overlap enough
+    assert all(a + size - b >= overlap for a, b in itertools.pairwise(starts))  # neighbours overlap enough
     if count > 1:  # one tile fewer could not cover the image with that overlap
         assert (count - 1) * tile - (count - 2) * overlap < length
     steps = np.diff(starts)

@@ -1,12 +1,12 @@
 """Two-stage training on a tiny generated split: outputs, EMA export, determinism, resume after a kill, guards."""
 
 import copy
-import shutil
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from train_helpers import ESRGAN, NORMALIZATION, SETTINGS, fit, job, make_split
 
 from scisr.card import ModelCard
 from scisr.io.files import read_png16
@@ -28,7 +29,6 @@ from scisr.models.vgg import VGG19Features
 from scisr.train import Settings, TrainJob, losses
 from scisr.train.checkpoint import load_checkpoint
 from scisr.train.settings import KEYS, check_settings
-from train_helpers import ESRGAN, NORMALIZATION, SETTINGS, fit, job, make_split
 
 TOTAL = 40
 VARIANTS = {"srgan": SETTINGS, "esrgan": ESRGAN}
@@ -213,7 +213,7 @@ def test_nan_guard_keeps_last_good_checkpoint(split, tmp_path, monkeypatch):
         return loss * math.nan if calls["n"] > 15 else loss
 
     monkeypatch.setitem(losses.PIXEL_LOSSES, "l1", poisoned)
-    with pytest.raises(RuntimeError, match="iteration 16.*last good checkpoint"):
+    with pytest.raises(RuntimeError, match=r"iteration 16.*last good checkpoint"):
         fit(split, tmp_path / "out", tmp_path / "ckpt", SETTINGS)
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["progress"]["iteration"] == 10
     assert not (tmp_path / "out").exists()
@@ -306,7 +306,7 @@ def test_pixel_only_and_patch_clamped(split, tmp_path, caplog):
 def test_settings_errors_name_the_key(split, tmp_path):
     settings = copy.deepcopy(SETTINGS)
     del settings["pixel"]["lr"]
-    with pytest.raises(KeyError, match="pixel.lr"):
+    with pytest.raises(KeyError, match=r"pixel.lr"):
         Settings.from_dict(settings)
     settings = copy.deepcopy(SETTINGS)
     settings["patch_size"] = 30
@@ -349,7 +349,7 @@ def test_settings_are_checked():
         "unknown key": ({"emma": 0.9}, "unknown key.*emma"),
         "gpus": ({"gpus": 3}, "batch_size 4 is not divisible by gpus 3"),
     }
-    for name, (change, message) in bad.items():
+    for change, message in bad.values():
         with pytest.raises(ValueError, match=message):
             check_settings(SETTINGS | change)
 

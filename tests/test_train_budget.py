@@ -12,13 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from train_helpers import ESRGAN, job, make_split
 
 from scisr.budget_scores import score_snapshots
 from scisr.budgets import read_budget_table, snapshot_plan
 from scisr.infer import infer_folder
 from scisr.metrics import score_folder
 from scisr.train import train
-from train_helpers import ESRGAN, job, make_split
 
 BUDGETS = (5, 25, 40, 100)  # 100 is past the 20 + 20 iterations: capped at 40
 

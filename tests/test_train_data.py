@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from train_helpers import make_split
 
 from scisr.io.files import read_png16, write_png16
 from scisr.prepare.store import open_store
 from scisr.train.data import PatchSampler, load_pairs
-from train_helpers import make_split
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_settings
+from train_helpers import make_split
+
 from scisr.train.settings import Settings
 from scisr.train.speed import CPU_MEMORY_FORMATS, generator_memory_format
 from scisr.train.trainer import Trainer
-from train_helpers import make_split
 
 # both stages, EMA, clipping: every piece of machinery the speed work touched
 SETTINGS = tiny_settings(
@@ -121,9 +121,10 @@ def test_amp_auto_uses_bf16_only_where_the_hardware_has_it(monkeypatch):
 
 
 def test_the_model_card_records_the_precision_and_why(split, tmp_path):
+    from train_helpers import job
+
     from scisr.card import ModelCard
     from scisr.train import train
-    from train_helpers import job
 
     settings = copy.deepcopy(SETTINGS) | {"amp": "off"}
     settings["pixel"] = {**settings["pixel"], "iterations": 2, "milestones": []}

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from upscale_helpers import NORMALIZATION, bicubic, model_folder, physical
 
 from scisr.cli import main
 from scisr.upscale import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from scisr.upscale.units import upscale_physical
-from upscale_helpers import NORMALIZATION, bicubic, model_folder, physical
 
 
 @pytest.fixture(scope="module")

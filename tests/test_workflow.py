@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
+from conftest import BIN, ROOT, TinyStudy, run_snakemake
+from ncnn_helpers import write_small_pretrained
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from conftest import BIN, ROOT, TinyStudy, run_snakemake
 from scisr.budgets import read_budget_table
-from ncnn_helpers import write_small_pretrained
 from scisr.card import ModelCard
-
 from scisr.deid import reidentify
 from scisr.index import read_index
 
@@ -86,7 +86,7 @@ def test_schema_fills_defaults_and_rejects_unknown_keys() -> None:
         validate(bad, str(ROOT / "config" / "schema.yaml"))
     bad = load("config.yaml")
     bad["datasets"]["mri"]["source"] = {"kind": "local"}  # no path
-    with pytest.raises(Exception):
+    with pytest.raises(WorkflowError, match="'path' is a required property"):
         validate(bad, str(ROOT / "config" / "schema.yaml"))
 
 

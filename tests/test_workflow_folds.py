@@ -11,8 +11,8 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import FOLDS_K, FOLDS_SUBJECTS, FoldsStudy
+
 from scisr.card import ModelCard
 from scisr.io.hashing import folder_sha256
 from scisr.prepare.split import pair_dirs, read_split_table

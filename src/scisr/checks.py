@@ -102,7 +102,8 @@ PRETRAINED = "pretrained"  # the imported generic model's name, compared with th
 
 
 def model_problems(models: Mapping[str, Mapping], datasets: Mapping) -> list[str]:
-    """The `models` block: known datasets, fine-tuning `init` chains, imported models' keys, `<dataset>_<suffix>` names."""
+    """The `models` block: known datasets, fine-tuning `init` chains, imported models' keys, `<dataset>_<suffix>`
+    names."""
     known = ", ".join(sorted(datasets))
     problems = []
     for name, model in models.items():

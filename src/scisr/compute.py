@@ -25,7 +25,7 @@ def claim_gpu(count: int, lock_dir: str | os.PathLike | None = None) -> int:
     folder = Path(lock_dir or os.environ.get("SCISR_GPU_LOCK_DIR", tempfile.gettempdir()))
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        handle = open(folder / f"scisr-gpu-{index}.lock", "a")
+        handle = open(folder / f"scisr-gpu-{index}.lock", "a")  # noqa: SIM115 (held until the process exits)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

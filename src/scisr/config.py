@@ -3,7 +3,8 @@
 `rules/common.smk` calls `load_study(config, ...)` at parse time and keeps only wildcard constraints and input
 functions; everything decided from the config alone lives here, testable without Snakemake. `schema_default`
 (from `scisr.schema`) gives the library and the `scisr` command the defaults written in config/schema.yaml, so each
-default is stated once. Torch-free and cheap to import: jsonschema and Snakemake are imported only by the functions that use them.
+default is stated once. Torch-free and cheap to import: jsonschema and Snakemake are imported only by the functions
+that use them.
 """
 
 from __future__ import annotations

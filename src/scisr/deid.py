@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -38,10 +39,8 @@ def load_secret(path: str | os.PathLike) -> bytes:
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(_SECRET_BYTES) + "\n")
-            try:
-                os.link(tmp, path)  # fails if another job created it first: then use theirs
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):  # another job created it first: then use theirs
+                os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     text = path.read_text().strip()

@@ -60,7 +60,8 @@ def read_index(index_path: str | os.PathLike) -> pd.DataFrame:
 
 CANDIDATE = "candidate"  # a unit table's status for a frame that passed every per-frame check
 # The unit table: the index's columns (image_id empty: the gather numbers frames) and what the gather needs.
-CANDIDATE_COLUMNS = INDEX_COLUMNS + [
+CANDIDATE_COLUMNS = [
+    *INDEX_COLUMNS,
     "kind",
     "lossy",
     "digest",

@@ -45,8 +45,9 @@ def _resolve(node: Mapping, root: Mapping) -> Mapping:
 def schema_default(key: str, schema: str | Path | None = None) -> Any:
     """The default that config/schema.yaml gives a dotted key, e.g. ``schema_default("infer.tile")``.
 
-    ``*`` stands for any name of a mapping of named blocks (``"datasets.*.frames.exclude"``). `schema` is a schema file (default: config/schema.yaml of this checkout). Raises KeyError naming the key when
-    the schema does not describe it or gives it no default.
+    ``*`` stands for any name of a mapping of named blocks (``"datasets.*.frames.exclude"``). `schema` is a schema
+    file (default: config/schema.yaml of this checkout). Raises KeyError naming the key when the schema does not
+    describe it or gives it no default.
     """
     path = Path(schema) if schema is not None else CONFIG_DIR / SCHEMA
     root = load_schema(path.resolve())

@@ -256,10 +256,11 @@ def upscale_tiled(
 ) -> np.ndarray:
     """Upscale a (H, W) or (C, H, W) image in blended LR tiles; float32, unclipped, written into `out` if given.
 
-    `overlap` None picks `default_overlap` (margin = effective radius); else `margin` None is a quarter of the overlap (the zero-weight band
-    at each inner tile edge, LR px). `progress(done, total)` is called with tile counts after each batch. `channels_last` None
-    feeds NHWC tensors where `channels_last_pays`. `precision` "bf16" runs the network under bf16 autocast (previews:
-    about twice as fast where the CPU or GPU has bf16, but lossy; blending and the output stay float32).
+    `overlap` None picks `default_overlap` (margin = effective radius); else `margin` None is a quarter of the
+    overlap (the zero-weight band at each inner tile edge, LR px). `progress(done, total)` is called with tile counts
+    after each batch. `channels_last` None feeds NHWC tensors where `channels_last_pays`. `precision` "bf16" runs the
+    network under bf16 autocast (previews: about twice as fast where the CPU or GPU has bf16, but lossy; blending and
+    the output stay float32).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

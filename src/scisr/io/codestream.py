@@ -17,6 +17,7 @@ Damage inside the entropy-coded data is not visible here; see the decoded-value 
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
@@ -113,15 +114,16 @@ def _check_rle(frame: bytes, geo: Geometry) -> None:
     want = geo.samples * max(geo.bits_allocated // 8, 1)
     if segments != want:
         raise ValueError(f"RLE header has {segments} segment(s), the DICOM header implies {want}")
-    offsets = list(header[1 : 1 + segments]) + [len(frame)]
-    if offsets[0] != 64 or any(b <= a for a, b in zip(offsets, offsets[1:])):
+    offsets = [*header[1 : 1 + segments], len(frame)]
+    if offsets[0] != 64 or any(b <= a for a, b in itertools.pairwise(offsets)):
         raise ValueError(f"RLE segment offsets {offsets[:-1]} are not increasing from 64 within {len(frame)} bytes")
 
 
 def _compare(kind: str, width: int, height: int, comps: int, depth: int, geo: Geometry) -> None:
     if (width, height) != (geo.cols, geo.rows):
         raise ValueError(
-            f"{kind} codestream is {width}x{height} (width x height), the header says Columns {geo.cols}, Rows {geo.rows}"
+            f"{kind} codestream is {width}x{height} (width x height), "
+            f"the header says Columns {geo.cols}, Rows {geo.rows}"
         )
     if comps != geo.samples:
         raise ValueError(f"{kind} codestream has {comps} component(s), SamplesPerPixel is {geo.samples}")

@@ -31,10 +31,10 @@ import pydicom.uid as uids
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
 
-from scisr.io.hashing import file_sha256
 from scisr.io.codestream import Geometry, check_frames
 from scisr.io.dicom_frames import frame_groups, frame_type, slice_position
 from scisr.io.frame import Frame, NotAnImageError, ReadError, luma, native_dtype_name
+from scisr.io.hashing import file_sha256
 from scisr.io.limits import DEFAULT_MAX_BYTES, check_declared, inflated_size, reader_edge, stage
 
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)

@@ -211,7 +211,7 @@ def write_upscaled_dicom(
     for keyword in _DROPPED:
         if keyword in ds:
             delattr(ds, keyword)
-    for tag in [t for t in ds.keys() if 0x6000 <= t.group <= 0x60FF and t.group % 2 == 0]:
+    for tag in [t for t in ds.keys() if 0x6000 <= t.group <= 0x60FF and t.group % 2 == 0]:  # noqa: SIM118 (a Dataset iterates over its elements, keys() over tags)
         del ds[tag]  # overlays are at the source size
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.set_pixel_data(stored if n_frames > 1 else stored[0], "MONOCHROME2", bits, generate_instance_uid=False)
@@ -315,7 +315,7 @@ def _scale_geometry(ds: Dataset, scale: int) -> None:
                 if "PixelSpacing" in item:
                     old = [float(v) for v in item.PixelSpacing]
                     item.PixelSpacing = [f"{v / scale:.10g}" for v in old]
-        for i, group in enumerate(per_frame or shared):
+        for group in per_frame or shared:
             spacing = _lookup(group, shared, "PixelMeasuresSequence", "PixelSpacing")
             orientation = _lookup(group, shared, "PlaneOrientationSequence", "ImageOrientationPatient")
             for item in _items(group, "PlanePositionSequence"):
@@ -333,7 +333,7 @@ def _scale_geometry(ds: Dataset, scale: int) -> None:
 
 
 def _lookup(group: Dataset, shared: list[Dataset], sequence: str, keyword: str):
-    for item in [group] + shared:
+    for item in [group, *shared]:
         seq = item.get(sequence)
         if seq and keyword in seq[0]:
             return list(seq[0][keyword].value)
@@ -351,7 +351,7 @@ def deidentify(ds: Dataset, uid_map: dict[str, str]) -> None:
     """Apply the PS3.15 basic profile in place; `uid_map` keeps replaced UIDs consistent across files."""
 
     def visit(item: Dataset) -> None:
-        for tag in [t for t in item.keys() if t.is_private]:
+        for tag in [t for t in item.keys() if t.is_private]:  # noqa: SIM118 (a Dataset iterates over its elements, keys() over tags)
             del item[tag]
         for keyword in _REMOVE:
             if keyword in item:
@@ -370,7 +370,7 @@ def deidentify(ds: Dataset, uid_map: dict[str, str]) -> None:
 
     visit(ds)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    for keyword in _EMPTY[:4] + ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+    for keyword in (*_EMPTY[:4], "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
         if keyword not in ds:
             setattr(ds, keyword, "")
     ds.PatientIdentityRemoved = "YES"

@@ -10,12 +10,14 @@ or otherwise, or overruns the time is replaced, and the call raises `ReaderCrash
 step, as marked by `scisr.io.limits.stage`: "IM0001.dcm: reader crashed: signal 11 (SIGSEGV) in
 WCS parsing". A `MemoryError` inside the worker stays the reader's own `ReadError`.
 
-A call names its function as "module:function" (its first argument is the path). Arrays come back as pickle protocol-5 out-of-band buffers received into
-writable memory, so a frame is not copied through an intermediate pickle.
+A call names its function as "module:function" (its first argument is the path). Arrays come back as pickle
+protocol-5 out-of-band buffers received into writable memory, so a frame is not copied through an intermediate
+pickle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -81,10 +83,8 @@ class IsolatedReader:
     def close(self) -> None:
         """Stop the worker (it is started again on the next call)."""
         if self._proc is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._requests.send(None)
-            except OSError:
-                pass
             self._stop(kill=False)
 
     def _start(self) -> None:
@@ -186,10 +186,8 @@ def _serve(requests: Connection, replies: Connection, stage_fd: int, memory_mb: 
 
     def mark(name: str) -> str:
         previous, current[0] = current[0], name or "-"
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.write(stage_fd, f"{current[0]}\n".encode())
-        except BlockingIOError:
-            pass
         return previous
 
     limits.STAGE_HOOK[:] = [mark]

@@ -132,7 +132,8 @@ def _read_tiff(path: Path, max_bytes: int) -> list[tuple[np.ndarray, bool]]:
             for page in pages:  # tifffile reads a strip's declared byte count before looking at the file size
                 if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
                     raise ReadError(
-                        f"{path.name}: TIFF page {page.index} has strips or tiles past the end of the file; truncated or damaged"
+                        f"{path.name}: TIFF page {page.index} has strips or tiles past the end of the file; "
+                        "truncated or damaged"
                     )
             return [_tiff_page(page, path) for page in pages]
     except ReadError:
@@ -149,7 +150,8 @@ def _tiff_page(page: tifffile.TiffPage, path: Path) -> tuple[np.ndarray, bool]:
         extras = tuple(int(e) for e in (page.extrasamples or ()))
         if samples != 2 or extras not in ((1,), (2,)):
             raise ReadError(
-                f"{path.name}: TIFF page {page.index} has {samples} grey samples per pixel (ExtraSamples {extras or 'none'}), "
+                f"{path.name}: TIFF page {page.index} has {samples} grey samples per pixel "
+                f"(ExtraSamples {extras or 'none'}), "
                 "not grey + alpha; SciSR does not guess which channel is the image: save each channel as its own file"
             )
     array = page.asarray()

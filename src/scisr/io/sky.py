@@ -12,8 +12,8 @@
 A DSS plate solution (PLTRAH..., AMDX1...) whose numeric keywords are not all finite numbers, or
 that has an AMDXn/AMDYn beyond n = 20, is dropped before wcslib sees it: wcslib's DSS translation
 crashes the process on either (a header with AMDY1 = 'FK4' beside a valid TAN solution, or a DSS
-solution with AMDY70, is enough; astropy 7 / wcslib 8). Every read runs in the reader worker anyway (`scisr.io.isolated`); this keeps such
-files readable, with the footprint of their other keywords.
+solution with AMDY70, is enough; astropy 7 / wcslib 8). Every read runs in the reader worker anyway
+(`scisr.io.isolated`); this keeps such files readable, with the footprint of their other keywords.
 """
 
 from __future__ import annotations

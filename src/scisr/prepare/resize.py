@@ -35,7 +35,7 @@ def weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool = Tru
     # output pixel centre mapped into input coordinates (1-based, MATLAB's convention)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = np.floor(u - width / 2.0)
-    taps = int(math.ceil(width)) + 2
+    taps = math.ceil(width) + 2
     indices = left[:, None] + np.arange(taps)[None, :]  # 1-based
     distance = u[:, None] - indices
     weights = scale * cubic(scale * distance) if antialias else cubic(distance)
@@ -53,7 +53,7 @@ def weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool = Tru
 def output_size(in_len: int, scale: float) -> int:
     """Length of one axis after resizing by `scale` (MATLAB: ceil(in * scale))."""
     # a tiny tolerance so that e.g. 1024 * 0.25 is not pushed up by floating-point error
-    return int(math.ceil(in_len * scale - 1e-9))
+    return math.ceil(in_len * scale - 1e-9)
 
 
 def imresize(image: np.ndarray, scale: float, *, antialias: bool = True) -> np.ndarray:
@@ -70,8 +70,5 @@ def imresize(image: np.ndarray, scale: float, *, antialias: bool = True) -> np.n
     rows = weight_matrix(height, out_h, float(scale), bool(antialias))
     cols = weight_matrix(width, out_w, float(scale), bool(antialias))
     data = image.astype(np.float64, copy=False)
-    if data.ndim == 2:
-        out = rows @ data @ cols.T
-    else:
-        out = np.einsum("ih,hwc,jw->ijc", rows, data, cols, optimize=True)
+    out = rows @ data @ cols.T if data.ndim == 2 else np.einsum("ih,hwc,jw->ijc", rows, data, cols, optimize=True)
     return out.astype(np.float32)

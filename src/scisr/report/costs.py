@@ -52,7 +52,10 @@ INFER_COLUMNS = ["model", "dataset", "images", "megapixels", "seconds", "s_per_m
 
 
 def read_benchmark(path: PathLike) -> dict[str, float]:
-    """A Snakemake benchmark TSV: wall seconds `s` (mean over repeats) and peak `max_rss` in MB (max); NaN if unmeasured."""
+    """A Snakemake benchmark TSV: wall seconds `s` (mean over repeats) and peak `max_rss` in MB (max).
+
+    NaN where unmeasured.
+    """
     table = pd.read_csv(path, sep="\t", na_values=["NA", "-", ""])
     if "s" not in table.columns:
         raise ValueError(f"{path}: not a Snakemake benchmark file (no 's' column)")
@@ -162,7 +165,7 @@ def _summed(model: str, per_fold: list[list[dict]], cards: Mapping[str, Mapping[
         )
         if first["stage"] == "total":
             inits = {}
-            for fold, card in cards[model].items():
+            for card in cards[model].values():
                 if card.init_from:
                     init = (card.training or {}).get("init") or {}
                     at = int(init.get("fold") or 1)

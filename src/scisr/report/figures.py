@@ -10,16 +10,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.ticker  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import ndimage
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from scisr.io.files import atomic_path  # noqa: E402
-from scisr.report.tables import LOWER_IS_BETTER  # noqa: E402
+from scisr.io.files import atomic_path
+from scisr.report.tables import LOWER_IS_BETTER
 
 DPI = 110
 METRIC_LABELS = {

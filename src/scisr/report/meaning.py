@@ -154,7 +154,8 @@ def answers(
 
 
 def _budget(history: pd.DataFrame | None) -> str | None:
-    """'525 iterations (500 pixel, 25 gan)' from a history frame: each stage's iterations, the untrained row left out."""
+    """'525 iterations (500 pixel, 25 gan)' from a history frame: each stage's iterations, the untrained row left
+    out."""
     if history is None or history.empty:
         return None
     hist = history.sort_values("iteration")

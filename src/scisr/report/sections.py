@@ -19,7 +19,7 @@ def _table(heads: Sequence[str], rows: Sequence[Sequence[str]], stacked: int | N
 
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
     out += ["<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows]
-    return "\n".join(out + ["</table>"])
+    return "\n".join([*out, "</table>"])
 
 
 def _digits(metric: str) -> int:

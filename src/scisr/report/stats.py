@@ -140,9 +140,7 @@ def comparisons(
     """
     out = []
     for dataset in datasets:
-        for model in models:
-            if model != baseline:
-                out.append((dataset, f"vs {baseline}", model, baseline))
+        out.extend((dataset, f"vs {baseline}", model, baseline) for model in models if model != baseline)
         if generic not in models or dataset == generic:
             continue
         for model in models:

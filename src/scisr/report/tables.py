@@ -185,8 +185,9 @@ def read_model_cards(model_cards: Mapping[str, PathLike] | None) -> pd.DataFrame
     """Read model cards (scisr.card.ModelCard) into a training-cost frame, one row per model.
 
     `source` is "trained" or "imported" (`origin`: where imported weights came from, see `origin_text`);
-    `init_from` names the model a fine-tuned one started from (or None), `dataset` the one it learnt from. `iterations` and `wall_seconds` hold
-    per-stage dicts (e.g. {pixel: 1200, gan: 100}, empty when imported); the totals sum them.
+    `init_from` names the model a fine-tuned one started from (or None), `dataset` the one it learnt from.
+    `iterations` and `wall_seconds` hold per-stage dicts (e.g. {pixel: 1200, gan: 100}, empty when imported); the
+    totals sum them.
     """
     rows = []
     for model, path in (model_cards or {}).items():

@@ -57,7 +57,9 @@ def safe_member_path(archive: str, name: str) -> PurePosixPath:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise UnsafeArchive(f"{archive}: member {name!r} has a name that is not valid text; refusing the archive")
+        raise UnsafeArchive(
+            f"{archive}: member {name!r} has a name that is not valid text; refusing the archive"
+        ) from None
     unified = name.replace("\\", "/")
     parts = PurePosixPath(unified).parts
     if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
@@ -97,7 +99,7 @@ class _Budget:
 def _write(stream: IO[bytes], target: Path, budget: _Budget, archive: str) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        out = open(target, "xb")  # 'x': never through an existing file or link
+        out = open(target, "xb")  # noqa: SIM115 (closed by the with below) 'x': never through an existing file or link
     except (FileExistsError, NotADirectoryError) as exc:
         raise UnsafeArchive(f"{archive}: member {target.name} clashes with another member ({exc})") from None
     with out:

@@ -141,7 +141,8 @@ def fetch_builtin(source: dict, dest: Path, cache: Path | None = None) -> list[E
     candidates = SETS[name]()
     if not candidates:
         raise ValueError(
-            f"builtin set {name!r}: none of its files is installed; install pydicom, pydicom-data, scikit-image, astropy"
+            f"builtin set {name!r}: none of its files is installed; "
+            "install pydicom, pydicom-data, scikit-image, astropy"
         )
     entries, taken = [], set()
     for path, label, subject in candidates:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from scisr.io.hashing import file_sha256
 from scisr.io.files import write_text_atomic
+from scisr.io.hashing import file_sha256
 
 COLUMNS = ["path", "bytes", "sha256", "source", "subject", "series", "study", "license"]
 

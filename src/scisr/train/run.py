@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 
+from scisr.budgets import snapshot_plan
+from scisr.io.hashing import folder_sha256
 from scisr.models.device import resolve_device
 from scisr.prepare.split import pair_dirs
-from scisr.io.hashing import folder_sha256
-from scisr.budgets import snapshot_plan
 from scisr.train.budget import BudgetSnapshots
 from scisr.train.export import training_card, write_outputs
 from scisr.train.job import TrainJob

@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from scisr.metrics import psnr, rmse, ssim
 from scisr.models import build_discriminator
+from scisr.prepare.store import open_part, open_store
 from scisr.train import losses
 from scisr.train.checkpoint import load_checkpoint, save_checkpoint, settings_hash
-from scisr.prepare.store import open_part, open_store
 from scisr.train.data import PatchSampler
 from scisr.train.ema import EMA
 from scisr.train.progress import Progress
@@ -361,7 +361,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> tuple[float, float, float]:
-        """Mean RMSE, PSNR and SSIM (scisr.metrics: data range 1, border = scale) of the clipped output over the val set.
+        """Mean RMSE, PSNR and SSIM (scisr.metrics: data range 1, border = scale) of the clipped output over the val
+        set.
 
         Runs the EMA generator when enabled, in fp32 (no autocast) so the scores do not carry bf16 rounding.
         """

@@ -24,9 +24,9 @@ __all__ = [
     "EXIT_MODEL",
     "EXIT_OK",
     "EXIT_USAGE",
+    "RANGE_MODES",
     "ModelMismatch",
     "Options",
-    "RANGE_MODES",
     "upscale_paths",
     "upscale_physical",
 ]

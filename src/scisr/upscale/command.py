@@ -178,7 +178,10 @@ def upscale_file(source: Path, target: Path, model: LoadedModel, options: Option
 
 
 def _hr_planes(planes, target: Path, model: LoadedModel, options: Options, label: str) -> Iterator[np.ndarray]:
-    """Each LR plane upscaled in physical units, in a buffer (a memmap beside `target` when large) valid until the next."""
+    """Each LR plane upscaled in physical units, in a buffer (a memmap beside `target` when large).
+
+    A buffer is valid until the next plane's.
+    """
     from tqdm import tqdm
 
     from scisr.tiling import output_buffer
@@ -195,7 +198,7 @@ def _hr_planes(planes, target: Path, model: LoadedModel, options: Options, label
             ascii=True,
         )
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, bar: tqdm = bar) -> None:  # this plane's bar, bound now
             bar.total = total
             bar.update(done - bar.n)
 
