@@ -205,9 +205,10 @@ class TinyStudy:
             check=False,
         )
 
-    def planned(self, config: dict | None = None) -> dict[str, int]:
-        """Jobs per rule that a dry run would execute (the rows of Snakemake's job stats, without `all`)."""
-        result = self.run("--dry-run", "--quiet", "rules", config=config)
+    def planned(self, config: dict | None = None, targets: tuple[str, ...] = ()) -> dict[str, int]:
+        """Jobs per rule that a dry run (of `targets`, else the whole study) would execute (the rows of Snakemake's
+        job stats, without `all`)."""
+        result = self.run(*targets, "--dry-run", "--quiet", "rules", config=config)
         assert result.returncode == 0, result.stderr[-3000:]
         counts = {}
         for line in result.stdout.splitlines():
