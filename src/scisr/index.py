@@ -74,27 +74,15 @@ CANDIDATE_COLUMNS = [
 ]
 
 
+CANDIDATE_INTEGERS = ("frame", "rows", "cols", "lossy", "order_lossy", "order_rank", "order_frame")
+
+
 def write_candidates(rows: list[dict], path: str | os.PathLike) -> pd.DataFrame:
     """Write a unit table atomically (rows in the unit's order); return the table written."""
     table = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
-    for column in (
-        "image_id",
-        "series_id",
-        "original_dtype",
-        "modality",
-        "reason",
-        "subject_rule",
-        "image_type",
-        "slice_position",
-        "sky_ra",
-        "sky_dec",
-        "sky_radius",
-        "digest",
-        "instance",
-        "predecessors",
-        "candidate",
-    ):
-        table[column] = table[column].astype(object).fillna("")
+    for column in CANDIDATE_COLUMNS:
+        if column not in CANDIDATE_INTEGERS:  # text: empty where a format has no such fact
+            table[column] = table[column].astype(object).fillna("")
     table["lossy"] = table["lossy"].fillna(False).astype(bool).astype(int)
     write_text_atomic(path, table.to_csv(sep="\t", index=False, lineterminator="\n"))
     return table
@@ -106,6 +94,6 @@ def read_candidates(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in CANDIDATE_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; rerun the extract unit")
-    for column in ("frame", "rows", "cols", "lossy", "order_lossy", "order_rank", "order_frame"):
+    for column in CANDIDATE_INTEGERS:
         table[column] = table[column].astype("int64")
     return table
