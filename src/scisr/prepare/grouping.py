@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -220,3 +221,41 @@ def cut_slabs(
             )
             out.setdefault(name, []).append(slab)
     return out, left_out
+
+
+def too_few_units(
+    norm_dir: Path,
+    dataset: str,
+    units: Mapping[str, list[Piece]],
+    volume: object,
+    excluded: Mapping[str, tuple[Piece, str]],
+    shapes: Mapping[str, tuple[int, int]],
+    tile_size: int | None,
+    slab_gap: int,
+    min_foreground: float,
+) -> str:
+    """The error for fewer units than splits, naming the settings that would help here."""
+    key = f"datasets.{dataset or '<name>'}.split"
+    hints = []
+    if volume is not None:
+        count = N_SPLITS - len(units) + 1
+        hints.append(
+            f"lower {key}.slab_gap (now {slab_gap}): the largest series has {len(volume.positions)} slice "
+            f"positions, {count} slabs need {count} + {count - 1} x slab_gap"
+        )
+    lone = [shapes[p.image_id] for pieces in units.values() if len(pieces) == 1 for p in pieces]
+    if tile_size and lone:
+        rows, cols = max(lone, key=min)
+        hints.append(
+            f"lower {key}.tile_size (now {tile_size}): a lone image is tiled when both sides are >= 2 x tile_size, "
+            f"the largest here is {rows}x{cols}"
+        )
+    if excluded:
+        hints.append(
+            f"lower {key}.min_foreground (now {min_foreground}): {len(excluded)} tile(s) were left out as background"
+        )
+    hints.append("or add subjects (another PatientID, another sky field)")
+    return (
+        f"{norm_dir}: only {len(units)} unit(s) (subject groups, tiles or slabs) to split; train, val and test "
+        f"need at least {N_SPLITS}: " + "; ".join(hints)
+    )

@@ -54,13 +54,7 @@ from scisr.io.files import (
 )
 from scisr.prepare.assign import SPLITS, assign_folds, assign_units, fold_assignment
 from scisr.prepare.degrade import degrade
-from scisr.prepare.grouping import (
-    Piece,
-    build_units,
-    cut_slabs,
-    largest_volume,
-    tile_grid,
-)
+from scisr.prepare.grouping import Piece, build_units, cut_slabs, largest_volume, tile_grid, too_few_units
 from scisr.prepare.normalize import pixel_digest, read_digests
 from scisr.prepare.store import StoreWriter, merge_stores, pair_dirs  # pair_dirs: the layout's owner
 from scisr.units import unit_of
@@ -286,7 +280,7 @@ def plan_split(
                 left_out += gaps
         if len(units) < len(SPLITS):
             raise ValueError(
-                _too_few(norm_dir, dataset, units, volume, excluded, shapes, tile_size, slab_gap, min_foreground)
+                too_few_units(norm_dir, dataset, units, volume, excluded, shapes, tile_size, slab_gap, min_foreground)
             )
     else:
         units = build_units(images, shapes, None, pointing_tolerance)  # whole groups: nothing crosses folds
@@ -427,41 +421,3 @@ def _fold_parts(
             raise ValueError(f"part_dirs of fold {fold} must name exactly {', '.join(SPLITS)}; got {', '.join(parts)}")
         out[fold] = parts
     return out
-
-
-def _too_few(
-    norm_dir: Path,
-    dataset: str,
-    units: Mapping[str, list[Piece]],
-    volume: object,
-    excluded: Mapping[str, tuple[Piece, str]],
-    shapes: Mapping[str, tuple[int, int]],
-    tile_size: int | None,
-    slab_gap: int,
-    min_foreground: float,
-) -> str:
-    """The error for fewer units than splits, naming the settings that would help here."""
-    key = f"datasets.{dataset or '<name>'}.split"
-    hints = []
-    if volume is not None:
-        count = len(SPLITS) - len(units) + 1
-        hints.append(
-            f"lower {key}.slab_gap (now {slab_gap}): the largest series has {len(volume.positions)} slice "
-            f"positions, {count} slabs need {count} + {count - 1} x slab_gap"
-        )
-    lone = [shapes[p.image_id] for pieces in units.values() if len(pieces) == 1 for p in pieces]
-    if tile_size and lone:
-        rows, cols = max(lone, key=min)
-        hints.append(
-            f"lower {key}.tile_size (now {tile_size}): a lone image is tiled when both sides are >= 2 x tile_size, "
-            f"the largest here is {rows}x{cols}"
-        )
-    if excluded:
-        hints.append(
-            f"lower {key}.min_foreground (now {min_foreground}): {len(excluded)} tile(s) were left out as background"
-        )
-    hints.append("or add subjects (another PatientID, another sky field)")
-    return (
-        f"{norm_dir}: only {len(units)} unit(s) (subject groups, tiles or slabs) to split; train, val and test "
-        f"need at least {len(SPLITS)}: " + "; ".join(hints)
-    )
