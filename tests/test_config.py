@@ -174,7 +174,7 @@ def effective(base: dict, user: dict) -> tuple | None:
 def test_a_config_file_states_only_what_differs_from_the_schemas_defaults(name: str, base: str | None) -> None:
     """A key whose removal changes nothing the workflow reads restates a default: config.yaml over the schema's
     defaults; study.yaml over config.yaml, except the keys config.yaml sets, which study.yaml restates on purpose
-    (it is self-contained: tests/test_workflow.py), so only its other keys must differ from the schema's."""
+    (it is self-contained: tests/test_workflow_config.py), so only its other keys must differ from the schema's."""
     user = yaml.safe_load((CONFIG / name).read_text())
     under = yaml.safe_load((CONFIG / base).read_text()) if base else {}
     for dataset, spec in under.get("datasets", {}).items():  # a source of another kind drops the base's keys
