@@ -1,6 +1,6 @@
 """Readers that crash on demand, for the reader worker's tests (imported inside the worker process).
 
-A file whose content starts with one of the markers below makes `read_frames` / `is_lossy` die the
+A file whose content starts with one of the markers below makes `read_frames` die the
 way native code does (a segmentation fault, a hang, a runaway allocation); any other file is read
 by SciSR's own reader.
 """
@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from scisr.io.limits import stage
-from scisr.io.readers import is_lossy as _is_lossy
 from scisr.io.readers import read_frames as _read_frames
 
 SEGV, HANG, HOG = b"CRASH-SEGV", b"CRASH-HANG", b"CRASH-HOG"
@@ -35,6 +34,3 @@ def read_frames(path: str, **kwargs: object) -> list:
     _act(path)
     return _read_frames(path, **kwargs)
 
-
-def is_lossy(path: str, **kwargs: object) -> bool:
-    return _is_lossy(path, **kwargs)

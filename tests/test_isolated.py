@@ -81,7 +81,6 @@ def test_extract_skips_the_file_that_crashes_the_reader(
     entries = [Entry(path=p.name, source=f"test:{p.name}", subject="") for p in sorted(raw.iterdir())]
     write_manifest(build_manifest(raw, entries), tmp_path / "MANIFEST.tsv")
     monkeypatch.setattr(extract, "READ_TARGET", "crash_helpers:read_frames")
-    monkeypatch.setattr(extract, "PROBE_TARGET", "crash_helpers:is_lossy")
     with IsolatedReader(memory_mb=1024, timeout_s=30) as reader:
         index = extract.extract_dataset(
             raw,

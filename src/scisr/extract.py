@@ -49,7 +49,7 @@ from scisr.index import CANDIDATE, write_candidates
 from scisr.io import DEFAULT_MAX_BYTES, Frame, NotAnImageError, ReadError
 from scisr.io.files import remove_stale, write_tiff
 from scisr.io.isolated import IsolatedReader, ReaderCrashed
-from scisr.io.readers import is_lossy, read_frames
+from scisr.io.readers import read_frames
 from scisr.schema import schema_default
 from scisr.sources.manifest import read_manifest
 from scisr.units import unit_of
@@ -57,8 +57,8 @@ from scisr.units import unit_of
 log = logging.getLogger("scisr.extract")
 
 MIN_SIZE = 16
-# What the reader worker runs for the phase's two reads of a file (module:function).
-READ_TARGET, PROBE_TARGET = "scisr.io.readers:read_frames", "scisr.io.readers:is_lossy"
+# What the reader worker runs to read a file (module:function).
+READ_TARGET = "scisr.io.readers:read_frames"
 
 
 def _schema_frames(key: str) -> tuple[str, ...]:
@@ -159,10 +159,11 @@ def extract_unit(
     frames_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     with _quiet_readers() as muted:
-        lossy = {rel: read.is_lossy(raw_dir / rel) for rel, _ in mine}
         for rel, hint in mine:
-            for n, row in enumerate(_read_file(raw_dir / rel, rel, hint, unit_state, read)):
-                rows.append({**row, "order_lossy": int(lossy[rel]), "order_rank": rank[rel], "order_frame": n})
+            file_rows = list(_read_file(raw_dir / rel, rel, hint, unit_state, read))
+            lossy = int(any(row["lossy"] for row in file_rows))  # the gather keeps lossless copies first
+            for n, row in enumerate(file_rows):
+                rows.append({**row, "order_lossy": lossy, "order_rank": rank[rel], "order_frame": n})
     if muted:
         log.info(
             "%d reader warning(s) and log line(s) not shown: they may quote header values such as names", len(muted)
@@ -284,18 +285,10 @@ def pixel_hash(image: np.ndarray) -> str:
 
 @dataclass
 class _Reads:
-    """The phase's two reads of a file, in `reader`'s worker process when there is one."""
+    """The phase's read of a file, in `reader`'s worker process when there is one."""
 
     reader: IsolatedReader | None
     max_bytes: int
-
-    def is_lossy(self, path: Path) -> bool:
-        if self.reader is None:
-            return is_lossy(path, max_bytes=self.max_bytes)
-        try:
-            return bool(self.reader.call(PROBE_TARGET, path, max_bytes=self.max_bytes))
-        except ReaderCrashed:
-            return False  # as for any unreadable header: reading the file reports it
 
     def frames(self, path: Path) -> list[Frame]:
         if self.reader is None:
