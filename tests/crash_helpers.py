@@ -33,4 +33,3 @@ def _act(path: str) -> None:
 def read_frames(path: str, **kwargs: object) -> list:
     _act(path)
     return _read_frames(path, **kwargs)
-
