@@ -70,15 +70,15 @@ def gather_units(
 ) -> pd.DataFrame:
     """Write `frames_dir/<image_id>.tif` for every kept frame and `index_path` from the `units`' (unit table,
     candidate frames folder) pairs; with `key_map`, the union of the units' `key_maps` there. Return the index."""
+    if not units:
+        raise ValueError(f"{index_path}: no extract unit to gather")
     frames_dir = Path(frames_dir)
     tables = []
-    for number, (table_path, folder) in enumerate(units):
+    for table_path, folder in units:
         table = read_candidates(table_path)
         table["_file"] = [str(Path(folder) / name) if name else "" for name in table["candidate"]]
-        table["_unit"] = number
         tables.append(table)
-    every = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["_file", "_unit"])
-    every = every.sort_values(ORDER, kind="stable", ignore_index=True) if len(every) else every
+    every = pd.concat(tables, ignore_index=True).sort_values(ORDER, kind="stable", ignore_index=True)
     seen, rows = _Seen(dataset), []
     for record in every.to_dict("records"):
         row = {column: record[column] for column in INDEX_COLUMNS}
@@ -105,7 +105,7 @@ def gather_units(
     remove_stale(frames_dir, "*.tif", {f"{i}.tif" for i in seen.rows})
     kinds = Counter(row["kind"] for row in rows)
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()) if k != "ok") or "none"
-    files = len(set(every["source_path"])) if len(every) else 0
+    files = every["source_path"].nunique()
     log.info("extracted %d frame(s) from %d file(s); skipped: %s", kinds["ok"], files, skipped)
     return index
 

@@ -227,7 +227,7 @@ def gather_normalized(
     unknown = sorted(set(table["image_id"]) - set(order))
     if unknown:
         raise ValueError(f"{unknown[0]}: normalized by a unit but not in {index_path}; rerun the normalize units")
-    table = table.iloc[sorted(range(len(table)), key=lambda n: order[table["image_id"].iat[n]])]
+    table = table.sort_values("image_id", key=lambda ids: ids.map(order), kind="stable")
     remove_stale(out_dir, "*.tif", written)
     return write_params(table[PARAMS_COLUMNS].reset_index(drop=True), params_path)
 
